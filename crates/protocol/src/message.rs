@@ -1,0 +1,348 @@
+//! Client → server messages (spec §2.2) and the HTTP publish body (spec §3), decoded without
+//! copying event payloads: each event stays the exact JSON string token the client sent, so it can
+//! be forwarded as the `event` field of every `data` frame without re-encoding.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::auth::AuthFields;
+use crate::error::{ErrorType, WireError};
+
+/// Limits that parsing enforces. Values come from the server's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLimits {
+    /// Largest event, in bytes of its JSON text (AppSync: 240 KB).
+    pub max_event_bytes: usize,
+    /// Most events in one publish (AppSync: 5).
+    pub max_events: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_event_bytes: 240 * 1024,
+            max_events: 5,
+        }
+    }
+}
+
+/// Which operation a frame asked for; used to pick the right error envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Subscribe,
+    Unsubscribe,
+    Publish,
+}
+
+/// A decoded client frame.
+#[derive(Debug)]
+pub enum ClientMessage<'a> {
+    ConnectionInit,
+    Subscribe {
+        id: Cow<'a, str>,
+        channel: Cow<'a, str>,
+        authorization: Option<AuthFields>,
+    },
+    Unsubscribe {
+        id: Cow<'a, str>,
+    },
+    Publish {
+        id: Cow<'a, str>,
+        channel: Cow<'a, str>,
+        events: Vec<Event<'a>>,
+        authorization: Option<AuthFields>,
+    },
+}
+
+/// A frame that could not be decoded, with what is known of it so the reply can use the
+/// operation's own error envelope (`subscribe_error` with its `id`, …) when possible.
+#[derive(Debug)]
+pub struct FrameError {
+    pub operation: Option<Operation>,
+    /// The frame's `id`, when it was present and valid.
+    pub id: Option<String>,
+    pub error: WireError,
+}
+
+/// One event of a publish: the JSON string token exactly as received (quotes included).
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a>(&'a RawValue);
+
+impl<'a> Event<'a> {
+    /// The string token as sent, ready to splice into a `data` frame.
+    pub fn token(&self) -> &'a str {
+        self.0.get()
+    }
+}
+
+/// Why one event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("event {index} is not a string: each event must be a string that holds JSON")]
+    NotAString { index: usize },
+    #[error("event {index} is not valid JSON: each event must be a string that holds JSON")]
+    NotJson { index: usize },
+    #[error("event {index} is larger than {limit} bytes")]
+    TooLarge { index: usize, limit: usize },
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    events: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    authorization: Option<&'a RawValue>,
+}
+
+fn bad(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorType::BadRequest, message)
+}
+
+/// `id`: `^[a-zA-Z0-9-_+]{1,128}$` (spec §2.2).
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+'))
+}
+
+fn string_field<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<Cow<'a, str>, WireError> {
+    let raw = raw.ok_or_else(|| bad(format!("'{name}' is required")))?;
+    serde_json::from_str::<Cow<'a, str>>(raw.get())
+        .map_err(|_| bad(format!("'{name}' must be a string")))
+}
+
+fn parse_auth(raw: Option<&RawValue>) -> Result<Option<AuthFields>, WireError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => AuthFields::from_json(raw.get())
+            .map(Some)
+            .ok_or_else(|| bad("'authorization' must be an object")),
+    }
+}
+
+/// Checks the events of a publish (count, type, JSON, size) and returns them undecoded.
+/// Per-event problems other than size are request errors, as the whole publish is malformed;
+/// oversized events are reported by index so the caller can list them in `failed`.
+pub fn parse_events<'a>(
+    raw: Option<&'a RawValue>,
+    limits: &EventLimits,
+) -> Result<Vec<Result<Event<'a>, EventError>>, WireError> {
+    let raw = raw.ok_or_else(|| bad("'events' is required: an array of 1 to 5 strings"))?;
+    let list: Vec<&'a RawValue> = serde_json::from_str(raw.get())
+        .map_err(|_| bad("'events' must be an array of strings that hold JSON"))?;
+    if list.is_empty() || list.len() > limits.max_events {
+        return Err(bad(format!(
+            "a publish carries 1 to {} events, this one has {}",
+            limits.max_events,
+            list.len()
+        )));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let text: Cow<'_, str> = serde_json::from_str(raw.get())
+                .map_err(|_| bad(EventError::NotAString { index }.to_string()))?;
+            if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
+                return Err(bad(EventError::NotJson { index }.to_string()));
+            }
+            if text.len() > limits.max_event_bytes {
+                return Ok(Err(EventError::TooLarge {
+                    index,
+                    limit: limits.max_event_bytes,
+                }));
+            }
+            Ok(Ok(Event(raw)))
+        })
+        .collect()
+}
+
+impl<'a> ClientMessage<'a> {
+    /// Decodes one text frame. Unknown fields are ignored, as clients send extra legacy ones.
+    /// Events are checked for count, type and JSON validity; an oversized event fails the frame.
+    pub fn parse(text: &'a str, limits: &EventLimits) -> Result<ClientMessage<'a>, FrameError> {
+        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| FrameError {
+            operation: None,
+            id: None,
+            error: bad(format!("the message is not a valid JSON object: {e}")),
+        })?;
+        let kind = env.kind.as_deref().unwrap_or_default();
+        let operation = match kind {
+            "connection_init" => return Ok(ClientMessage::ConnectionInit),
+            "subscribe" => Operation::Subscribe,
+            "unsubscribe" => Operation::Unsubscribe,
+            "publish" => Operation::Publish,
+            _ => {
+                let shown: String = kind.chars().take(40).collect();
+                return Err(FrameError {
+                    operation: None,
+                    id: None,
+                    error: WireError::new(
+                        ErrorType::UnsupportedOperation,
+                        format!(
+                            "unknown message type {shown:?}: expected connection_init, subscribe, unsubscribe or publish"
+                        ),
+                    ),
+                });
+            }
+        };
+        let fail = |id: Option<String>, error| FrameError {
+            operation: Some(operation),
+            id,
+            error,
+        };
+        let id = string_field(env.id, "id").map_err(|e| fail(None, e))?;
+        if !valid_id(&id) {
+            return Err(fail(
+                None,
+                bad("'id' must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_' and '+'"),
+            ));
+        }
+        let with_id = |e| fail(Some(id.to_string()), e);
+        match operation {
+            Operation::Unsubscribe => Ok(ClientMessage::Unsubscribe { id }),
+            Operation::Subscribe => {
+                let channel = string_field(env.channel, "channel").map_err(with_id)?;
+                let authorization = parse_auth(env.authorization).map_err(with_id)?;
+                Ok(ClientMessage::Subscribe {
+                    id,
+                    channel,
+                    authorization,
+                })
+            }
+            Operation::Publish => {
+                let channel = string_field(env.channel, "channel").map_err(with_id)?;
+                let authorization = parse_auth(env.authorization).map_err(with_id)?;
+                let events = parse_events(env.events, limits)
+                    .map_err(with_id)?
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| with_id(WireError::new(ErrorType::BadRequest, e.to_string())))?;
+                Ok(ClientMessage::Publish {
+                    id,
+                    channel,
+                    events,
+                    authorization,
+                })
+            }
+        }
+    }
+}
+
+/// The body of `POST /event`.
+#[derive(Debug)]
+pub struct HttpPublish<'a> {
+    pub channel: Cow<'a, str>,
+    /// Every event, in order; oversized ones as errors so they can be listed in `failed`.
+    pub events: Vec<Result<Event<'a>, EventError>>,
+}
+
+#[derive(Deserialize)]
+struct HttpBody<'a> {
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    events: Option<&'a RawValue>,
+}
+
+impl<'a> HttpPublish<'a> {
+    pub fn parse(body: &'a [u8], limits: &EventLimits) -> Result<HttpPublish<'a>, WireError> {
+        let text =
+            std::str::from_utf8(body).map_err(|_| bad("the request body is not UTF-8 JSON"))?;
+        let body: HttpBody<'a> = serde_json::from_str(text)
+            .map_err(|e| bad(format!("the request body is not a valid JSON object: {e}")))?;
+        let channel = string_field(body.channel, "channel")?;
+        let events = parse_events(body.events, limits)?;
+        Ok(HttpPublish { channel, events })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClientMessage<'_>, FrameError> {
+        ClientMessage::parse(text, &EventLimits::default())
+    }
+
+    #[test]
+    fn decodes_every_client_message() {
+        assert!(matches!(
+            parse(r#"{"type":"connection_init"}"#),
+            Ok(ClientMessage::ConnectionInit)
+        ));
+        let Ok(ClientMessage::Subscribe {
+            id,
+            channel,
+            authorization,
+        }) = parse(
+            r#"{"type":"subscribe","id":"a-1","channel":"/default/*","authorization":{"x-api-key":"k","host":"h"},"payload":{}}"#,
+        )
+        else {
+            panic!("subscribe")
+        };
+        assert_eq!((&*id, &*channel), ("a-1", "/default/*"));
+        assert_eq!(authorization.unwrap().get("X-Api-Key"), Some("k"));
+        let Ok(ClientMessage::Publish { events, .. }) = parse(
+            r#"{"type":"publish","id":"p","channel":"/default/x","events":["{\"a\":1}", "\"s\""]}"#,
+        ) else {
+            panic!("publish")
+        };
+        let tokens: Vec<&str> = events.iter().map(|e| e.token()).collect();
+        assert_eq!(tokens, [r#""{\"a\":1}""#, r#""\"s\"""#]);
+        assert!(matches!(
+            parse(r#"{"type":"unsubscribe","id":"a-1"}"#),
+            Ok(ClientMessage::Unsubscribe { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_keep_operation_and_id_when_known() {
+        let e = parse("{not json").unwrap_err();
+        assert_eq!((e.operation, e.id), (None, None));
+        let e = parse(r#"{"type":"nope","id":"x"}"#).unwrap_err();
+        assert_eq!(e.error.kind, ErrorType::UnsupportedOperation);
+        let e = parse(r#"{"type":"subscribe","id":"bad id!","channel":"/a"}"#).unwrap_err();
+        assert_eq!((e.operation, e.id), (Some(Operation::Subscribe), None));
+        let e = parse(r#"{"type":"subscribe","id":"ok","channel":5}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("ok"));
+        let e = parse(r#"{"type":"publish","id":"ok","channel":"/a","events":[]}"#).unwrap_err();
+        assert_eq!(e.operation, Some(Operation::Publish));
+        let e = parse(r#"{"type":"publish","id":"ok","channel":"/a","events":["{"]}"#).unwrap_err();
+        assert!(e.error.message.contains("not valid JSON"));
+        let e = parse(r#"{"type":"publish","id":"ok","channel":"/a","events":[{}]}"#).unwrap_err();
+        assert!(e.error.message.contains("not a string"));
+    }
+
+    #[test]
+    fn http_body_reports_oversized_events_by_index() {
+        let limits = EventLimits {
+            max_event_bytes: 8,
+            max_events: 5,
+        };
+        let body = br#"{"channel":"default/a","events":["1","\"0123456789\""]}"#;
+        let p = HttpPublish::parse(body, &limits).unwrap();
+        assert!(p.events[0].is_ok());
+        assert_eq!(
+            p.events[1].as_ref().unwrap_err(),
+            &EventError::TooLarge { index: 1, limit: 8 }
+        );
+        assert!(HttpPublish::parse(b"[]", &limits).is_err());
+        assert!(
+            HttpPublish::parse(
+                br#"{"channel":"/a","events":["1","1","1","1","1","1"]}"#,
+                &limits
+            )
+            .is_err()
+        );
+    }
+}

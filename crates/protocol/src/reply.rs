@@ -1,0 +1,213 @@
+//! Server → client messages (spec §2.2) and the HTTP publish response (spec §3), encoded to bytes.
+//!
+//! `data` frames are the hot path: a frame is `prefix(subscription) + body(event)`. The prefix is
+//! built once per subscription, the body once per event and shared by every subscriber.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::error::WireError;
+
+/// `{"type":"ka"}`
+pub const KA: &str = r#"{"type":"ka"}"#;
+
+#[derive(Serialize)]
+struct Typed<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(flatten)]
+    rest: T,
+}
+
+#[derive(Serialize)]
+struct Nothing {}
+
+#[derive(Serialize)]
+struct Errors<'a> {
+    errors: &'a [WireError],
+}
+
+fn encode<T: Serialize>(kind: &str, id: Option<&str>, rest: T) -> Bytes {
+    // Serializing these plain structs cannot fail; an empty object is a safe fallback anyway.
+    serde_json::to_vec(&Typed { kind, id, rest })
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+}
+
+/// `{"type":"connection_ack","connectionTimeoutMs":N}`
+pub fn connection_ack(timeout_ms: u64) -> Bytes {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ack {
+        connection_timeout_ms: u64,
+    }
+    encode(
+        "connection_ack",
+        None,
+        Ack {
+            connection_timeout_ms: timeout_ms,
+        },
+    )
+}
+
+/// `connection_error` with the given errors.
+pub fn connection_error(errors: &[WireError]) -> Bytes {
+    encode("connection_error", None, Errors { errors })
+}
+
+/// `subscribe_success` / `unsubscribe_success`.
+pub fn success(kind: SuccessKind, id: &str) -> Bytes {
+    let kind = match kind {
+        SuccessKind::Subscribe => "subscribe_success",
+        SuccessKind::Unsubscribe => "unsubscribe_success",
+    };
+    encode(kind, Some(id), Nothing {})
+}
+
+/// Which success reply.
+#[derive(Debug, Clone, Copy)]
+pub enum SuccessKind {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// The error envelope for an operation, or the generic `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    Broadcast,
+    Generic,
+}
+
+/// `{"type":"<op>_error","id":..,"errors":[..]}` (or `error` with an optional id).
+pub fn error(kind: ErrorKind, id: Option<&str>, errors: &[WireError]) -> Bytes {
+    let kind = match kind {
+        ErrorKind::Subscribe => "subscribe_error",
+        ErrorKind::Unsubscribe => "unsubscribe_error",
+        ErrorKind::Publish => "publish_error",
+        ErrorKind::Broadcast => "broadcast_error",
+        ErrorKind::Generic => "error",
+    };
+    encode(kind, id, Errors { errors })
+}
+
+/// An event accepted by a publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub identifier: String,
+    pub index: usize,
+}
+
+/// An event refused by a publish (the request as a whole succeeded).
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub identifier: String,
+    pub index: usize,
+    pub code: String,
+    pub message: String,
+}
+
+/// The outcome of a publish, sent as the HTTP 200 body or inside `publish_success`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PublishResult {
+    pub successful: Vec<Accepted>,
+    pub failed: Vec<Refused>,
+}
+
+impl PublishResult {
+    /// The HTTP response body.
+    pub fn to_http_body(&self) -> Bytes {
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+    }
+}
+
+/// `{"type":"publish_success","id":..,"successful":[..],"failed":[..]}`
+pub fn publish_success(id: &str, result: &PublishResult) -> Bytes {
+    encode("publish_success", Some(id), result)
+}
+
+/// The HTTP body of a request-level failure: `{"errors":[..]}`.
+pub fn http_errors(errors: &[WireError]) -> Bytes {
+    serde_json::to_vec(&Errors { errors })
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+}
+
+/// The per-subscription start of a `data` frame: `{"type":"data","id":"<id>","event":`.
+/// `id` must already be valid ([`crate::message::valid_id`]), so it needs no escaping.
+pub fn data_prefix(id: &str) -> Bytes {
+    let mut v = Vec::with_capacity(34 + id.len());
+    v.extend_from_slice(br#"{"type":"data","id":""#);
+    v.extend_from_slice(id.as_bytes());
+    v.extend_from_slice(br#"","event":"#);
+    Bytes::from(v)
+}
+
+/// The shared end of a `data` frame: the event's JSON string token and the closing brace.
+pub fn data_body(event_token: &str) -> Bytes {
+    let mut v = Vec::with_capacity(event_token.len() + 1);
+    v.extend_from_slice(event_token.as_bytes());
+    v.push(b'}');
+    Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorType;
+
+    fn json(b: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn envelopes_match_the_spec() {
+        assert_eq!(
+            json(&connection_ack(300000)),
+            serde_json::json!({"type":"connection_ack","connectionTimeoutMs":300000})
+        );
+        assert_eq!(
+            json(&success(SuccessKind::Subscribe, "s1")),
+            serde_json::json!({"type":"subscribe_success","id":"s1"})
+        );
+        assert_eq!(
+            json(&connection_error(&[WireError::unauthorized()])),
+            serde_json::json!({"type":"connection_error","errors":[{"errorType":"UnauthorizedException","errorCode":401,"message":"You are not authorized to make this call."}]})
+        );
+        assert_eq!(
+            json(&error(
+                ErrorKind::Generic,
+                None,
+                &[WireError::new(ErrorType::BadRequest, "x")]
+            )),
+            serde_json::json!({"type":"error","errors":[{"errorType":"BadRequestException","message":"x"}]})
+        );
+        let result = PublishResult {
+            successful: vec![Accepted {
+                identifier: "u".into(),
+                index: 0,
+            }],
+            failed: vec![],
+        };
+        assert_eq!(
+            json(&publish_success("p", &result)),
+            serde_json::json!({"type":"publish_success","id":"p","successful":[{"identifier":"u","index":0}],"failed":[]})
+        );
+    }
+
+    #[test]
+    fn data_frame_is_prefix_plus_body() {
+        let mut frame = data_prefix("sub-1").to_vec();
+        frame.extend_from_slice(&data_body(r#""{\"a\":1}""#));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&frame).unwrap(),
+            serde_json::json!({"type":"data","id":"sub-1","event":"{\"a\":1}"})
+        );
+    }
+}
