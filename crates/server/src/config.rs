@@ -1,0 +1,395 @@
+//! Configuration: one TOML file, `HERALD_…` environment overrides, then command-line flags.
+//! Every key is documented in `docs/configuration.md`; keep the two in step.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthMode;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the single port serving HTTP publish, the WebSocket and `/healthz`.
+    pub listen: SocketAddr,
+    /// Where Herald keeps its files (the development certificate, and history when enabled).
+    pub data_dir: PathBuf,
+    /// TLS from a certificate and key, or a generated development certificate.
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    /// Channel namespaces. Channels exist only under a configured namespace.
+    pub namespaces: Vec<NamespaceConfig>,
+    pub limits: Limits,
+    pub websocket: WebSocketConfig,
+    pub http: HttpConfig,
+    /// How long a graceful shutdown waits for connections to close, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("herald-data"),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            namespaces: Vec::new(),
+            limits: Limits::default(),
+            websocket: WebSocketConfig::default(),
+            http: HttpConfig::default(),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate for localhost and 127.0.0.1 (written under `data_dir`).
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Modes accepted when a WebSocket connects.
+    pub connection_auth_modes: Vec<AuthMode>,
+    /// Modes accepted for publishing, unless a namespace overrides them.
+    pub default_publish_auth_modes: Vec<AuthMode>,
+    /// Modes accepted for subscribing, unless a namespace overrides them.
+    pub default_subscribe_auth_modes: Vec<AuthMode>,
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            connection_auth_modes: vec![AuthMode::ApiKey],
+            default_publish_auth_modes: vec![AuthMode::ApiKey],
+            default_subscribe_auth_modes: vec![AuthMode::ApiKey],
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The key clients send in `x-api-key`.
+    pub key: String,
+    /// A name for logs and identity (never the key itself).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When the key stops working: RFC 3339, e.g. `2027-01-31T00:00:00Z`.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    pub name: String,
+    /// Overrides `auth.default_publish_auth_modes` for this namespace.
+    #[serde(default)]
+    pub publish_auth_modes: Option<Vec<AuthMode>>,
+    /// Overrides `auth.default_subscribe_auth_modes` for this namespace.
+    #[serde(default)]
+    pub subscribe_auth_modes: Option<Vec<AuthMode>>,
+}
+
+/// Limits, with AppSync's defaults (spec §7) where AppSync has one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most open WebSocket connections; the next one gets `connection_error` LimitExceededError.
+    pub max_connections: usize,
+    pub max_subscriptions_per_connection: usize,
+    /// Publish messages per second per WebSocket connection (a token bucket with this burst).
+    pub max_publishes_per_second: u32,
+    pub max_events_per_publish: usize,
+    /// Largest event, bytes of its JSON text (240 KB).
+    pub max_event_bytes: usize,
+    /// Largest HTTP publish body or WebSocket message (1.2 MB).
+    pub max_request_bytes: usize,
+    /// Outbound queue of one connection, in bytes; a subscriber that falls this far behind is
+    /// disconnected (close code 4008, "slow consumer") so the others keep receiving.
+    pub max_queued_bytes: usize,
+    /// Outbound queue of one connection, in messages; the same rule applies.
+    pub max_queued_messages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 100_000,
+            max_subscriptions_per_connection: 200,
+            max_publishes_per_second: 25,
+            max_events_per_publish: 5,
+            max_event_bytes: 240 * 1024,
+            max_request_bytes: 1_258_291,
+            max_queued_bytes: 4 * 1024 * 1024,
+            max_queued_messages: 16_384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Interval of `ka` messages.
+    pub keepalive_interval_ms: u64,
+    /// Sent in `connection_ack`: clients drop a socket silent for this long.
+    pub connection_timeout_ms: u64,
+    /// Connections are closed after this long (AppSync: 24 h).
+    pub max_lifetime_secs: u64,
+    /// Time allowed for the TLS handshake and the HTTP upgrade request.
+    pub handshake_timeout_ms: u64,
+    /// Initial read buffer per connection, bytes; it grows for large messages, then shrinks.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            keepalive_interval_ms: 60_000,
+            connection_timeout_ms: 300_000,
+            max_lifetime_secs: 24 * 3600,
+            handshake_timeout_ms: 10_000,
+            read_buffer_bytes: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Origins allowed to publish from a browser; `*` allows any.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            cors_allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+/// A configuration that cannot be used, with every reason found.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads the file (if any) and `HERALD_…` variables (`__` separates levels:
+    /// `HERALD_LIMITS__MAX_CONNECTIONS=10`), then validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError {
+                    problems: vec![format!("config file {} does not exist", file.display())],
+                });
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        fig = fig.merge(Env::prefixed("HERALD_").split("__"));
+        let config: Config = fig.extract().map_err(|e| ConfigError {
+            problems: e.into_iter().map(|e| e.to_string()).collect(),
+        })?;
+        Ok(config)
+    }
+
+    /// Every problem, each naming the key that causes it. Empty when the config is usable.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut names = HashSet::new();
+        if self.namespaces.is_empty() {
+            p.push("namespaces: at least one namespace is required, e.g. [[namespaces]] name = \"default\"".into());
+        }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if herald_protocol::Channel::parse(&ns.name).map(|c| c.depth()) != Ok(1) {
+                p.push(format!(
+                    "namespaces[{i}].name: {:?} is not a valid namespace name (1-50 characters of A-Z, a-z, 0-9 and '-', not starting or ending with '-')",
+                    ns.name
+                ));
+            }
+            if !names.insert(ns.name.as_str()) {
+                p.push(format!(
+                    "namespaces[{i}].name: namespace {:?} is defined twice",
+                    ns.name
+                ));
+            }
+            for (key, modes) in [
+                ("publish_auth_modes", &ns.publish_auth_modes),
+                ("subscribe_auth_modes", &ns.subscribe_auth_modes),
+            ] {
+                if let Some(modes) = modes {
+                    check_modes(&mut p, &format!("namespaces[{i}].{key}"), modes);
+                }
+            }
+        }
+        check_modes(
+            &mut p,
+            "auth.connection_auth_modes",
+            &self.auth.connection_auth_modes,
+        );
+        check_modes(
+            &mut p,
+            "auth.default_publish_auth_modes",
+            &self.auth.default_publish_auth_modes,
+        );
+        check_modes(
+            &mut p,
+            "auth.default_subscribe_auth_modes",
+            &self.auth.default_subscribe_auth_modes,
+        );
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
+            if key.key.len() < 8 {
+                p.push(format!(
+                    "auth.api_keys[{i}].key: an API key needs at least 8 characters"
+                ));
+            }
+            if let Some(expires) = &key.expires
+                && crate::time::parse_rfc3339(expires).is_none()
+            {
+                p.push(format!(
+                    "auth.api_keys[{i}].expires: {expires:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                ));
+            }
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                p.push("tls: give both tls.cert and tls.key, or neither".into())
+            }
+            (Some(c), Some(k)) => {
+                for (key, path) in [("tls.cert", c), ("tls.key", k)] {
+                    if !path.exists() {
+                        p.push(format!("{key}: file {} does not exist", path.display()));
+                    }
+                }
+                if self.tls.dev {
+                    p.push("tls.dev: use either a generated development certificate or tls.cert/tls.key, not both".into());
+                }
+            }
+            (None, None) => {}
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_connections", l.max_connections),
+            (
+                "limits.max_subscriptions_per_connection",
+                l.max_subscriptions_per_connection,
+            ),
+            (
+                "limits.max_publishes_per_second",
+                l.max_publishes_per_second as usize,
+            ),
+            ("limits.max_events_per_publish", l.max_events_per_publish),
+            ("limits.max_event_bytes", l.max_event_bytes),
+            ("limits.max_request_bytes", l.max_request_bytes),
+            ("limits.max_queued_bytes", l.max_queued_bytes),
+            ("limits.max_queued_messages", l.max_queued_messages),
+            (
+                "websocket.keepalive_interval_ms",
+                self.websocket.keepalive_interval_ms as usize,
+            ),
+            (
+                "websocket.max_lifetime_secs",
+                self.websocket.max_lifetime_secs as usize,
+            ),
+        ] {
+            if value == 0 {
+                p.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if l.max_event_bytes > l.max_request_bytes {
+            p.push("limits.max_event_bytes: cannot exceed limits.max_request_bytes".into());
+        }
+        p
+    }
+
+    /// Fails with every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
+        self.namespaces.iter().find(|n| n.name == name)
+    }
+}
+
+fn check_modes(problems: &mut Vec<String>, key: &str, modes: &[AuthMode]) {
+    if modes.is_empty() {
+        problems.push(format!("{key}: list at least one authorization mode"));
+    }
+    for mode in modes {
+        if !mode.is_supported() {
+            problems.push(format!(
+                "{key}: authorization mode {} is not available in this build yet; use API_KEY",
+                mode.as_str()
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_each_problem_with_its_key() {
+        let mut c = Config {
+            namespaces: vec![
+                NamespaceConfig {
+                    name: "ok".into(),
+                    publish_auth_modes: Some(vec![]),
+                    subscribe_auth_modes: None,
+                },
+                NamespaceConfig {
+                    name: "ok".into(),
+                    publish_auth_modes: None,
+                    subscribe_auth_modes: None,
+                },
+                NamespaceConfig {
+                    name: "bad/name".into(),
+                    publish_auth_modes: None,
+                    subscribe_auth_modes: None,
+                },
+            ],
+            ..Config::default()
+        };
+        c.limits.max_connections = 0;
+        c.auth.api_keys.push(ApiKeyConfig {
+            key: "da2-0123456789".into(),
+            name: None,
+            expires: Some("tomorrow".into()),
+        });
+        let p = c.problems().join("\n");
+        for needle in [
+            "namespaces[0].publish_auth_modes",
+            "namespaces[1].name",
+            "namespaces[2].name",
+            "limits.max_connections",
+            "auth.api_keys[0].expires",
+        ] {
+            assert!(p.contains(needle), "{needle} missing from:\n{p}");
+        }
+    }
+}

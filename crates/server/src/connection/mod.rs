@@ -1,0 +1,190 @@
+//! One WebSocket connection: a single task that reads frames, runs the AppSync protocol
+//! (spec §2), and writes whatever its [`Outbox`] holds.
+//!
+//! The task alternates between writing everything queued (one syscall for many frames) and
+//! waiting for either more input or more output. Publishing happens inline: a `publish` frame
+//! fans out from this task before the reply is queued.
+
+pub mod outbox;
+mod session;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use herald_protocol::{AuthFields, ErrorType, WireError, reply};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::Operation;
+use crate::state::State;
+use crate::transport::ws::{self, Message, Reader, close};
+use outbox::{Out, Outbox};
+use session::Session;
+
+/// Largest read buffer kept by an idle connection; a larger one (after a big message) is freed.
+const KEEP_READ_BUFFER: usize = 16 * 1024;
+/// Largest write buffer kept between writes.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Runs a connection until it closes. `fields` is the connect authorization (from the
+/// `header-` subprotocol or the upgrade request's headers).
+pub async fn run<S>(state: Arc<State>, mut io: S, fields: AuthFields)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = &state.config.limits;
+    let outbox = Arc::new(Outbox::new(
+        limits.max_queued_bytes,
+        limits.max_queued_messages,
+    ));
+    let Some(_registration) = state
+        .connections
+        .register(outbox.clone(), limits.max_connections)
+    else {
+        let err = WireError::new(
+            ErrorType::LimitExceeded,
+            "the server has reached its maximum number of connections; try again later",
+        );
+        refuse(&mut io, &err).await;
+        return;
+    };
+    let identity = match state
+        .authorizer
+        .authorize(
+            &state.config.auth.connection_auth_modes,
+            &fields,
+            Operation::Connect,
+        )
+        .await
+    {
+        Ok(identity) => identity,
+        Err(err) => {
+            refuse(&mut io, &err).await;
+            return;
+        }
+    };
+    let mut session = Session::new(state.clone(), outbox.clone(), fields, identity);
+    let reason = pump(&state, &mut io, &outbox, &mut session).await;
+    session.end();
+    if let Err(e) = reason {
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+/// Sends `connection_error` and closes with a normal close code, as AppSync does.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, err: &WireError) {
+    let mut out = Vec::new();
+    let msg = reply::connection_error(std::slice::from_ref(err));
+    ws::write_frame(&mut out, ws::OP_TEXT, &[&msg]);
+    ws::write_close(&mut out, close::NORMAL, "");
+    if io.write_all(&out).await.is_ok() {
+        linger(io).await;
+    }
+}
+
+/// After our close frame: half-close and drain briefly, so the peer reads everything we sent
+/// instead of seeing a reset caused by its own unread frames.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+    let mut sink = [0u8; 256];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer closed the socket")]
+    Eof,
+    #[error("peer sent close")]
+    PeerClose,
+    #[error("closed by server with code {0}")]
+    Closed(u16),
+}
+
+async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &State,
+    io: &mut S,
+    outbox: &Outbox,
+    session: &mut Session,
+) -> Result<(), End> {
+    let initial = state.config.websocket.read_buffer_bytes.max(256);
+    let max_message = state.config.limits.max_request_bytes;
+    let mut rbuf = BytesMut::with_capacity(initial);
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut queue: VecDeque<Out> = VecDeque::new();
+    let mut reader = Reader::default();
+    loop {
+        outbox.drain(&mut queue);
+        let mut closing = None;
+        for item in queue.drain(..) {
+            match item {
+                Out::Text(b) => ws::write_frame(&mut wbuf, ws::OP_TEXT, &[&b]),
+                Out::Data { prefix, body } => {
+                    ws::write_frame(&mut wbuf, ws::OP_TEXT, &[&prefix, &body])
+                }
+                Out::Close { code, reason } => {
+                    ws::write_close(&mut wbuf, code, reason);
+                    closing = Some(code);
+                    break;
+                }
+            }
+        }
+        if queue.capacity() > 256 {
+            queue = VecDeque::new();
+        }
+        if !wbuf.is_empty() {
+            io.write_all(&wbuf).await?;
+            wbuf.clear();
+            if wbuf.capacity() > KEEP_WRITE_BUFFER {
+                wbuf = Vec::new();
+            }
+        }
+        if let Some(code) = closing {
+            linger(io).await;
+            return Err(End::Closed(code));
+        }
+        if rbuf.capacity() - rbuf.len() < 128 {
+            rbuf.reserve(initial);
+        }
+        tokio::select! {
+            _ = outbox.ready() => {}
+            read = io.read_buf(&mut rbuf) => {
+                if read? == 0 {
+                    return Err(End::Eof);
+                }
+                loop {
+                    let message = match reader.next(&mut rbuf, max_message) {
+                        Ok(Some(m)) => m,
+                        Ok(None) => break,
+                        Err(e) => {
+                            outbox.close(e.close_code(), "invalid WebSocket frame");
+                            tracing::debug!(error = %e, "closing on a bad frame");
+                            break;
+                        }
+                    };
+                    match message {
+                        Message::Text(text) => session.handle(&text).await,
+                        Message::Binary => session.binary(),
+                        Message::Ping(payload) => ws::write_frame(&mut wbuf, ws::OP_PONG, &[&payload]),
+                        Message::Pong => {}
+                        Message::Close(code) => {
+                            ws::write_close(&mut wbuf, code.unwrap_or(close::NORMAL), "");
+                            let _ = io.write_all(&wbuf).await;
+                            linger(io).await;
+                            return Err(End::PeerClose);
+                        }
+                    }
+                }
+                if rbuf.is_empty() && rbuf.capacity() > KEEP_READ_BUFFER {
+                    rbuf = BytesMut::with_capacity(initial);
+                }
+            }
+        }
+    }
+}

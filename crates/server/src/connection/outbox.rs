@@ -1,0 +1,177 @@
+//! The outbound queue of one connection.
+//!
+//! Publishers push into it from any task; the connection's own task drains everything queued in
+//! one go and writes it with one syscall (write coalescing under load). The queue is bounded in
+//! messages and bytes. Overflow rule: the connection is marked for closing as a slow consumer
+//! (close code 4008); what is queued is dropped and nothing more is accepted, so a subscriber that
+//! cannot keep up never delays the others nor grows memory without bound.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// One queued item.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// A whole text message.
+    Text(Bytes),
+    /// A `data` frame: the subscription's prefix followed by the event's shared body.
+    Data { prefix: Bytes, body: Bytes },
+    /// Close the connection with this code and reason after what is already queued.
+    Close { code: u16, reason: &'static str },
+}
+
+impl Out {
+    fn cost(&self) -> usize {
+        match self {
+            Out::Text(b) => b.len(),
+            Out::Data { prefix, body } => prefix.len() + body.len(),
+            Out::Close { .. } => 0,
+        }
+    }
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing; the item was dropped.
+    Closed,
+    /// This push overflowed the queue; the connection is now closing as a slow consumer.
+    Overflow,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Out>,
+    bytes: usize,
+    closing: bool,
+}
+
+/// A bounded, multi-producer queue drained by the connection task.
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    max_bytes: usize,
+    max_messages: usize,
+    /// Set once the slow-consumer rule fired, for metrics and logs.
+    overflowed: AtomicBool,
+}
+
+impl Outbox {
+    pub fn new(max_bytes: usize, max_messages: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            max_bytes,
+            max_messages,
+            overflowed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an item, applying the overflow rule.
+    pub fn push(&self, item: Out) -> Result<(), PushError> {
+        let mut s = self.lock();
+        if s.closing {
+            return Err(PushError::Closed);
+        }
+        let cost = item.cost();
+        if s.queue.len() >= self.max_messages || s.bytes + cost > self.max_bytes {
+            s.queue.clear();
+            s.bytes = 0;
+            s.closing = true;
+            s.queue.push_back(Out::Close {
+                code: crate::transport::ws::close::SLOW_CONSUMER,
+                reason: "slow consumer: outbound queue full",
+            });
+            drop(s);
+            self.overflowed.store(true, Ordering::Relaxed);
+            self.notify.notify_one();
+            return Err(PushError::Overflow);
+        }
+        let was_empty = s.queue.is_empty();
+        s.bytes += cost;
+        s.queue.push_back(item);
+        drop(s);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues a close after what is already queued; later pushes are dropped.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let mut s = self.lock();
+        if s.closing {
+            return;
+        }
+        s.closing = true;
+        s.queue.push_back(Out::Close { code, reason });
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Moves everything queued into `into` (which the caller keeps to reuse its allocation).
+    pub fn drain(&self, into: &mut VecDeque<Out>) {
+        let mut s = self.lock();
+        if into.is_empty() {
+            std::mem::swap(&mut s.queue, into);
+        } else {
+            into.extend(s.queue.drain(..));
+        }
+        s.bytes = 0;
+        // An idle connection should not keep a large queue allocation around.
+        if s.queue.capacity() > 64 {
+            s.queue = VecDeque::new();
+        }
+    }
+
+    /// Resolves when something was queued since the last wait.
+    pub async fn ready(&self) {
+        self.notify.notified().await
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_closes_as_slow_consumer() {
+        let o = Outbox::new(10, 100);
+        o.push(Out::Text(Bytes::from_static(b"12345"))).unwrap();
+        o.push(Out::Text(Bytes::from_static(b"12345"))).unwrap();
+        assert_eq!(
+            o.push(Out::Text(Bytes::from_static(b"1"))),
+            Err(PushError::Overflow)
+        );
+        assert_eq!(
+            o.push(Out::Text(Bytes::from_static(b"1"))),
+            Err(PushError::Closed)
+        );
+        let mut q = VecDeque::new();
+        o.drain(&mut q);
+        assert!(matches!(q.pop_front(), Some(Out::Close { code: 4008, .. })));
+        assert!(q.is_empty());
+        assert!(o.overflowed());
+    }
+
+    #[test]
+    fn message_count_is_bounded_too() {
+        let o = Outbox::new(1 << 20, 2);
+        o.push(Out::Text(Bytes::new())).unwrap();
+        o.push(Out::Text(Bytes::new())).unwrap();
+        assert_eq!(o.push(Out::Text(Bytes::new())), Err(PushError::Overflow));
+    }
+}

@@ -1,0 +1,259 @@
+//! The AppSync protocol state of one connection: its subscriptions, its publish rate, and the
+//! reply to each client message (spec §2.2).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use herald_protocol::message::Operation as FrameOp;
+use herald_protocol::reply::{self, ErrorKind, SuccessKind};
+use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, WireError};
+
+use super::outbox::{Out, Outbox};
+use crate::auth::{Identity, Operation};
+use crate::hub::Subscriber;
+use crate::publish;
+use crate::state::{Access, State, unknown_namespace};
+
+pub struct Session {
+    state: Arc<State>,
+    outbox: Arc<Outbox>,
+    /// Connect credentials: used for an operation that carries no `authorization` of its own.
+    connect_fields: AuthFields,
+    /// Who connected; kept for handlers and rules.
+    #[allow(dead_code)]
+    identity: Identity,
+    subscriptions: HashMap<String, (Pattern, Arc<Subscriber>)>,
+    bucket: TokenBucket,
+}
+
+impl Session {
+    pub fn new(
+        state: Arc<State>,
+        outbox: Arc<Outbox>,
+        connect_fields: AuthFields,
+        identity: Identity,
+    ) -> Session {
+        let rate = state.config.limits.max_publishes_per_second;
+        Session {
+            state,
+            outbox,
+            connect_fields,
+            identity,
+            subscriptions: HashMap::new(),
+            bucket: TokenBucket::new(rate),
+        }
+    }
+
+    fn send(&self, bytes: Bytes) {
+        // Failure means the connection is already closing; there is no one left to tell.
+        let _ = self.outbox.push(Out::Text(bytes));
+    }
+
+    fn fail(&self, kind: ErrorKind, id: Option<&str>, error: WireError) {
+        self.send(reply::error(kind, id, std::slice::from_ref(&error)));
+    }
+
+    /// Handles one text message.
+    pub async fn handle(&mut self, text: &str) {
+        let message = match ClientMessage::parse(text, &self.state.event_limits) {
+            Ok(m) => m,
+            Err(e) => {
+                let kind = match (e.operation, e.id.is_some()) {
+                    (Some(FrameOp::Subscribe), true) => ErrorKind::Subscribe,
+                    (Some(FrameOp::Unsubscribe), true) => ErrorKind::Unsubscribe,
+                    (Some(FrameOp::Publish), true) => ErrorKind::Publish,
+                    _ => ErrorKind::Generic,
+                };
+                return self.fail(kind, e.id.as_deref(), e.error);
+            }
+        };
+        match message {
+            ClientMessage::ConnectionInit => self.send(reply::connection_ack(
+                self.state.config.websocket.connection_timeout_ms,
+            )),
+            ClientMessage::Subscribe {
+                id,
+                channel,
+                authorization,
+            } => {
+                if let Err(e) = self.subscribe(&id, &channel, authorization).await {
+                    self.fail(ErrorKind::Subscribe, Some(&id), e);
+                }
+            }
+            ClientMessage::Unsubscribe { id } => match self.subscriptions.remove(&*id) {
+                Some((pattern, sub)) => {
+                    self.state.broker.unsubscribe(&pattern, &sub);
+                    self.send(reply::success(SuccessKind::Unsubscribe, &id));
+                }
+                None => self.fail(
+                    ErrorKind::Unsubscribe,
+                    Some(&id),
+                    WireError::new(
+                        ErrorType::UnknownOperation,
+                        format!("Unknown operation id {id}"),
+                    ),
+                ),
+            },
+            ClientMessage::Publish {
+                id,
+                channel,
+                events,
+                authorization,
+            } => {
+                if !self.bucket.take() {
+                    let limit = self.state.config.limits.max_publishes_per_second;
+                    return self.fail(
+                        ErrorKind::Publish,
+                        Some(&id),
+                        WireError::new(
+                            ErrorType::LimitExceeded,
+                            format!("more than {limit} publish requests per second on this connection; slow down"),
+                        ),
+                    );
+                }
+                let channel = match self
+                    .authorize_channel(&channel, Access::Publish, authorization)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => return self.fail(ErrorKind::Publish, Some(&id), e),
+                };
+                let events: Vec<_> = events.into_iter().map(Ok).collect();
+                match publish::publish(&self.state, &channel, &events).await {
+                    Ok(result) => self.send(reply::publish_success(&id, &result)),
+                    Err(e) => self.fail(ErrorKind::Publish, Some(&id), e),
+                }
+            }
+        }
+    }
+
+    /// A binary message: AppSync speaks JSON text only.
+    pub fn binary(&self) {
+        self.fail(
+            ErrorKind::Generic,
+            None,
+            WireError::new(
+                ErrorType::BadRequest,
+                "binary messages are not supported: send JSON text messages",
+            ),
+        );
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: &str,
+        channel: &str,
+        authorization: Option<AuthFields>,
+    ) -> Result<(), WireError> {
+        if self.subscriptions.contains_key(id) {
+            return Err(WireError::new(
+                ErrorType::BadRequest,
+                format!(
+                    "subscription id {id} is already in use on this connection: the subscription message is duplicated"
+                ),
+            ));
+        }
+        let max = self.state.config.limits.max_subscriptions_per_connection;
+        if self.subscriptions.len() >= max {
+            return Err(WireError::new(
+                ErrorType::MaxSubscriptions,
+                format!("a connection may hold at most {max} subscriptions"),
+            ));
+        }
+        let pattern = Pattern::parse(channel)
+            .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
+        let namespace = pattern.namespace();
+        let modes = self
+            .state
+            .modes(namespace, Access::Subscribe)
+            .ok_or_else(|| unknown_namespace(namespace))?;
+        let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
+        self.state
+            .authorizer
+            .authorize(
+                modes,
+                fields,
+                Operation::Subscribe {
+                    namespace,
+                    channel: &pattern.to_string(),
+                },
+            )
+            .await?;
+        let sub = Arc::new(Subscriber {
+            outbox: self.outbox.clone(),
+            prefix: reply::data_prefix(id),
+        });
+        // The reply is queued before the subscription goes live, so it precedes any data.
+        self.send(reply::success(SuccessKind::Subscribe, id));
+        self.state.broker.subscribe(&pattern, sub.clone());
+        self.subscriptions.insert(id.to_owned(), (pattern, sub));
+        Ok(())
+    }
+
+    async fn authorize_channel(
+        &self,
+        channel: &str,
+        access: Access,
+        authorization: Option<AuthFields>,
+    ) -> Result<Channel, WireError> {
+        let channel = Channel::parse(channel)
+            .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
+        let namespace = channel.namespace();
+        let modes = self
+            .state
+            .modes(namespace, access)
+            .ok_or_else(|| unknown_namespace(namespace))?;
+        let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
+        self.state
+            .authorizer
+            .authorize(
+                modes,
+                fields,
+                Operation::Publish {
+                    namespace,
+                    channel: channel.as_str(),
+                },
+            )
+            .await?;
+        Ok(channel)
+    }
+
+    /// Removes every subscription (the connection is gone).
+    pub fn end(&mut self) {
+        for (_, (pattern, sub)) in self.subscriptions.drain() {
+            self.state.broker.unsubscribe(&pattern, &sub);
+        }
+    }
+}
+
+/// Publish rate limit: `rate` tokens per second, at most `rate` saved up.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> TokenBucket {
+        TokenBucket {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

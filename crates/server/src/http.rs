@@ -1,0 +1,231 @@
+//! HTTP on the one port: `POST /event` (spec §3), the WebSocket upgrade at `/event/realtime`,
+//! `GET /healthz`, and CORS so pages on other origins can publish.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use herald_protocol::{AuthFields, Channel, ErrorType, HttpPublish, WireError, reply};
+
+use crate::auth::Operation;
+use crate::connection;
+use crate::state::{Access, State, unknown_namespace};
+use crate::transport::ws;
+
+pub type Body = Full<Bytes>;
+
+/// The one subprotocol Herald speaks.
+const SUBPROTOCOL: &str = "aws-appsync-event-ws";
+
+/// Routes one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut response = match (req.method(), path) {
+        (&Method::POST, "/event") => publish(&state, req).await,
+        (&Method::OPTIONS, "/event") => preflight(req.headers()),
+        (&Method::GET, "/event/realtime") => upgrade(state.clone(), req),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (_, "/event" | "/event/realtime" | "/healthz") => errors(
+            StatusCode::METHOD_NOT_ALLOWED,
+            WireError::new(ErrorType::BadRequest, "method not allowed on this path"),
+        ),
+        _ => errors(
+            StatusCode::NOT_FOUND,
+            WireError::new(
+                ErrorType::BadRequest,
+                "no such path: publish with POST /event, subscribe at /event/realtime",
+            ),
+        ),
+    };
+    if let Some(origin) = origin {
+        cors(&state, &origin, response.headers_mut());
+    }
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn errors(status: StatusCode, error: WireError) -> Response<Body> {
+    json(status, reply::http_errors(std::slice::from_ref(&error)))
+}
+
+fn error_response(error: WireError) -> Response<Body> {
+    let status =
+        StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    errors(status, error)
+}
+
+/// Credentials from request headers, names lower-cased (so `X-Api-Key` and `x-api-key` agree).
+fn header_fields(headers: &HeaderMap) -> AuthFields {
+    let mut fields = AuthFields::new();
+    for (name, value) in headers {
+        if name == header::COOKIE {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            fields.insert(name.as_str(), v);
+        }
+    }
+    fields
+}
+
+async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let fields = header_fields(req.headers());
+    let limit = state.config.limits.max_request_bytes;
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return error_response(WireError::new(
+                    ErrorType::PayloadTooLarge,
+                    format!("the request body is larger than {limit} bytes"),
+                ));
+            }
+            return error_response(WireError::new(
+                ErrorType::BadRequest,
+                "could not read the request body",
+            ));
+        }
+    };
+    match publish_body(state, &fields, &body).await {
+        Ok(result) => json(StatusCode::OK, result.to_http_body()),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn publish_body(
+    state: &State,
+    fields: &AuthFields,
+    body: &[u8],
+) -> Result<reply::PublishResult, WireError> {
+    let request = HttpPublish::parse(body, &state.event_limits)?;
+    let channel = Channel::parse(&request.channel)
+        .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
+    let namespace = channel.namespace();
+    let modes = state
+        .modes(namespace, Access::Publish)
+        .ok_or_else(|| unknown_namespace(namespace))?;
+    state
+        .authorizer
+        .authorize(
+            modes,
+            fields,
+            Operation::Publish {
+                namespace,
+                channel: channel.as_str(),
+            },
+        )
+        .await?;
+    crate::publish::publish(state, &channel, &request.events).await
+}
+
+fn preflight(headers: &HeaderMap) -> Response<Body> {
+    let mut r = text(StatusCode::NO_CONTENT, "");
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    let requested = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_static(
+                "content-type, x-api-key, authorization, x-amz-date, x-amz-security-token, x-amz-user-agent, x-amz-content-sha256",
+            )
+        });
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested);
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+fn cors(state: &State, origin: &HeaderValue, h: &mut HeaderMap) {
+    let allowed = &state.config.http.cors_allowed_origins;
+    let ok = allowed
+        .iter()
+        .any(|a| a == "*" || origin.to_str().is_ok_and(|o| o == a));
+    if ok {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| is_upgrade && version_ok)
+    else {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            WireError::new(
+                ErrorType::BadRequest,
+                "this path takes a WebSocket upgrade (version 13) with subprotocol aws-appsync-event-ws",
+            ),
+        );
+    };
+    let accept = ws::accept_key(key.as_bytes());
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    // Credentials travel in a `header-…` subprotocol (browsers) or as real headers (SDKs).
+    let fields = offered
+        .iter()
+        .find_map(|p| AuthFields::from_subprotocol(p))
+        .unwrap_or_else(|| header_fields(headers));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => connection::run(state, TokioIo::new(upgraded), fields).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut r = text(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if offered.iter().any(|p| p == SUBPROTOCOL) {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    r
+}

@@ -1,0 +1,210 @@
+//! The listener: accepts TCP connections, tells TLS from plain HTTP by the first byte, serves
+//! HTTP/1.1 with upgrades, runs the keep-alive timer, and shuts down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ConfigError};
+use crate::state::State;
+use crate::transport::tls::{self, DevFiles, TlsError};
+use crate::transport::ws::close;
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using the port? choose another with --listen)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    dev_tls: Option<DevFiles>,
+}
+
+impl Server {
+    /// Validates the configuration, sets up TLS and binds the port.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        config.validate()?;
+        let (tls, dev_tls) = match (&config.tls.cert, &config.tls.key, config.tls.dev) {
+            (Some(cert), Some(key), _) => (Some(tls::from_files(cert, key)?), None),
+            (_, _, true) => {
+                let (acceptor, files) = tls::dev(&config.data_dir)?;
+                (Some(acceptor), Some(files))
+            }
+            _ => (None, None),
+        };
+        let addr = config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Server {
+            state: Arc::new(State::new(config)),
+            listener,
+            tls,
+            dev_tls,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// Whether connections may use TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The generated development certificate, when `--dev-tls` is on.
+    pub fn dev_tls_files(&self) -> Option<&DevFiles> {
+        self.dev_tls.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, closes WebSockets with
+    /// "going away", lets in-flight requests finish, and returns within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            state,
+            listener,
+            tls,
+            ..
+        } = self;
+        // Every HTTP connection holds a receiver; shutdown flips the value and waits for all to drop.
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let ticker = tokio::spawn(keepalive(state.clone()));
+        let handshake = Duration::from_millis(state.config.websocket.handshake_timeout_ms);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Usually out of file descriptors: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let state = state.clone();
+                    let tls = tls.clone();
+                    let watcher = stop.subscribe();
+                    tokio::spawn(async move {
+                        serve_tcp(state, tcp, peer, tls, handshake, watcher).await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        ticker.abort();
+        tracing::info!("shutting down: closing connections");
+        state
+            .connections
+            .close_all(close::GOING_AWAY, "server shutting down");
+        let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+        let drained = async {
+            let _ = stop.send(true);
+            stop.closed().await;
+            while state.connections.count() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!(
+                open = state.connections.count(),
+                "grace period over with connections still open"
+            );
+        }
+    }
+}
+
+async fn serve_tcp(
+    state: Arc<State>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handshake: Duration,
+    watcher: tokio::sync::watch::Receiver<bool>,
+) {
+    if let Some(acceptor) = tls {
+        let mut first = [0u8; 1];
+        let is_tls = matches!(
+            tokio::time::timeout(handshake, tcp.peek(&mut first)).await,
+            Ok(Ok(1))
+        ) && first[0] == 0x16;
+        if is_tls {
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_http(state, stream, watcher).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+            return;
+        }
+    }
+    serve_http(state, tcp, watcher).await;
+}
+
+async fn serve_http<S>(state: Arc<State>, io: S, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            // Finish the request in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// One timer for every connection: keep-alives and the maximum lifetime.
+async fn keepalive(state: Arc<State>) {
+    let ws = &state.config.websocket;
+    let period = Duration::from_millis(ws.keepalive_interval_ms);
+    let max_age = Duration::from_secs(ws.max_lifetime_secs);
+    let ka = Bytes::from_static(herald_protocol::reply::KA.as_bytes());
+    let mut interval = tokio::time::interval(period);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        state.connections.tick(&ka, max_age);
+    }
+}

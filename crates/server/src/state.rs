@@ -1,0 +1,169 @@
+//! What every connection and request shares: configuration, authorizer, broker, connection
+//! registry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use herald_protocol::{ErrorType, EventLimits, WireError};
+
+use crate::auth::{AuthMode, Authorizer};
+use crate::config::Config;
+use crate::connection::outbox::{Out, Outbox};
+use crate::hub::{Broker, Hub};
+
+/// Which list of modes applies.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    Publish,
+    Subscribe,
+}
+
+pub struct State {
+    pub config: Config,
+    pub authorizer: Authorizer,
+    pub broker: Arc<dyn Broker>,
+    pub event_limits: EventLimits,
+    pub connections: Registry,
+}
+
+impl State {
+    pub fn new(config: Config) -> State {
+        let event_limits = EventLimits {
+            max_event_bytes: config.limits.max_event_bytes,
+            max_events: config.limits.max_events_per_publish,
+        };
+        State {
+            authorizer: Authorizer::new(&config.auth),
+            broker: Arc::new(Hub::new()),
+            event_limits,
+            connections: Registry::new(),
+            config,
+        }
+    }
+
+    /// The modes accepted for an operation in a namespace; `None` if the namespace does not exist.
+    pub fn modes(&self, namespace: &str, access: Access) -> Option<&[AuthMode]> {
+        let ns = self.config.namespace(namespace)?;
+        let auth = &self.config.auth;
+        Some(match access {
+            Access::Publish => ns
+                .publish_auth_modes
+                .as_deref()
+                .unwrap_or(&auth.default_publish_auth_modes),
+            Access::Subscribe => ns
+                .subscribe_auth_modes
+                .as_deref()
+                .unwrap_or(&auth.default_subscribe_auth_modes),
+        })
+    }
+}
+
+const REGISTRY_SHARDS: usize = 16;
+
+struct Entry {
+    outbox: Arc<Outbox>,
+    opened: Instant,
+}
+
+/// Open WebSocket connections, so that keep-alives, the lifetime limit and shutdown reach them
+/// all from one timer instead of one timer per connection.
+pub struct Registry {
+    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    next_id: AtomicU64,
+    count: AtomicUsize,
+}
+
+/// Removes a connection from the registry when dropped.
+pub struct Registration<'a> {
+    registry: &'a Registry,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.registry.lock(self.id).remove(&self.id);
+        self.registry.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            shards: (0..REGISTRY_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            next_id: AtomicU64::new(1),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        // The modulo keeps the index in range.
+        self.shards[(id as usize) % REGISTRY_SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a connection; `None` when `max` connections are already open.
+    pub fn register(&self, outbox: Arc<Outbox>, max: usize) -> Option<Registration<'_>> {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= max {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock(id).insert(
+            id,
+            Entry {
+                outbox,
+                opened: Instant::now(),
+            },
+        );
+        Some(Registration { registry: self, id })
+    }
+
+    /// Open connections.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Queues a keep-alive on every connection and closes those past their lifetime.
+    pub fn tick(&self, ka: &bytes::Bytes, max_age: std::time::Duration) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for entry in map.values() {
+                if now.duration_since(entry.opened) >= max_age {
+                    entry.outbox.close(
+                        crate::transport::ws::close::NORMAL,
+                        "maximum connection lifetime reached",
+                    );
+                } else {
+                    // A full queue closes the connection; nothing else to do here.
+                    let _ = entry.outbox.push(Out::Text(ka.clone()));
+                }
+            }
+        }
+    }
+
+    /// Asks every connection to close (shutdown).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for shard in self.shards.iter() {
+            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for entry in map.values() {
+                entry.outbox.close(code, reason);
+            }
+        }
+    }
+}
+
+/// The error for a channel outside every configured namespace.
+pub fn unknown_namespace(namespace: &str) -> WireError {
+    WireError::new(
+        ErrorType::NamespaceNotFound,
+        format!(
+            "namespace {namespace:?} does not exist: channels must start with a configured namespace"
+        ),
+    )
+}

@@ -1,0 +1,4 @@
+//! Bytes on the wire: WebSocket framing and TLS. Protocol logic lives elsewhere.
+
+pub mod tls;
+pub mod ws;

@@ -1,0 +1,129 @@
+//! TLS with rustls on the ring provider: from configured PEM files, or a generated development
+//! certificate authority and localhost certificate (`--dev-tls`).
+//!
+//! The Amplify client always opens `wss://` for the socket, even when its endpoint is `http://`,
+//! so the listener accepts both TLS and plain connections on one port (see `server`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, ServerConfig};
+
+/// TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate file {path}: {source}")]
+    Cert {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("cannot read private key file {path}: {source}")]
+    Key {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("the certificate and key do not form a usable TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot generate the development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write the development certificate under {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Builds an acceptor from PEM files.
+pub fn from_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Cert {
+            path: cert.to_owned(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+    acceptor(certs, key)
+}
+
+fn acceptor(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Where the development certificate files live.
+pub struct DevFiles {
+    /// The certificate authority clients should trust (`NODE_EXTRA_CA_CERTS=<ca>`).
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl DevFiles {
+    pub fn under(data_dir: &Path) -> DevFiles {
+        let dir = data_dir.join("dev-tls");
+        DevFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
+}
+
+/// Loads the development certificate under `data_dir`, generating it on first use so clients
+/// that trust it keep working across restarts.
+pub fn dev(data_dir: &Path) -> Result<(TlsAcceptor, DevFiles), TlsError> {
+    let files = DevFiles::under(data_dir);
+    if !(files.ca.exists() && files.cert.exists() && files.key.exists()) {
+        generate(&files)?;
+    }
+    let acceptor = from_files(&files.cert, &files.key)?;
+    Ok((acceptor, files))
+}
+
+fn generate(files: &DevFiles) -> Result<(), TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Herald development CA");
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_key = KeyPair::generate()?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+
+    let write = |path: &Path, contents: String| -> Result<(), TlsError> {
+        let err = |source| TlsError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        std::fs::write(path, contents).map_err(err)
+    };
+    write(&files.ca, ca_cert.pem())?;
+    // The chain: leaf then CA, so clients that trust the CA can verify.
+    write(&files.cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem()))?;
+    write(&files.key, leaf_key.serialize_pem())?;
+    Ok(())
+}
