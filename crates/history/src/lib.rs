@@ -1,0 +1,49 @@
+//! Per-channel event history for Herald: the storage behind "resume after reconnect" and the
+//! HTTP history endpoint.
+//!
+//! # Tour
+//!
+//! * [`HistoryStore`] (`store.rs`) is the contract every backend keeps: per-channel total order,
+//!   atomic multi-event appends, gapless offsets, and epochs that make lost history detectable.
+//!   Read its docs first.
+//! * `types.rs` holds the values crossing the trait: [`Position`] (`epoch` + `offset`),
+//!   [`Since`], [`ReadOutcome`], [`Retention`], [`SyncPolicy`], [`HistoryError`].
+//! * [`MemoryStore`] (`memory.rs`) keeps history in process memory, bounded by retention.
+//! * [`FjallStore`] (`fjall_store/`) keeps history durably in a directory using the fjall LSM engine:
+//!   one writer thread group-commits concurrent appends into one batch and one fsync
+//!   (`fjall_store/writer.rs`), a maintenance thread prunes by age and fsyncs on an interval, and
+//!   `fjall_store/recovery.rs` rebuilds channel state and epochs on open.
+//! * `common.rs` is shared logic: the read planner that decides between events and
+//!   [`ReadOutcome::Unrecoverable`], epochs, validation, the maintenance thread.
+//!
+//! # How a server uses it
+//!
+//! 1. On publish, `append(namespace, channel, events, now_ms)`; send each event to subscribers
+//!    with its returned [`Position`] *after* `append` returned, so a client never holds a
+//!    position the store could lose.
+//! 2. On subscribe, give the client `top(channel)` as its starting position.
+//! 3. On resume, `read(channel, Since::After(last_position), limit)` until the last event
+//!    reaches `top`; on [`ReadOutcome::Unrecoverable`] tell the client it lost history.
+//! 4. For wildcard subscriptions (`/ns/a/*`), replay each channel of `channels_under("/ns/a")`.
+//!
+//! # What a resuming client may assume
+//!
+//! Within one epoch, offsets of a channel are dense and never reused: events `p.offset + 1 ..=
+//! top.offset` are exactly what was published after `p`. If the store cannot return them all
+//! (retention removed some, or the epoch changed because history was lost), the read says so
+//! with [`ReadOutcome::Unrecoverable`]; it never skips events silently.
+
+mod common;
+mod fjall_store;
+mod memory;
+mod store;
+mod types;
+
+pub use common::MAX_EVENT_BYTES;
+pub use fjall_store::{FjallOptions, FjallStore};
+pub use memory::{MemoryOptions, MemoryStore};
+pub use store::HistoryStore;
+pub use types::{
+    HistoryError, Position, ReadOutcome, Retention, Since, StoredEvent, SyncPolicy,
+    UnrecoverableReason,
+};

@@ -1,0 +1,6 @@
+//! The shared conformance suite, run against every store.
+
+mod common;
+
+conformance!(memory, memory);
+conformance!(fjall, fjall);
