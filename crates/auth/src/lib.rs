@@ -1,0 +1,25 @@
+//! Credential verification for Herald, the self-hosted AppSync Events server.
+//!
+//! Layout, one module per AppSync authorization mode plus the shared vocabulary:
+//! * [`identity`]: [`Operation`], [`AuthMode`] and the [`Identity`] handlers read.
+//! * [`error`]: [`AuthError`] (why a credential was refused; always `UnauthorizedException`/401
+//!   on the wire) and [`ConfigError`].
+//! * [`sigv4`]: `AWS_IAM`, SigV4 against a configured access-key table, over real HTTP requests
+//!   and the synthetic WebSocket requests.
+//! * [`jwt`]: `AMAZON_COGNITO_USER_POOLS` and `OPENID_CONNECT`, JWTs verified against the issuer's
+//!   JWKS (discovered, cached, refreshed on unknown `kid` with a rate limit).
+//! * [`lambda`]: `AWS_LAMBDA`, an HTTP webhook speaking the Lambda authorizer's JSON, with a
+//!   decision cache.
+//!
+//! API keys are verified by the server itself. Mode selection (which modes a connection,
+//! namespace or operation accepts) is the server's; this crate answers "is this credential valid
+//! for this operation, and who is it?".
+
+pub mod error;
+pub mod identity;
+pub mod sigv4;
+
+pub use error::{AuthError, ConfigError};
+pub use identity::{
+    AuthMode, IamIdentity, Identity, JwtIdentity, LambdaIdentity, Operation, auth_field,
+};
