@@ -1,0 +1,219 @@
+//! The run report: a table on stdout and the same figures as JSON.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::conn::{ConnectOutcome, IdleOutcome};
+use crate::pubsub::{Outcome, Plan};
+use crate::target::Protocol;
+use crate::track::Latency;
+
+#[derive(Serialize)]
+pub struct Report {
+    pub label: String,
+    pub protocol: Protocol,
+    pub scenario: String,
+    pub unix_time: u64,
+    pub params: Value,
+    pub result: Value,
+    /// Completeness (pub/sub) or no errors (connect/idle). Speed never fails a run.
+    pub ok: bool,
+    #[serde(skip)]
+    rows: Vec<(String, String)>,
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3} ms", us as f64 / 1000.0)
+}
+
+fn lat_rows(rows: &mut Vec<(String, String)>, name: &str, l: &Latency) {
+    rows.push((
+        name.to_owned(),
+        format!(
+            "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
+            ms(l.p50_us),
+            ms(l.p90_us),
+            ms(l.p99_us),
+            ms(l.p999_us),
+            ms(l.max_us),
+            l.count
+        ),
+    ));
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
+    v.map_or_else(
+        || "n/a (no --server-pid)".to_owned(),
+        |v| format!("{v}{unit}"),
+    )
+}
+
+impl Report {
+    pub fn new(label: &str, protocol: Protocol) -> Self {
+        let unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Report {
+            label: label.to_owned(),
+            protocol,
+            scenario: String::new(),
+            unix_time,
+            params: Value::Null,
+            result: Value::Null,
+            ok: false,
+            rows: Vec::new(),
+        }
+    }
+
+    fn resources(&mut self, r: &crate::procfs::Resources) {
+        let rows = &mut self.rows;
+        rows.push((
+            "server CPU".into(),
+            opt(
+                r.server_cpu_percent.map(|v| format!("{v:.0}")),
+                " % of one core",
+            ),
+        ));
+        rows.push((
+            "server RSS".into(),
+            opt(
+                r.server_rss_kib_start
+                    .zip(r.server_rss_kib_end)
+                    .map(|(a, b)| format!("{a} -> {b}")),
+                " KiB",
+            ),
+        ));
+        rows.push((
+            "bench CPU".into(),
+            opt(
+                r.bench_cpu_percent.map(|v| format!("{v:.0}")),
+                " % of one core",
+            ),
+        ));
+    }
+
+    pub fn pubsub(&mut self, scenario: &str, plan: &Plan, o: Outcome) {
+        self.scenario = scenario.to_owned();
+        self.params = serde_json::to_value(plan).unwrap_or(Value::Null);
+        let c = &o.completeness;
+        self.ok = c.is_complete()
+            && o.publish_errors == 0
+            && o.subscribers_failed == 0
+            && o.published > 0;
+        let rows = &mut self.rows;
+        rows.push((
+            "subscribers".into(),
+            format!(
+                "{} connected, {} failed, setup {:.1} s",
+                o.subscribers_connected, o.subscribers_failed, o.setup_s
+            ),
+        ));
+        rows.push((
+            "published".into(),
+            format!(
+                "{} events in {:.1} s ({:.0}/s), {} publish errors",
+                o.published, o.publish_s, o.published_per_s, o.publish_errors
+            ),
+        ));
+        rows.push((
+            "deliveries".into(),
+            format!("{} ({:.0}/s)", o.deliveries, o.deliveries_per_s),
+        ));
+        lat_rows(rows, "publish->deliver", &o.latency);
+        rows.push((
+            "completeness".into(),
+            format!(
+                "{} expected, {} missing, {} duplicated, {} out of order, {} unexpected; {}/{} subscribers incomplete",
+                c.expected, c.missing, c.duplicated, c.out_of_order, c.unexpected, c.incomplete_subscribers, c.subscribers
+            ),
+        ));
+        for s in &o.steps {
+            rows.push((
+                format!("step {:.0} ev/s", s.offered_events_per_s),
+                format!(
+                    "published {:.0}/s delivered {:.0}/s p50 {} p99 {} p99.9 {}",
+                    s.published_events_per_s,
+                    s.deliveries_per_s,
+                    ms(s.latency.p50_us),
+                    ms(s.latency.p99_us),
+                    ms(s.latency.p999_us)
+                ),
+            ));
+        }
+        self.resources(&o.resources);
+        self.result = serde_json::to_value(&o).unwrap_or(Value::Null);
+    }
+
+    pub fn connect(&mut self, n: u64, concurrency: usize, o: ConnectOutcome) {
+        self.scenario = "connect".into();
+        self.params = serde_json::json!({"connections": n, "concurrency": concurrency});
+        self.ok = o.errors == 0 && o.connected > 0;
+        self.rows.push((
+            "connections".into(),
+            format!(
+                "{} ok, {} errors ({:.2} %) in {:.2} s",
+                o.connected,
+                o.errors,
+                100.0 * o.error_rate,
+                o.elapsed_s
+            ),
+        ));
+        self.rows.push((
+            "rate".into(),
+            format!("{:.0} connections/s", o.connections_per_s),
+        ));
+        lat_rows(&mut self.rows, "handshake", &o.handshake);
+        self.resources(&o.resources);
+        self.result = serde_json::to_value(&o).unwrap_or(Value::Null);
+    }
+
+    pub fn idle(&mut self, o: IdleOutcome) {
+        self.scenario = "idle".into();
+        self.params = serde_json::json!({"connections": o.requested, "subscribe": o.subscribed});
+        self.ok = o.errors == 0 && o.open == o.requested;
+        self.rows.push((
+            "open".into(),
+            format!(
+                "{} of {} ({} errors) in {:.1} s",
+                o.open, o.requested, o.errors, o.open_s
+            ),
+        ));
+        self.rows.push((
+            "server RSS".into(),
+            opt(
+                o.server_rss_kib_before
+                    .zip(o.server_rss_kib_after)
+                    .map(|(a, b)| format!("{a} -> {b}")),
+                " KiB",
+            ),
+        ));
+        self.rows.push((
+            "RSS per connection".into(),
+            opt(o.server_rss_per_conn_kib.map(|v| format!("{v:.2}")), " KiB"),
+        ));
+        self.resources(&o.resources);
+        self.result = serde_json::to_value(&o).unwrap_or(Value::Null);
+    }
+
+    pub fn print(&self) {
+        let label = if self.label.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", self.label)
+        };
+        println!(
+            "herald-bench {} ({:?}){label}",
+            self.scenario, self.protocol
+        );
+        let w = self.rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in &self.rows {
+            println!("  {k:<w$}  {v}");
+        }
+        println!(
+            "  {:<w$}  {}",
+            "verdict",
+            if self.ok { "OK" } else { "INCOMPLETE / ERRORS" }
+        );
+    }
+}
