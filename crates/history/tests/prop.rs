@@ -57,7 +57,7 @@ impl ModelChannel {
     fn top(&self) -> u64 {
         self.all.len() as u64
     }
-    fn events(&self, start: u64, limit: usize) -> Vec<(u64, String, u64)> {
+    fn events(&self, start: u64, limit: usize) -> Vec<Ev> {
         (start..=self.top())
             .take(limit)
             .map(|o| {
@@ -68,7 +68,10 @@ impl ModelChannel {
     }
 }
 
-fn got(outcome: ReadOutcome) -> Result<(Vec<(u64, String, u64)>, u64), UnrecoverableReason> {
+/// `(offset, payload, time_ms)` of one event.
+type Ev = (u64, String, u64);
+
+fn got(outcome: ReadOutcome) -> Result<(Vec<Ev>, u64), UnrecoverableReason> {
     match outcome {
         ReadOutcome::Events { events, top } => Ok((
             events
