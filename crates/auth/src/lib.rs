@@ -16,7 +16,9 @@
 //! for this operation, and who is it?".
 
 pub mod error;
+mod http;
 pub mod identity;
+pub mod jwt;
 pub mod sigv4;
 
 pub use error::{AuthError, ConfigError};

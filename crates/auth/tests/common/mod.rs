@@ -1,0 +1,115 @@
+//! Throwaway HTTP servers on 127.0.0.1:0 for the JWKS and authorizer tests.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// What the server does with a request.
+pub enum Reply {
+    /// Status and JSON body.
+    Json(u16, String),
+    /// Status, content type and body.
+    Raw(u16, &'static str, String),
+    /// Never answer (the connection stays open until the client gives up).
+    Hang,
+}
+
+/// One received request.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn hits_on(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path)
+            .count()
+    }
+
+    pub fn last_body(&self) -> Option<String> {
+        self.hits.lock().unwrap().last().map(|h| h.body.clone())
+    }
+}
+
+/// Serves `handler(path, body)` on a fresh loopback port until the test's runtime ends.
+pub async fn serve<F>(handler: F) -> TestServer
+where
+    F: Fn(&str, &str) -> Reply + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let handler = Arc::new(handler);
+    let server_hits = Arc::clone(&hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = Arc::clone(&handler);
+            let hits = Arc::clone(&server_hits);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let handler = Arc::clone(&handler);
+                    let hits = Arc::clone(&hits);
+                    async move {
+                        let method = req.method().to_string();
+                        let path = req.uri().path().to_owned();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        hits.lock().unwrap().push(Hit {
+                            method,
+                            path: path.clone(),
+                            body: body.clone(),
+                        });
+                        let reply = handler(&path, &body);
+                        let (status, ctype, text) = match reply {
+                            Reply::Json(s, b) => (s, "application/json", b),
+                            Reply::Raw(s, c, b) => (s, c, b),
+                            Reply::Hang => std::future::pending().await,
+                        };
+                        let resp = Response::builder()
+                            .status(status)
+                            .header("content-type", ctype)
+                            .body(Full::new(Bytes::from(text)))
+                            .unwrap();
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, hits }
+}
