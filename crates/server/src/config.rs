@@ -184,6 +184,19 @@ impl Default for HttpConfig {
     }
 }
 
+/// The top-level keys of [`Config`], for environment overrides.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "tls",
+    "auth",
+    "namespaces",
+    "limits",
+    "websocket",
+    "http",
+    "shutdown_grace_ms",
+];
+
 /// A configuration that cannot be used, with every reason found.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -204,7 +217,16 @@ impl Config {
             }
             fig = fig.merge(Toml::file(file));
         }
-        fig = fig.merge(Env::prefixed("HERALD_").split("__"));
+        // Only variables naming a config section are read, so that other HERALD_* variables
+        // (HERALD_LOG_FORMAT for the CLI, test harness settings) never break loading.
+        fig = fig.merge(
+            Env::prefixed("HERALD_")
+                .filter(|key| {
+                    let top = key.as_str().split("__").next().unwrap_or_default();
+                    TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                })
+                .split("__"),
+        );
         let config: Config = fig.extract().map_err(|e| ConfigError {
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
