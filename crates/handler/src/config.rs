@@ -1,0 +1,139 @@
+//! Configuration: engine-wide limits ([`EngineConfig`]) and one [`HandlerConfig`] per namespace.
+//!
+//! Both deserialize from the server's TOML with serde; see `docs/handlers.md` for the exact shape.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Engine-wide settings shared by every namespace (`[handlers]` in the server config).
+///
+/// Every field has a default, so an absent table is valid.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Dedicated OS threads running JavaScript. Each owns one QuickJS runtime holding every
+    /// namespace's compiled module, so memory grows with `js_workers`.
+    pub js_workers: usize,
+    /// Calls that may wait for a free JavaScript thread. When full, calls fail at once with
+    /// [`HandlerError::Overloaded`](crate::HandlerError::Overloaded) instead of queueing without bound.
+    pub js_queue: usize,
+    /// Wall-clock limit for one handler call (and for a module's top-level code at load).
+    pub js_time_limit_ms: u64,
+    /// Heap limit of each worker's runtime, in MiB: all namespaces on that worker share it.
+    pub js_memory_limit_mib: usize,
+    /// Fire-and-forget (`EVENT`) HTTP invocations allowed in flight at once; past this, the
+    /// operation fails with `Overloaded` rather than piling up requests.
+    pub http_max_in_flight: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            js_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+            js_queue: 256,
+            js_time_limit_ms: 1_000,
+            js_memory_limit_mib: 64,
+            http_max_in_flight: 256,
+        }
+    }
+}
+
+/// One namespace's handlers (`[namespaces.<name>.handlers]`, or wherever the server nests it).
+///
+/// JavaScript comes from `code` or `code_file` (one module exporting `onPublish` and/or
+/// `onSubscribe`); an operation can instead go to an HTTP endpoint with `on_publish` /
+/// `on_subscribe`. An operation may not be both exported by the code and sent over HTTP:
+/// loading fails and says which.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// Inline JavaScript module source.
+    pub code: Option<String>,
+    /// Path of a JavaScript module file, read once at load. Relative paths are resolved by the
+    /// caller (see [`HandlerConfig::resolve_paths`]); otherwise against the working directory.
+    pub code_file: Option<PathBuf>,
+    /// Send `onPublish` to an HTTP endpoint instead of JavaScript.
+    pub on_publish: Option<HttpHandlerConfig>,
+    /// Send `onSubscribe` to an HTTP endpoint instead of JavaScript.
+    pub on_subscribe: Option<HttpHandlerConfig>,
+}
+
+impl HandlerConfig {
+    /// Makes a relative `code_file` relative to `base` (usually the config file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(path) = &self.code_file
+            && path.is_relative()
+        {
+            self.code_file = Some(base.join(path));
+        }
+    }
+}
+
+/// An HTTP handler ("direct Lambda" style): the context JSON is POSTed to `url`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHandlerConfig {
+    /// `http://` or `https://` URL that receives the POST.
+    #[serde(rename = "http")]
+    pub url: String,
+    /// Wait for the answer (`REQUEST_RESPONSE`, default) or fire and forget (`EVENT`).
+    #[serde(default)]
+    pub invoke_type: InvokeType,
+    /// Limit for the whole exchange (connect, send, answer); past it the operation fails.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Extra request headers, e.g. a shared secret the endpoint checks.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    5_000
+}
+
+/// How an HTTP handler is invoked, named as AppSync names Lambda invoke types.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InvokeType {
+    /// Wait for the answer and apply it.
+    #[default]
+    RequestResponse,
+    /// Send and do not wait: publish broadcasts the events unchanged, subscribe is allowed.
+    Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_handler_defaults() {
+        let cfg: HandlerConfig = serde_json::from_str(
+            r#"{"code":"export const onSubscribe = () => {}",
+                "on_publish":{"http":"http://127.0.0.1:9/p","invoke_type":"EVENT"}}"#,
+        )
+        .unwrap();
+        let http = cfg.on_publish.unwrap();
+        assert_eq!(http.invoke_type, InvokeType::Event);
+        assert_eq!(http.timeout_ms, 5_000);
+        assert!(cfg.on_subscribe.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<HandlerConfig>(r#"{"cod":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn relative_code_file_is_resolved() {
+        let mut cfg = HandlerConfig {
+            code_file: Some("h/chat.js".into()),
+            ..Default::default()
+        };
+        cfg.resolve_paths(Path::new("/etc/herald"));
+        assert_eq!(cfg.code_file.unwrap(), Path::new("/etc/herald/h/chat.js"));
+    }
+}

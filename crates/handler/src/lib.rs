@@ -1,0 +1,396 @@
+//! Namespace handlers for Herald: AppSync-style `onPublish` / `onSubscribe` in embedded
+//! JavaScript (QuickJS-ng via rquickjs) or as an HTTP endpoint ("direct Lambda" contract).
+//!
+//! Layout:
+//! - `config`: [`EngineConfig`] (limits, threads) and [`HandlerConfig`] (one per namespace).
+//! - `context`: [`PublishContext`] / [`SubscribeContext`] and their JSON form (spec §6).
+//! - `outcome`: returned events → one [`EventOutcome`] per incoming event; the 240 KB check.
+//! - `js`: the worker threads, each with a QuickJS runtime and a context per namespace.
+//! - `http`: POSTing the context to an HTTP handler and reading its answer.
+//!
+//! The server builds one [`Handlers`] at startup (load errors name the namespace and line) and
+//! calls [`Handlers::on_publish`] / [`Handlers::on_subscribe`] from its async tasks.
+
+mod config;
+mod context;
+mod error;
+mod http;
+mod js;
+mod outcome;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use config::{EngineConfig, HandlerConfig, HttpHandlerConfig, InvokeType};
+pub use context::{HeaderValue, IncomingEvent, PublishContext, RequestInfo, SubscribeContext};
+pub use error::{HandlerError, LoadError, Operation};
+pub use outcome::{
+    CODE_HANDLER_ERROR, CODE_TOO_LARGE, EventOutcome, MAX_EVENT_BYTES, MESSAGE_TOO_LARGE,
+};
+
+use http::{Answer, HttpInvoker};
+use js::{JsPool, JsSource};
+
+/// Where one operation of a namespace goes.
+enum Target {
+    /// No handler: publish forwards everything, subscribe allows.
+    None,
+    /// JavaScript context at this index in the pool.
+    Js(usize),
+    Http(HttpHandlerConfig),
+}
+
+struct Namespace {
+    publish: Target,
+    subscribe: Target,
+}
+
+/// All namespaces' handlers. `Send + Sync`; share it behind an `Arc`.
+///
+/// Dropping it stops the JavaScript threads after their current call.
+pub struct Handlers {
+    namespaces: HashMap<String, Namespace>,
+    js: Option<JsPool>,
+    http: Option<HttpInvoker>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field("namespaces", &self.namespaces.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handlers {
+    /// Loads every namespace's handlers: reads code files, compiles and evaluates each module
+    /// on every JavaScript worker, and checks the HTTP URLs. Blocks until done (milliseconds);
+    /// call it at startup or from `check-config`.
+    ///
+    /// Fails with the namespace (and line, for syntax errors) when code does not load, when a
+    /// module exports neither handler, or when an operation is both exported and sent to HTTP.
+    pub fn new<I, S>(engine: &EngineConfig, namespaces: I) -> Result<Self, LoadError>
+    where
+        I: IntoIterator<Item = (S, HandlerConfig)>,
+        S: Into<String>,
+    {
+        let mut configs = Vec::new();
+        let mut sources = Vec::new();
+        for (name, config) in namespaces {
+            let name = name.into();
+            let source = read_code(&name, &config)?;
+            for http in [&config.on_publish, &config.on_subscribe]
+                .into_iter()
+                .flatten()
+            {
+                check_url(&name, &http.url)?;
+            }
+            let js_index = source.map(|s| {
+                sources.push(s);
+                sources.len() - 1
+            });
+            configs.push((name, config, js_index));
+        }
+        let (js, exports) = if sources.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (pool, exports) = JsPool::start(sources, engine)?;
+            (Some(pool), exports)
+        };
+        let mut map = HashMap::with_capacity(configs.len());
+        let mut any_http = false;
+        for (name, config, js_index) in configs {
+            let exported = js_index
+                .and_then(|i| exports.get(i).copied())
+                .unwrap_or_default();
+            if js_index.is_some() && !exported.on_publish && !exported.on_subscribe {
+                return Err(LoadError::Config {
+                    namespace: name,
+                    reason: "the handler code exports neither onPublish nor onSubscribe".into(),
+                });
+            }
+            let publish = target(
+                &name,
+                Operation::Publish,
+                config.on_publish,
+                exported.on_publish,
+                js_index,
+            )?;
+            let subscribe = target(
+                &name,
+                Operation::Subscribe,
+                config.on_subscribe,
+                exported.on_subscribe,
+                js_index,
+            )?;
+            any_http |= matches!(publish, Target::Http(_)) || matches!(subscribe, Target::Http(_));
+            map.insert(name, Namespace { publish, subscribe });
+        }
+        let http = if any_http {
+            Some(HttpInvoker::new(engine.http_max_in_flight).map_err(LoadError::Engine)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            namespaces: map,
+            js,
+            http,
+        })
+    }
+
+    /// Whether publishing to `namespace` runs a handler. When false, `on_publish` forwards the
+    /// events unchanged and the server may skip calling it.
+    pub fn has_on_publish(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(namespace)
+            .is_some_and(|n| !matches!(n.publish, Target::None))
+    }
+
+    /// Whether subscribing in `namespace` runs a handler.
+    pub fn has_on_subscribe(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(namespace)
+            .is_some_and(|n| !matches!(n.subscribe, Target::None))
+    }
+
+    /// Runs `onPublish`. On success returns one outcome per `ctx.events` entry, in order:
+    /// deliver (possibly transformed, at most [`MAX_EVENT_BYTES`]), dropped, or failed.
+    /// On error the whole publish fails (see [`HandlerError`] for the wire mapping).
+    pub async fn on_publish(
+        &self,
+        namespace: &str,
+        ctx: PublishContext,
+    ) -> Result<Vec<EventOutcome>, HandlerError> {
+        let op = Operation::Publish;
+        let target = self
+            .namespaces
+            .get(namespace)
+            .map_or(&Target::None, |n| &n.publish);
+        let returned = match target {
+            Target::None => return Ok(unchanged(ctx)),
+            Target::Js(index) => {
+                let json = ctx
+                    .to_json(namespace)
+                    .map_err(|r| context::invalid_input(namespace, op, r))?;
+                let out = self.js_call(*index, namespace, op, json).await?;
+                js_result(namespace, op, &out)?
+            }
+            Target::Http(config) => {
+                let json = ctx
+                    .to_json(namespace)
+                    .map_err(|r| context::invalid_input(namespace, op, r))?;
+                match self.http_call(namespace, op, config, json).await? {
+                    Answer::Sent => return Ok(unchanged(ctx)),
+                    Answer::Body(body) => match http::publish_events(&body) {
+                        Ok(Ok(events)) => events,
+                        Ok(Err(message)) => return Err(rejected(namespace, op, message)),
+                        Err(reason) => return Err(logged(invalid(namespace, op, reason))),
+                    },
+                }
+            }
+        };
+        let ids: Vec<&str> = ctx.events.iter().map(|e| e.id.as_str()).collect();
+        outcome::match_events(&ids, &returned)
+            .map_err(|reason| logged(invalid(namespace, op, reason)))
+    }
+
+    /// Runs `onSubscribe`: `Ok(())` allows the subscription.
+    pub async fn on_subscribe(
+        &self,
+        namespace: &str,
+        ctx: SubscribeContext,
+    ) -> Result<(), HandlerError> {
+        let op = Operation::Subscribe;
+        let target = self
+            .namespaces
+            .get(namespace)
+            .map_or(&Target::None, |n| &n.subscribe);
+        match target {
+            Target::None => Ok(()),
+            Target::Js(index) => {
+                let json = ctx
+                    .to_json(namespace)
+                    .map_err(|r| context::invalid_input(namespace, op, r))?;
+                let out = self.js_call(*index, namespace, op, json).await?;
+                // onSubscribe's return value is ignored, as in AppSync.
+                js_result(namespace, op, &out).map(|_| ())
+            }
+            Target::Http(config) => {
+                let json = ctx
+                    .to_json(namespace)
+                    .map_err(|r| context::invalid_input(namespace, op, r))?;
+                match self.http_call(namespace, op, config, json).await? {
+                    Answer::Sent => Ok(()),
+                    Answer::Body(body) => match http::subscribe_verdict(&body) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(message)) => Err(rejected(namespace, op, message)),
+                        Err(reason) => Err(logged(invalid(namespace, op, reason))),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn js_call(
+        &self,
+        index: usize,
+        namespace: &str,
+        op: Operation,
+        json: String,
+    ) -> Result<String, HandlerError> {
+        let Some(js) = &self.js else {
+            return Err(HandlerError::Internal(
+                "no JavaScript engine is running".into(),
+            ));
+        };
+        js.call(index, namespace, op, json).await.map_err(logged)
+    }
+
+    async fn http_call(
+        &self,
+        namespace: &str,
+        op: Operation,
+        config: &HttpHandlerConfig,
+        json: String,
+    ) -> Result<Answer, HandlerError> {
+        let Some(http) = &self.http else {
+            return Err(HandlerError::Internal("no HTTP client was built".into()));
+        };
+        http.invoke(namespace, op, config, json)
+            .await
+            .map_err(logged)
+    }
+}
+
+/// The wrapper's answer (see `js/prelude.js`).
+#[derive(Deserialize)]
+struct JsOut<'a> {
+    #[serde(borrow)]
+    t: Cow<'a, str>,
+    #[serde(borrow, default)]
+    v: Option<&'a RawValue>,
+    #[serde(default)]
+    m: Option<String>,
+    #[serde(default)]
+    et: Option<String>,
+}
+
+/// Interprets the wrapper's JSON: the returned value's JSON text, or the error it signalled.
+fn js_result(namespace: &str, op: Operation, out: &str) -> Result<String, HandlerError> {
+    let out: JsOut<'_> = serde_json::from_str(out).map_err(|e| {
+        HandlerError::Internal(format!("unreadable JavaScript wrapper answer: {e}"))
+    })?;
+    match out.t.as_ref() {
+        "ok" => Ok(out
+            .v
+            .map_or_else(|| "null".to_owned(), |v| v.get().to_owned())),
+        "error" => Err(HandlerError::Error {
+            message: out.m.unwrap_or_default(),
+            error_type: out.et,
+        }),
+        "unauthorized" => Err(HandlerError::Unauthorized),
+        _ => Err(logged(HandlerError::Thrown {
+            namespace: namespace.to_owned(),
+            operation: op,
+            message: out.m.unwrap_or_default(),
+        })),
+    }
+}
+
+fn unchanged(ctx: PublishContext) -> Vec<EventOutcome> {
+    ctx.events
+        .into_iter()
+        .map(|e| EventOutcome::deliver(e.payload))
+        .collect()
+}
+
+fn invalid(namespace: &str, op: Operation, reason: String) -> HandlerError {
+    HandlerError::Invalid {
+        namespace: namespace.to_owned(),
+        operation: op,
+        reason,
+    }
+}
+
+/// `{"error": msg}` from an HTTP handler: rejects like `util.error`; AppSync only logs the text.
+fn rejected(namespace: &str, op: Operation, message: String) -> HandlerError {
+    tracing::info!(namespace, operation = %op, message, "HTTP handler rejected the request");
+    HandlerError::Error {
+        message,
+        error_type: None,
+    }
+}
+
+/// Logs handler failures whose details the client will not see.
+fn logged(error: HandlerError) -> HandlerError {
+    match &error {
+        HandlerError::Unauthorized | HandlerError::Error { .. } => {}
+        HandlerError::Overloaded(_) => tracing::debug!(error = %error, "handler call refused"),
+        _ => tracing::warn!(error = %error, "handler failed"),
+    }
+    error
+}
+
+fn read_code(namespace: &str, config: &HandlerConfig) -> Result<Option<JsSource>, LoadError> {
+    let (code, module_name) = match (&config.code, &config.code_file) {
+        (Some(_), Some(_)) => {
+            return Err(LoadError::Config {
+                namespace: namespace.to_owned(),
+                reason: "set either code or code_file, not both".into(),
+            });
+        }
+        (Some(code), None) => (code.clone(), format!("{namespace}.js")),
+        (None, Some(path)) => {
+            let code = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                namespace: namespace.to_owned(),
+                path: path.clone(),
+                source,
+            })?;
+            (code, path.display().to_string())
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(JsSource {
+        namespace: namespace.to_owned(),
+        module_name,
+        code,
+    }))
+}
+
+fn check_url(namespace: &str, url: &str) -> Result<(), LoadError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        Ok(_) => Err(LoadError::Config {
+            namespace: namespace.to_owned(),
+            reason: format!("HTTP handler URL {url:?} must be http:// or https:// with a host"),
+        }),
+        Err(e) => Err(LoadError::Config {
+            namespace: namespace.to_owned(),
+            reason: format!("HTTP handler URL {url:?} is invalid: {e}"),
+        }),
+    }
+}
+
+fn target(
+    namespace: &str,
+    op: Operation,
+    http: Option<HttpHandlerConfig>,
+    exported: bool,
+    js_index: Option<usize>,
+) -> Result<Target, LoadError> {
+    match (http, exported, js_index) {
+        (Some(_), true, _) => Err(LoadError::Config {
+            namespace: namespace.to_owned(),
+            reason: format!(
+                "{} is both exported by the code and configured as an HTTP handler; remove one",
+                op.handler_name()
+            ),
+        }),
+        (Some(http), false, _) => Ok(Target::Http(http)),
+        (None, true, Some(index)) => Ok(Target::Js(index)),
+        _ => Ok(Target::None),
+    }
+}
