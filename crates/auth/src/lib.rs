@@ -19,6 +19,7 @@ pub mod error;
 mod http;
 pub mod identity;
 pub mod jwt;
+pub mod lambda;
 pub mod sigv4;
 
 pub use error::{AuthError, ConfigError};

@@ -28,6 +28,7 @@ pub enum Reply {
 pub struct Hit {
     pub method: String,
     pub path: String,
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
@@ -50,8 +51,12 @@ impl TestServer {
             .count()
     }
 
-    pub fn last_body(&self) -> Option<String> {
-        self.hits.lock().unwrap().last().map(|h| h.body.clone())
+    pub fn last(&self) -> Option<Hit> {
+        self.hits.lock().unwrap().last().cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        self.hits.lock().unwrap().len()
     }
 }
 
@@ -79,6 +84,16 @@ where
                     async move {
                         let method = req.method().to_string();
                         let path = req.uri().path().to_owned();
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.to_string(),
+                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                )
+                            })
+                            .collect();
                         let body = req
                             .into_body()
                             .collect()
@@ -89,6 +104,7 @@ where
                         hits.lock().unwrap().push(Hit {
                             method,
                             path: path.clone(),
+                            headers,
                             body: body.clone(),
                         });
                         let reply = handler(&path, &body);
