@@ -16,6 +16,7 @@ mod pubsub;
 mod pusher;
 mod report;
 mod subscriber;
+mod summarize;
 mod target;
 mod track;
 mod ws;
@@ -148,6 +149,8 @@ enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         hold_secs: f64,
     },
+    /// Medians of the JSON reports in a folder, side by side per server, as Markdown.
+    Summarize { dir: PathBuf },
 }
 
 #[derive(Args, Clone)]
@@ -215,6 +218,10 @@ impl PubArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Summarize { dir } = &cli.cmd {
+        print!("{}", summarize::summarize(dir)?);
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.common.threads.max(1))
         .enable_all()
@@ -366,6 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .await?;
             rep.idle(out);
         }
+        Cmd::Summarize { .. } => unreachable!("handled before the runtime starts"),
     }
     rep.print();
     if let Some(path) = &c.json {
