@@ -29,6 +29,7 @@ const heraldBin = process.env.HERALD_BIN
   : path.resolve(here, '../../target/debug/herald');
 const apiKey = `da2-amplifytest${Math.random().toString(36).slice(2, 10)}`;
 const READY_TIMEOUT_MS = 20_000;
+const RUN_TIMEOUT_MS = 180_000;
 
 function log(msg) {
   process.stderr.write(`[run-tests] ${msg}\n`);
@@ -160,9 +161,15 @@ async function main() {
     HERALD_API_KEY: apiKey,
   };
   testChild = spawn(process.execPath, nodeArgs, { stdio: 'inherit', env, cwd: here });
+  // Watchdog: every test has its own timeout, this only bounds a wedged runner.
+  const watchdog = setTimeout(() => {
+    log(`test runner still running after ${RUN_TIMEOUT_MS / 1000} s; killing it`);
+    testChild?.kill('SIGKILL');
+  }, RUN_TIMEOUT_MS);
   const code = await new Promise((resolve) => {
     testChild.once('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
   });
+  clearTimeout(watchdog);
   testChild = null;
   if (herald.exitCode !== null || herald.signalCode !== null) {
     log(`herald exited during the tests (code ${herald.exitCode}, signal ${herald.signalCode}); log:\n${heraldLogTail()}`);
@@ -177,12 +184,12 @@ async function cleanup() {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 }
 
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
   process.on(sig, async () => {
     log(`received ${sig}; stopping`);
     if (testChild) testChild.kill('SIGTERM');
     await cleanup();
-    process.exit(130);
+    process.exit(128 + num);
   });
 }
 process.on('exit', stopHeraldSync);

@@ -224,5 +224,65 @@ export function defineCompatSuite({ label, endpoint }) {
       const stray = framesSince(mark).filter((f) => f.dir === 'in' && f.json?.type === 'data' && f.json.id === subscriptionId);
       assert.deepEqual(stray, [], 'no data frame for the removed subscription id');
     });
+
+    test('7. channel names without a leading slash work (spec §5)', TEST, async () => {
+      const id = nonce();
+      const base = uniqueSegment('noslash');
+      const ch = await events.connect(`default/${base}/*`);
+      const s = subscribeInbox(ch, `default/${base}/* subscriber`);
+      await withTimeout(s.sub.ready, T, 'subscription without leading slash ready');
+      await events.post(`default/${base}/x`, { nonce: id, via: 'http' });
+      const pub = await events.connect(`default/${base}/y`);
+      await withTimeout(pub.publish({ nonce: id, via: 'socket' }), T, 'publish without leading slash');
+      await s.events.waitFor((e) => e?.nonce === id && e.via === 'http', { timeoutMs: T, what: 'HTTP event' });
+      await s.events.waitFor((e) => e?.nonce === id && e.via === 'socket', { timeoutMs: T, what: 'socket event' });
+      s.sub.unsubscribe();
+      await ch.close();
+      await pub.close();
+    });
+
+    test('8. two subscriptions to one channel on one socket each get one copy', TEST, async () => {
+      const id = nonce();
+      const name = `/default/${uniqueSegment('twice')}`;
+      const ch1 = await events.connect(name);
+      const ch2 = await events.connect(name);
+      const s1 = subscribeInbox(ch1, 'first');
+      const s2 = subscribeInbox(ch2, 'second');
+      const [r1, r2] = await withTimeout(Promise.all([s1.sub.ready, s2.sub.ready]), T, 'both subscriptions ready');
+      assert.notEqual(r1.subscriptionId, r2.subscriptionId);
+      await events.post(name, { nonce: id, n: 1 });
+      await events.post(name, { nonce: id, n: 2 });
+      for (const s of [s1, s2]) {
+        await s.events.waitFor((e) => e?.nonce === id && e.n === 2, { timeoutMs: T });
+        assert.deepEqual(s.events.items.map((e) => e.n), [1, 2]);
+      }
+      s1.sub.unsubscribe();
+      s2.sub.unsubscribe();
+      await ch1.close();
+      await ch2.close();
+    });
+
+    test('9. limits surface through the client: 6 events reject, an oversize event is reported failed', TEST, async () => {
+      const id = nonce();
+      const name = `/default/${uniqueSegment('limits')}`;
+      const six = [0, 1, 2, 3, 4, 5].map((i) => ({ nonce: id, i }));
+      await assert.rejects(withTimeout(events.post(name, six), T, 'post of 6 events settles'), (err) => {
+        assertPostError(err, { status: 400, errorType: 'BadRequestException' });
+        return true;
+      });
+      const ch = await events.connect(name);
+      await assert.rejects(withTimeout(ch.publish(six), T, 'socket publish of 6 events settles'), /Publish errors/);
+
+      // 240 KB per event (spec §7): HTTP 200 with the event in `failed`, which events.post returns.
+      const big = { nonce: id, blob: 'x'.repeat(250 * 1024) };
+      const failed = await withTimeout(events.post(name, [{ nonce: id, small: true }, big]), T, 'post with an oversize event');
+      assert.ok(Array.isArray(failed) && failed.length === 1, `events.post returns the failed events: ${JSON.stringify(failed)}`);
+      assert.equal(failed[0].index, 1);
+      assert.equal(failed[0].code, 'EventTooLargeException');
+      assert.equal(typeof failed[0].identifier, 'string');
+      await wild.events.waitFor((e) => e?.nonce === id && e.small === true, { timeoutMs: T, what: 'the small event of the pair' });
+      assert.equal(wild.events.items.filter((e) => e?.nonce === id && e.blob).length, 0, 'the oversize event is not delivered');
+      await ch.close();
+    });
   });
 }
