@@ -55,6 +55,7 @@ pub struct Handlers {
     namespaces: HashMap<String, Namespace>,
     js: Option<JsPool>,
     http: Option<HttpInvoker>,
+    max_event_bytes: usize,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -138,7 +139,16 @@ impl Handlers {
             namespaces: map,
             js,
             http,
+            max_event_bytes: MAX_EVENT_BYTES,
         })
+    }
+
+    /// Sets the largest event delivered after transformation (default [`MAX_EVENT_BYTES`]);
+    /// pass the server's `limits.max_event_bytes`.
+    #[must_use]
+    pub fn with_max_event_bytes(mut self, max_event_bytes: usize) -> Self {
+        self.max_event_bytes = max_event_bytes;
+        self
     }
 
     /// Whether publishing to `namespace` runs a handler. When false, `on_publish` forwards the
@@ -157,7 +167,7 @@ impl Handlers {
     }
 
     /// Runs `onPublish`. On success returns one outcome per `ctx.events` entry, in order:
-    /// deliver (possibly transformed, at most [`MAX_EVENT_BYTES`]), dropped, or failed.
+    /// deliver (possibly transformed, at most the event size limit), dropped, or failed.
     /// On error the whole publish fails (see [`HandlerError`] for the wire mapping).
     pub async fn on_publish(
         &self,
@@ -170,7 +180,7 @@ impl Handlers {
             .get(namespace)
             .map_or(&Target::None, |n| &n.publish);
         let returned = match target {
-            Target::None => return Ok(unchanged(ctx)),
+            Target::None => return Ok(unchanged(ctx, self.max_event_bytes)),
             Target::Js(index) => {
                 let json = ctx
                     .to_json(namespace)
@@ -183,7 +193,7 @@ impl Handlers {
                     .to_json(namespace)
                     .map_err(|r| context::invalid_input(namespace, op, r))?;
                 match self.http_call(namespace, op, config, json).await? {
-                    Answer::Sent => return Ok(unchanged(ctx)),
+                    Answer::Sent => return Ok(unchanged(ctx, self.max_event_bytes)),
                     Answer::Body(body) => match http::publish_events(&body) {
                         Ok(Ok(events)) => events,
                         Ok(Err(message)) => return Err(rejected(namespace, op, message)),
@@ -193,7 +203,7 @@ impl Handlers {
             }
         };
         let ids: Vec<&str> = ctx.events.iter().map(|e| e.id.as_str()).collect();
-        outcome::match_events(&ids, &returned)
+        outcome::match_events(&ids, &returned, self.max_event_bytes)
             .map_err(|reason| logged(invalid(namespace, op, reason)))
     }
 
@@ -300,10 +310,10 @@ fn js_result(namespace: &str, op: Operation, out: &str) -> Result<String, Handle
     }
 }
 
-fn unchanged(ctx: PublishContext) -> Vec<EventOutcome> {
+fn unchanged(ctx: PublishContext, max_bytes: usize) -> Vec<EventOutcome> {
     ctx.events
         .into_iter()
-        .map(|e| EventOutcome::deliver(e.payload))
+        .map(|e| EventOutcome::deliver(e.payload, max_bytes))
         .collect()
 }
 

@@ -35,12 +35,16 @@ pub enum EventOutcome {
 }
 
 impl EventOutcome {
-    /// Applies the size limit to a payload about to be delivered.
-    pub(crate) fn deliver(payload: String) -> Self {
-        if payload.len() > MAX_EVENT_BYTES {
+    /// Applies the size limit (`max_bytes`) to a payload about to be delivered.
+    pub(crate) fn deliver(payload: String, max_bytes: usize) -> Self {
+        if payload.len() > max_bytes {
             EventOutcome::Failed {
                 code: CODE_TOO_LARGE,
-                message: MESSAGE_TOO_LARGE.to_owned(),
+                message: if max_bytes == MAX_EVENT_BYTES {
+                    MESSAGE_TOO_LARGE.to_owned()
+                } else {
+                    format!("Transformed event is larger than {max_bytes} bytes")
+                },
             }
         } else {
             EventOutcome::Deliver(payload)
@@ -68,7 +72,11 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 /// for [`HandlerError::Invalid`](crate::HandlerError::Invalid).
 ///
 /// `null` (JavaScript `null`/`undefined`) drops every event: see `docs/handlers.md` for why.
-pub(crate) fn match_events(incoming: &[&str], returned: &str) -> Result<Vec<EventOutcome>, String> {
+pub(crate) fn match_events(
+    incoming: &[&str],
+    returned: &str,
+    max_bytes: usize,
+) -> Result<Vec<EventOutcome>, String> {
     // Items stay raw until checked to be objects: serde would also accept `["id", payload]`.
     let items: Option<Vec<&RawValue>> = serde_json::from_str(returned)
         .map_err(|e| format!("expected an array of {{id, payload}} objects or null: {e}"))?;
@@ -101,7 +109,7 @@ pub(crate) fn match_events(incoming: &[&str], returned: &str) -> Result<Vec<Even
                     other => other.to_string(),
                 },
             },
-            (_, Some(payload)) => EventOutcome::deliver(payload.get().to_owned()),
+            (_, Some(payload)) => EventOutcome::deliver(payload.get().to_owned(), max_bytes),
             (_, None) => EventOutcome::Failed {
                 code: CODE_HANDLER_ERROR,
                 message: "the handler returned this event without a payload".to_owned(),
@@ -127,6 +135,7 @@ mod tests {
         let out = match_events(
             &["a", "b", "c"],
             r#"[{"id":"c","payload":3},null,{"id":"a","payload":{"x":1},"extra":true}]"#,
+            MAX_EVENT_BYTES,
         )
         .unwrap();
         assert_eq!(
@@ -144,6 +153,7 @@ mod tests {
         let out = match_events(
             &["a", "b", "c"],
             r#"[{"id":"a","error":"nope"},{"id":"b","payload":null},{"id":"c"}]"#,
+            MAX_EVENT_BYTES,
         )
         .unwrap();
         assert_eq!(out[0], failed("nope"));
@@ -157,11 +167,11 @@ mod tests {
     #[test]
     fn empty_array_and_null_drop_everything() {
         assert_eq!(
-            match_events(&["a"], "[]").unwrap(),
+            match_events(&["a"], "[]", MAX_EVENT_BYTES).unwrap(),
             vec![EventOutcome::Dropped]
         );
         assert_eq!(
-            match_events(&["a"], "null").unwrap(),
+            match_events(&["a"], "null", MAX_EVENT_BYTES).unwrap(),
             vec![EventOutcome::Dropped]
         );
     }
@@ -169,14 +179,18 @@ mod tests {
     #[test]
     fn unknown_duplicate_and_malformed_are_errors() {
         assert!(
-            match_events(&["a"], r#"[{"id":"z","payload":1}]"#)
+            match_events(&["a"], r#"[{"id":"z","payload":1}]"#, MAX_EVENT_BYTES)
                 .unwrap_err()
                 .contains("unknown id")
         );
         let dup = r#"[{"id":"a","payload":1},{"id":"a","payload":2}]"#;
-        assert!(match_events(&["a"], dup).unwrap_err().contains("twice"));
-        assert!(match_events(&["a"], r#"{"id":"a"}"#).is_err());
-        assert!(match_events(&["a"], r#"[{"id":5}]"#).is_err());
+        assert!(
+            match_events(&["a"], dup, MAX_EVENT_BYTES)
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(match_events(&["a"], r#"{"id":"a"}"#, MAX_EVENT_BYTES).is_err());
+        assert!(match_events(&["a"], r#"[{"id":5}]"#, MAX_EVENT_BYTES).is_err());
     }
 
     #[test]
@@ -186,7 +200,7 @@ mod tests {
             "x".repeat(MAX_EVENT_BYTES)
         );
         assert_eq!(
-            match_events(&["a"], &big).unwrap(),
+            match_events(&["a"], &big, MAX_EVENT_BYTES).unwrap(),
             vec![EventOutcome::Failed {
                 code: CODE_TOO_LARGE,
                 message: MESSAGE_TOO_LARGE.into()

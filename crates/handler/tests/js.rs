@@ -427,3 +427,22 @@ async fn namespaces_are_isolated() {
         .unwrap();
     assert_eq!(out, vec![EventOutcome::Deliver("5".into())]);
 }
+
+#[tokio::test]
+async fn async_handlers_and_promise_jobs_are_handled() {
+    let h = handlers(
+        "export async function onPublish(ctx) { return ctx.events }
+         export function onSubscribe(ctx) { Promise.resolve().then(() => { while (true) {} }) }",
+    );
+    let err = h
+        .on_publish("chat", publish(&[("1", json!(1))], None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HandlerError::Thrown { message, .. } if message.contains("synchronous")),
+        "{err:?}"
+    );
+    // A queued job that never ends is stopped by the same time limit.
+    let err = h.on_subscribe("chat", subscribe(None)).await.unwrap_err();
+    assert!(matches!(err, HandlerError::Timeout { .. }), "{err:?}");
+}

@@ -189,6 +189,14 @@ impl Engine {
             call.call::<_, String>((kind, ctx_json))
                 .map_err(|e| caught(&ctx, e))
         });
+        // Promise jobs the handler queued run now, under the same deadline, so none pile up
+        // between calls. They cannot change the answer; their exceptions are ignored.
+        while !self.watchdog.fired.get() {
+            match self.runtime.execute_pending_job() {
+                Ok(true) | Err(_) => {}
+                Ok(false) => break,
+            }
+        }
         if self.watchdog.disarm() {
             return Err(CallFailure::Timeout);
         }

@@ -108,7 +108,11 @@
     let out;
     try {
       const result = fn(JSON.parse(json));
-      out = { t: 'ok', v: result === undefined ? null : result };
+      if (result instanceof Promise) {
+        out = { t: 'thrown', m: 'handlers must be synchronous, but ' + kind + ' returned a Promise' };
+      } else {
+        out = { t: 'ok', v: result === undefined ? null : result };
+      }
     } catch (e) {
       if (e instanceof HeraldSignal) {
         if (e.kind === 'earlyReturn') out = { t: 'ok', v: e.value === undefined ? null : e.value };
