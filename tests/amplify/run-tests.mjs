@@ -86,6 +86,19 @@ function heraldLogTail(lines = 40) {
   }
 }
 
+// Short keep-alive timings so test/keepalive.test.mjs can check, within seconds,
+// that Herald's `ka` frames keep amplify-js from dropping an idle socket.
+const KEEPALIVE_INTERVAL_MS = 1000;
+const CONNECTION_TIMEOUT_MS = 3000;
+
+function heraldEnv() {
+  // Herald reads HERALD_* as configuration overrides: keep the caller's out.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERALD_')));
+  env.HERALD_WEBSOCKET__KEEPALIVE_INTERVAL_MS = String(KEEPALIVE_INTERVAL_MS);
+  env.HERALD_WEBSOCKET__CONNECTION_TIMEOUT_MS = String(CONNECTION_TIMEOUT_MS);
+  return env;
+}
+
 async function startHerald() {
   if (!existsSync(heraldBin)) {
     throw new Error(`herald binary not found at ${heraldBin}; run \`cargo build -p herald\` or set HERALD_BIN`);
@@ -97,7 +110,7 @@ async function startHerald() {
     logPath = path.join(dataDir, 'herald.log');
     const fd = openSync(logPath, 'a');
     const args = ['serve', '--listen', `127.0.0.1:${port}`, '--api-key', apiKey, '--dev-tls', '--data-dir', dataDir];
-    herald = spawn(heraldBin, args, { stdio: ['ignore', fd, fd] });
+    herald = spawn(heraldBin, args, { stdio: ['ignore', fd, fd], env: heraldEnv() });
     closeSync(fd);
     heraldExited = new Promise((resolve) => herald.once('exit', resolve));
     herald.once('error', (err) => log(`failed to spawn herald: ${err.message}`));
@@ -153,12 +166,16 @@ async function main() {
   // socket it opens and never clears it (CONNECTION_INIT_TIMEOUT in
   // AWSWebSocketProvider._initiateHandshake), so each test file would otherwise
   // linger 15 s after its last test even though every socket is closed.
-  const nodeArgs = ['--test', '--test-force-exit', '--test-reporter=spec', ...process.argv.slice(2), ...files];
+  // The files are independent (each its own process, own channels): run them
+  // side by side, mostly to overlap the keep-alive test's idle wait.
+  const nodeArgs = ['--test', '--test-force-exit', '--test-concurrency=4', '--test-reporter=spec', ...process.argv.slice(2), ...files];
   const env = {
     ...process.env,
     NODE_EXTRA_CA_CERTS: ca,
     HERALD_PORT: String(port),
     HERALD_API_KEY: apiKey,
+    HERALD_TEST_KEEPALIVE_INTERVAL_MS: String(KEEPALIVE_INTERVAL_MS),
+    HERALD_TEST_CONNECTION_TIMEOUT_MS: String(CONNECTION_TIMEOUT_MS),
   };
   testChild = spawn(process.execPath, nodeArgs, { stdio: 'inherit', env, cwd: here });
   // Watchdog: every test has its own timeout, this only bounds a wedged runner.
