@@ -7,7 +7,7 @@
 #
 # Environment: RUNS (repetitions per case, default 3; smoke 1), OUT (results folder),
 # SKIP_SOCKUDO=1, SOCKUDO_WAIT (seconds to wait for `cargo install sockudo`, default 3600),
-# CASES (space-separated subset of case names).
+# CASES (space-separated subset of case names), SERVERS (subset of "herald nats sockudo").
 # Peers are installed at run time when missing and never committed. Loopback only; every run is
 # bounded in time and count.
 set -euo pipefail
@@ -18,6 +18,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RUNS=${RUNS:-$([ "$MODE" = smoke ] && echo 1 || echo 3)}
 OUT=${OUT:-$TARGET_DIR/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 SOCKUDO_WAIT=${SOCKUDO_WAIT:-3600}
+SERVERS=${SERVERS:-herald nats sockudo}
+want() { [[ " $SERVERS " == *" $1 "* ]]; }
+want sockudo || SKIP_SOCKUDO=1
 WORK=$(mktemp -d /tmp/herald-compare.XXXXXX)
 HERALD_PORT=18080
 NATS_PORT=14222
@@ -133,19 +136,21 @@ key = "bench-key"
 # Publishers here are the load generator: lift the per-connection WebSocket publish rate.
 max_publishes_per_second = 1000000
 TOML
-log "starting herald"
-"$HERALD" serve --config "$WORK/herald.toml" >"$OUT/herald.log" 2>&1 &
-HPID=$!
-PIDS+=("$HPID")
-wait_port "$HERALD_PORT"
-COMMON=(--protocol appsync --ws "127.0.0.1:$HERALD_PORT" --api-key bench-key)
-PUB4=(--http-publishers 4)
-PUB8=(--http-publishers 8)
-run_cases herald "$HPID"
-stop_server "$HPID"
+if want herald; then
+    log "starting herald"
+    "$HERALD" serve --config "$WORK/herald.toml" >"$OUT/herald.log" 2>&1 &
+    HPID=$!
+    PIDS+=("$HPID")
+    wait_port "$HERALD_PORT"
+    COMMON=(--protocol appsync --ws "127.0.0.1:$HERALD_PORT" --api-key bench-key)
+    PUB4=(--http-publishers 4)
+    PUB8=(--http-publishers 8)
+    run_cases herald "$HPID"
+    stop_server "$HPID"
+fi
 
 # --- nats-server (WebSocket listener) -----------------------------------------------------------
-if command -v nats-server >/dev/null; then
+if want nats && command -v nats-server >/dev/null; then
     cat >"$WORK/nats.conf" <<CONF
 listen: "127.0.0.1:$NATS_PORT"
 websocket { listen: "127.0.0.1:$NATS_WS_PORT", no_tls: true }

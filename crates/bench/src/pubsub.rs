@@ -176,6 +176,11 @@ pub async fn run(
     }
 
     let mut steps = Vec::new();
+    // Each event on a channel reaches its exact subscribers plus the wildcard subscribers of
+    // every channel in its group.
+    let group = f64::from(ep.group_size.min(plan.channels));
+    let deliveries_per_event =
+        f64::from(plan.subs_per_channel - wild_per_channel) + group * f64::from(wild_per_channel);
     if plan.steps.is_empty() {
         let end = t0 + Duration::from_secs_f64(plan.duration_s);
         let mut tick = Instant::now();
@@ -222,7 +227,10 @@ pub async fn run(
                     step.latency.p99_us
                 );
             }
+            // Saturated: publishers cannot reach the offered rate, deliveries fall behind what
+            // was published, or latency passes the limit.
             let saturated = step.published_events_per_s < 0.9 * rate
+                || step.deliveries_per_s < 0.9 * step.published_events_per_s * deliveries_per_event
                 || step.latency.p99_us as f64 > plan.max_p99_ms * 1000.0;
             steps.push(step);
             if saturated {

@@ -192,7 +192,20 @@ impl Report {
             "RSS per connection".into(),
             opt(o.server_rss_per_conn_kib.map(|v| format!("{v:.2}")), " KiB"),
         ));
-        self.resources(&o.resources);
+        self.rows.push((
+            "CPU while opening".into(),
+            format!(
+                "server {}, bench {}",
+                opt(
+                    o.resources.server_cpu_percent.map(|v| format!("{v:.0}")),
+                    " %"
+                ),
+                opt(
+                    o.resources.bench_cpu_percent.map(|v| format!("{v:.0}")),
+                    " %"
+                )
+            ),
+        ));
         self.result = serde_json::to_value(&o).unwrap_or(Value::Null);
     }
 
