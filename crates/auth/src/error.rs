@@ -22,6 +22,20 @@ pub enum AuthError {
     #[error("malformed credential: {0}")]
     Malformed(String),
 
+    /// The credential selects a mode the operation does not accept, or one with no provider.
+    #[error("the credential is for {mode}, which is {reason}")]
+    ModeNotAllowed {
+        /// The AppSync mode name.
+        mode: &'static str,
+        /// "not allowed for this operation" or "not configured".
+        reason: &'static str,
+    },
+    /// A token matched no allowed mode (no configured JWT issuer, and AWS_LAMBDA not allowed).
+    #[error(
+        "the token matches no allowed mode: not a JWT from a configured issuer, and AWS_LAMBDA is not allowed here"
+    )]
+    NoMatchingMode,
+
     // ---- SigV4 ----
     /// The access key id is not in the configured table.
     #[error("unknown access key id {access_key_id:?}: add it to the AWS_IAM provider's keys")]

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -30,8 +30,8 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_TTL_SECS: u64 = 3600;
 
 /// The `AWS_LAMBDA` provider's settings (AppSync `lambdaAuthorizerConfig`, with a URL in place
-/// of the function ARN).
-#[derive(Clone, Deserialize)]
+/// of the function ARN). Serializing redacts the webhook header values.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaConfig {
     /// Where to POST the authorizer request (`http://` or `https://`).
@@ -52,7 +52,7 @@ pub struct LambdaConfig {
     #[serde(default)]
     pub account_id: String,
     /// Extra headers on every webhook call, e.g. a shared secret the webhook checks. Never logged.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::config::redact_map")]
     pub webhook_headers: BTreeMap<String, String>,
     /// Bound on cached decisions; when full, expired entries are dropped, then everything.
     #[serde(default = "default_max_cache_entries")]
@@ -318,6 +318,33 @@ impl LambdaAuthorizer {
     }
 }
 
+/// Builds `requestHeaders` from (name, value) pairs: names lower-cased, repeated names become
+/// arrays (as AppSync shows multi-valued headers), `authorization` and `cookie` left out so
+/// the token appears only once, as `authorizationToken`.
+pub fn request_headers<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (name, value) in pairs {
+        let name = name.to_ascii_lowercase();
+        if name == "authorization" || name == "cookie" {
+            continue;
+        }
+        let value = Value::String(value.to_owned());
+        match out.get_mut(&name) {
+            Some(Value::Array(a)) => a.push(value),
+            Some(prev) => {
+                let first = prev.take();
+                *prev = Value::Array(vec![first, value]);
+            }
+            None => {
+                out.insert(name, value);
+            }
+        }
+    }
+    out
+}
+
 fn decide(d: Decision) -> Result<Identity, AuthError> {
     match d {
         Decision::Allow(handler_context) => {
@@ -337,6 +364,18 @@ mod tests {
             operation: Operation::Publish,
             channel: Some("/a/b".into()),
         }
+    }
+
+    #[test]
+    fn request_headers_shape() {
+        let h = request_headers([
+            ("Host", "h"),
+            ("X-A", "1"),
+            ("x-a", "2"),
+            ("Authorization", "secret"),
+            ("Cookie", "c"),
+        ]);
+        assert_eq!(Value::Object(h), json!({"host": "h", "x-a": ["1", "2"]}));
     }
 
     #[test]

@@ -11,18 +11,25 @@
 //! * [`lambda`]: `AWS_LAMBDA`, an HTTP webhook speaking the Lambda authorizer's JSON, with a
 //!   decision cache.
 //!
+//! [`Providers`] bundles them: built from the `[[auth.providers]]` entries ([`ProviderConfig`]),
+//! it picks the mode from the credential and verifies it.
+//!
 //! API keys are verified by the server itself. Mode selection (which modes a connection,
 //! namespace or operation accepts) is the server's; this crate answers "is this credential valid
 //! for this operation, and who is it?".
 
+mod config;
 pub mod error;
 mod http;
 pub mod identity;
 pub mod jwt;
 pub mod lambda;
+mod providers;
 pub mod sigv4;
 
+pub use config::ProviderConfig;
 pub use error::{AuthError, ConfigError};
 pub use identity::{
     AuthMode, IamIdentity, Identity, JwtIdentity, LambdaIdentity, Operation, auth_field,
 };
+pub use providers::{AuthRequest, Credential, Providers};

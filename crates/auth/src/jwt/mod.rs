@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{AuthError, ConfigError};
@@ -28,7 +28,7 @@ use crate::identity::{AuthMode, Identity, JwtIdentity};
 use jwks::{Jwks, JwksSettings};
 
 /// Settings shared by both JWT modes (TOML keys beside the mode's own).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtOptions {
     /// Accepted `alg` values; only asymmetric ones (RS*, PS*, ES*, EdDSA) are allowed.
@@ -81,7 +81,7 @@ impl Default for JwtOptions {
 }
 
 /// `OPENID_CONNECT` provider (AppSync `openIDConnectConfig`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The `iss` every token must carry; discovery starts at `<issuer>/.well-known/openid-configuration`.
@@ -101,7 +101,7 @@ pub struct OidcConfig {
 }
 
 /// `AMAZON_COGNITO_USER_POOLS` provider (AppSync `cognitoConfig`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CognitoConfig {
     /// e.g. `us-east-1_AbCdEfGhI`.

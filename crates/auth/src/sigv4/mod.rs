@@ -21,7 +21,7 @@ pub mod synthetic;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ConfigError};
@@ -30,7 +30,7 @@ use crate::identity::{IamIdentity, Identity, Operation, ct_eq};
 pub use synthetic::{connect_body, publish_body, subscribe_body};
 
 /// An IAM action a key may be granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IamAction {
     /// WebSocket connect.
     EventConnect,
@@ -51,15 +51,17 @@ impl IamAction {
 }
 
 /// One access key (TOML: `[[auth.providers.keys]]` under an `AWS_IAM` provider).
-#[derive(Clone, Deserialize)]
+/// Serializing redacts the secret and the session token.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessKeyConfig {
     /// The public key id clients put in `Credential=`.
     pub access_key_id: String,
     /// The shared secret. Never logged.
+    #[serde(serialize_with = "crate::config::redact")]
     pub secret_access_key: String,
     /// When set, requests must carry this `x-amz-security-token`. Never logged.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::config::redact_opt")]
     pub session_token: Option<String>,
     /// Actions granted. Empty means none.
     pub actions: Vec<IamAction>,
@@ -97,7 +99,7 @@ impl std::fmt::Debug for AccessKeyConfig {
 }
 
 /// The `AWS_IAM` provider's settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigV4Config {
     /// Accept only this signing region; `None` accepts any.
@@ -237,10 +239,22 @@ impl SigV4Verifier {
         access: Access<'_>,
         now: SystemTime,
     ) -> Result<Identity, AuthError> {
-        let headers = auth
+        let fields = auth
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?.as_bytes())))
-            .collect();
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+        self.verify_ws_fields(fields, body, access, now)
+    }
+
+    /// [`SigV4Verifier::verify_ws`] over any list of (key, value) string fields, e.g. the
+    /// server's already-parsed authorization fields.
+    pub fn verify_ws_fields<'a>(
+        &self,
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: &[u8],
+        access: Access<'_>,
+        now: SystemTime,
+    ) -> Result<Identity, AuthError> {
+        let headers = fields.into_iter().map(|(k, v)| (k, v.as_bytes())).collect();
         self.verify(&ws_request(headers, body), access, now)
     }
 
