@@ -114,6 +114,7 @@ fn serve(
             name: "default".into(),
             publish_auth_modes: None,
             subscribe_auth_modes: None,
+            history: None,
         });
     }
     if let Some(listen) = listen {

@@ -15,4 +15,4 @@ pub mod reply;
 pub use auth::AuthFields;
 pub use channel::{Channel, ChannelError, Pattern};
 pub use error::{ErrorType, WireError};
-pub use message::{ClientMessage, EventLimits, FrameError, HttpPublish};
+pub use message::{ClientMessage, EventLimits, FrameError, HttpPublish, Resume};

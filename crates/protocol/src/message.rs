@@ -44,6 +44,8 @@ pub enum ClientMessage<'a> {
         id: Cow<'a, str>,
         channel: Cow<'a, str>,
         authorization: Option<AuthFields>,
+        /// Herald extension: replay what was missed since this point, then go live.
+        resume: Option<Resume>,
     },
     Unsubscribe {
         id: Cow<'a, str>,
@@ -100,6 +102,89 @@ struct Envelope<'a> {
     events: Option<&'a RawValue>,
     #[serde(borrow, default)]
     authorization: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    resume: Option<&'a RawValue>,
+}
+
+/// Where a resumed subscription starts (Herald extension, see `docs/extensions.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// For an exact channel: the last position the client saw (`epoch`, `offset`).
+    pub after: Option<(u64, u64)>,
+    /// For a wildcard: the last position seen per channel.
+    pub positions: Vec<(String, u64, u64)>,
+    /// Events stored at or after this time (ms since the Unix epoch), for channels without a
+    /// position.
+    pub since_ms: Option<u64>,
+}
+
+/// Most per-channel positions one resume may carry.
+pub const MAX_RESUME_POSITIONS: usize = 1000;
+
+#[derive(Deserialize)]
+struct RawPosition {
+    epoch: EpochValue,
+    offset: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EpochValue {
+    Text(String),
+    Number(u64),
+}
+
+impl EpochValue {
+    fn get(&self) -> Option<u64> {
+        match self {
+            EpochValue::Text(s) => s.parse().ok(),
+            EpochValue::Number(n) => Some(*n),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawResume {
+    #[serde(default)]
+    epoch: Option<EpochValue>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    since_ms: Option<u64>,
+    #[serde(default)]
+    positions: Option<std::collections::BTreeMap<String, RawPosition>>,
+}
+
+const RESUME_HELP: &str = "'resume' must be {\"epoch\":\"<epoch>\",\"offset\":<n>}, {\"since_ms\":<ms>}, or {\"positions\":{\"<channel>\":{\"epoch\":..,\"offset\":..}},\"since_ms\":<ms>}";
+
+fn parse_resume(raw: Option<&RawValue>) -> Result<Option<Resume>, WireError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    let r: RawResume = serde_json::from_str(raw.get()).map_err(|_| bad(RESUME_HELP))?;
+    let after = match (r.epoch, r.offset) {
+        (Some(e), Some(o)) => Some((e.get().ok_or_else(|| bad(RESUME_HELP))?, o)),
+        (None, None) => None,
+        _ => return Err(bad(RESUME_HELP)),
+    };
+    let mut positions = Vec::new();
+    for (channel, p) in r.positions.unwrap_or_default() {
+        if positions.len() >= MAX_RESUME_POSITIONS {
+            return Err(bad(format!(
+                "'resume.positions' may list at most {MAX_RESUME_POSITIONS} channels"
+            )));
+        }
+        let epoch = p.epoch.get().ok_or_else(|| bad(RESUME_HELP))?;
+        positions.push((channel, epoch, p.offset));
+    }
+    if after.is_none() && positions.is_empty() && r.since_ms.is_none() {
+        return Err(bad(RESUME_HELP));
+    }
+    Ok(Some(Resume {
+        after,
+        positions,
+        since_ms: r.since_ms,
+    }))
 }
 
 fn bad(message: impl Into<String>) -> WireError {
@@ -213,10 +298,12 @@ impl<'a> ClientMessage<'a> {
             Operation::Subscribe => {
                 let channel = string_field(env.channel, "channel").map_err(with_id)?;
                 let authorization = parse_auth(env.authorization).map_err(with_id)?;
+                let resume = parse_resume(env.resume).map_err(with_id)?;
                 Ok(ClientMessage::Subscribe {
                     id,
                     channel,
                     authorization,
+                    resume,
                 })
             }
             Operation::Publish => {
@@ -284,6 +371,7 @@ mod tests {
             id,
             channel,
             authorization,
+            resume: None,
         }) = parse(
             r#"{"type":"subscribe","id":"a-1","channel":"/default/*","authorization":{"x-api-key":"k","host":"h"},"payload":{}}"#,
         )
@@ -303,6 +391,42 @@ mod tests {
             parse(r#"{"type":"unsubscribe","id":"a-1"}"#),
             Ok(ClientMessage::Unsubscribe { .. })
         ));
+    }
+
+    #[test]
+    fn resume_points() {
+        let resume = |r: &str| {
+            let text = format!(r#"{{"type":"subscribe","id":"s","channel":"/a/b","resume":{r}}}"#);
+            match ClientMessage::parse(&text, &EventLimits::default()) {
+                Ok(ClientMessage::Subscribe { resume, .. }) => Ok(resume),
+                Ok(_) => panic!("not a subscribe"),
+                Err(e) => Err(e.error.kind),
+            }
+        };
+        assert_eq!(
+            resume(r#"{"epoch":"18446744073709551615","offset":3}"#)
+                .unwrap()
+                .unwrap()
+                .after,
+            Some((u64::MAX, 3))
+        );
+        assert_eq!(
+            resume(r#"{"since_ms":5}"#).unwrap().unwrap().since_ms,
+            Some(5)
+        );
+        let w = resume(r#"{"positions":{"/a/b/c":{"epoch":7,"offset":1}},"since_ms":1}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.positions, vec![("/a/b/c".to_string(), 7, 1)]);
+        assert_eq!(resume("null").unwrap(), None);
+        for bad in [
+            r#"{}"#,
+            r#"{"epoch":"x","offset":1}"#,
+            r#"{"offset":1}"#,
+            "5",
+        ] {
+            assert_eq!(resume(bad), Err(ErrorType::BadRequest), "{bad}");
+        }
     }
 
     #[test]

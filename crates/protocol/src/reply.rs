@@ -100,6 +100,25 @@ pub fn error(kind: ErrorKind, id: Option<&str>, errors: &[WireError]) -> Bytes {
 pub struct Accepted {
     pub identifier: String,
     pub index: usize,
+    /// Herald extension (delivery feedback): how many subscriptions the event was delivered to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<usize>,
+    /// Herald extension: where the event was stored, when its namespace keeps history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<StreamPosition>,
+}
+
+/// A position in a channel's history, as sent to clients. The epoch is a string because it is a
+/// 64-bit value that JavaScript numbers cannot hold exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamPosition {
+    #[serde(serialize_with = "as_string")]
+    pub epoch: u64,
+    pub offset: u64,
+}
+
+fn as_string<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// An event refused by a publish (the request as a whole succeeded).
@@ -157,6 +176,51 @@ pub fn data_body(event_token: &str) -> Bytes {
     Bytes::from(v)
 }
 
+/// The shared end of a `data` frame on a namespace with history: the event, then the Herald
+/// extension field `position` (which AppSync clients ignore).
+pub fn data_body_at(
+    event_token: &str,
+    channel: &str,
+    position: StreamPosition,
+    time_ms: u64,
+) -> Bytes {
+    let mut v = Vec::with_capacity(event_token.len() + channel.len() + 96);
+    v.extend_from_slice(event_token.as_bytes());
+    v.extend_from_slice(br#","position":{"channel":""#);
+    // Channel paths are [A-Za-z0-9/-] only: nothing to escape.
+    v.extend_from_slice(channel.as_bytes());
+    v.extend_from_slice(
+        format!(
+            r#"","epoch":"{}","offset":{},"time_ms":{}}}}}"#,
+            position.epoch, position.offset, time_ms
+        )
+        .as_bytes(),
+    );
+    Bytes::from(v)
+}
+
+/// What a resumed subscription got, sent as the `resume` field of `subscribe_success`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeReport {
+    /// True when every missed event was replayed; false when some could not be (see `reason`).
+    pub recovered: bool,
+    /// Events replayed before live delivery began.
+    pub replayed: usize,
+    /// Why recovery is incomplete: `epoch_changed`, `expired`, `too_many` (use the HTTP history
+    /// endpoint), or `unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// `subscribe_success` with the Herald extension `resume`.
+pub fn subscribe_resumed(id: &str, report: &ResumeReport) -> Bytes {
+    #[derive(Serialize)]
+    struct R<'a> {
+        resume: &'a ResumeReport,
+    }
+    encode("subscribe_success", Some(id), R { resume: report })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,12 +256,28 @@ mod tests {
             successful: vec![Accepted {
                 identifier: "u".into(),
                 index: 0,
+                delivered: None,
+                position: None,
             }],
             failed: vec![],
         };
         assert_eq!(
             json(&publish_success("p", &result)),
             serde_json::json!({"type":"publish_success","id":"p","successful":[{"identifier":"u","index":0}],"failed":[]})
+        );
+    }
+
+    #[test]
+    fn data_frame_with_position() {
+        let mut frame = data_prefix("s").to_vec();
+        let pos = StreamPosition {
+            epoch: u64::MAX,
+            offset: 7,
+        };
+        frame.extend_from_slice(&data_body_at("\"1\"", "/ns/a", pos, 5));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&frame).unwrap(),
+            serde_json::json!({"type":"data","id":"s","event":"1","position":{"channel":"/ns/a","epoch":"18446744073709551615","offset":7,"time_ms":5}})
         );
     }
 

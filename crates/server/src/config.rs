@@ -27,6 +27,8 @@ pub struct Config {
     pub limits: Limits,
     pub websocket: WebSocketConfig,
     pub http: HttpConfig,
+    /// Where channel history is stored, for namespaces that keep it.
+    pub history: HistoryConfig,
     /// How long a graceful shutdown waits for connections to close, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -42,6 +44,7 @@ impl Default for Config {
             limits: Limits::default(),
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
+            history: HistoryConfig::default(),
             shutdown_grace_ms: 10_000,
         }
     }
@@ -104,6 +107,64 @@ pub struct NamespaceConfig {
     /// Overrides `auth.default_subscribe_auth_modes` for this namespace.
     #[serde(default)]
     pub subscribe_auth_modes: Option<Vec<AuthMode>>,
+    /// Keep this namespace's events, for replay after reconnect and `GET /event/history`.
+    #[serde(default)]
+    pub history: Option<NamespaceHistory>,
+}
+
+/// History retention of one namespace; both limits apply when both are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespaceHistory {
+    /// Events older than this are removed.
+    pub max_age_secs: Option<u64>,
+    /// At most this many newest events are kept per channel.
+    pub max_count: Option<u64>,
+}
+
+/// Which store keeps history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryBackend {
+    /// Durable, embedded (fjall) under `data_dir/history`.
+    Fjall,
+    /// In process memory: lost on restart (clients are told: the epoch changes).
+    Memory,
+}
+
+/// When an acknowledged event is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistorySync {
+    /// fsync before `successful` is sent (group commit shares one fsync among concurrent
+    /// publishes). Survives power loss.
+    Always,
+    /// fsync every `sync_interval_ms`; a process crash loses nothing, a power loss up to the interval.
+    Interval,
+    /// Leave it to the operating system.
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    pub backend: HistoryBackend,
+    pub sync: HistorySync,
+    pub sync_interval_ms: u64,
+    /// Most events replayed to one resuming subscription; past it the client is told
+    /// `too_many` and can page through `GET /event/history`.
+    pub max_replay_events: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            backend: HistoryBackend::Fjall,
+            sync: HistorySync::Always,
+            sync_interval_ms: 100,
+            max_replay_events: 1000,
+        }
+    }
 }
 
 /// Limits, with AppSync's defaults (spec §7) where AppSync has one.
@@ -194,6 +255,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "websocket",
     "http",
+    "history",
     "shutdown_grace_ms",
 ];
 
@@ -323,6 +385,7 @@ impl Config {
             ("limits.max_request_bytes", l.max_request_bytes),
             ("limits.max_queued_bytes", l.max_queued_bytes),
             ("limits.max_queued_messages", l.max_queued_messages),
+            ("history.max_replay_events", self.history.max_replay_events),
             (
                 "websocket.keepalive_interval_ms",
                 self.websocket.keepalive_interval_ms as usize,
@@ -383,16 +446,19 @@ mod tests {
                     name: "ok".into(),
                     publish_auth_modes: Some(vec![]),
                     subscribe_auth_modes: None,
+                    history: None,
                 },
                 NamespaceConfig {
                     name: "ok".into(),
                     publish_auth_modes: None,
                     subscribe_auth_modes: None,
+                    history: None,
                 },
                 NamespaceConfig {
                     name: "bad/name".into(),
                     publish_auth_modes: None,
                     subscribe_auth_modes: None,
+                    history: None,
                 },
             ],
             ..Config::default()

@@ -31,7 +31,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::OPTIONS, "/event") => preflight(req.headers()),
         (&Method::GET, "/event/realtime") => upgrade(state.clone(), req),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (_, "/event" | "/event/realtime" | "/healthz") => errors(
+        (&Method::GET, "/event/history") => match history(&state, &req).await {
+            Ok(r) => r,
+            Err(e) => error_response(e),
+        },
+        (_, "/event" | "/event/realtime" | "/event/history" | "/healthz") => errors(
             StatusCode::METHOD_NOT_ALLOWED,
             WireError::new(ErrorType::BadRequest, "method not allowed on this path"),
         ),
@@ -137,6 +141,123 @@ async fn publish_body(
         )
         .await?;
     crate::publish::publish(state, &channel, &request.events).await
+}
+
+/// Decodes `%XX` escapes and `+` in a query component.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match c {
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(c),
+            },
+            b'+' => out.push(b' '),
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Most events one history request returns.
+const HISTORY_PAGE_MAX: usize = 1000;
+
+/// `GET /event/history?channel=/ns/a&since=<epoch>:<offset>|<ms>&limit=N` (Herald extension),
+/// authorized like a subscription to the channel.
+async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body>, WireError> {
+    use herald_history::{Position, ReadOutcome, Since};
+    let bad = |m: &str| WireError::new(ErrorType::BadRequest, m);
+    let mut channel = None;
+    let mut since = Since::Start;
+    let mut limit = 100usize;
+    for pair in req.uri().query().unwrap_or_default().split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "channel" => channel = Some(v),
+            "since" if !v.is_empty() => {
+                since = match v.split_once(':') {
+                    Some((e, o)) => Since::After(Position {
+                        epoch: e
+                            .parse()
+                            .map_err(|_| bad("since: expected <epoch>:<offset> or a time in ms"))?,
+                        offset: o
+                            .parse()
+                            .map_err(|_| bad("since: expected <epoch>:<offset> or a time in ms"))?,
+                    }),
+                    None => Since::TimeMs(
+                        v.parse()
+                            .map_err(|_| bad("since: expected <epoch>:<offset> or a time in ms"))?,
+                    ),
+                }
+            }
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .map_err(|_| bad("limit: expected a number"))?
+                    .clamp(1, HISTORY_PAGE_MAX)
+            }
+            _ => {}
+        }
+    }
+    let channel = channel
+        .ok_or_else(|| bad("channel is required: /event/history?channel=/namespace/channel"))?;
+    let channel = Channel::parse(&channel)
+        .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
+    let namespace = channel.namespace();
+    let modes = state
+        .modes(namespace, Access::Subscribe)
+        .ok_or_else(|| unknown_namespace(namespace))?;
+    state
+        .authorizer
+        .authorize(
+            modes,
+            &header_fields(req.headers()),
+            Operation::Subscribe {
+                namespace,
+                channel: channel.as_str(),
+            },
+        )
+        .await?;
+    let history = state.history_of(namespace).ok_or_else(|| {
+        bad("this namespace keeps no history: set history in its [[namespaces]] entry")
+    })?;
+    let outcome = history
+        .store()
+        .read(channel.as_str(), since, limit)
+        .await
+        .map_err(|e| WireError::new(ErrorType::Internal, format!("history read failed: {e}")))?;
+    let body = match outcome {
+        ReadOutcome::Events { events, top } => {
+            let events: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "event": serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap_or_default(),
+                        "position": crate::history::wire(e.position),
+                        "time_ms": e.time_ms,
+                    })
+                })
+                .collect();
+            serde_json::json!({"channel": channel.as_str(), "recovered": true, "events": events, "top": crate::history::wire(top)})
+        }
+        ReadOutcome::Unrecoverable { reason, top } => serde_json::json!({
+            "channel": channel.as_str(),
+            "recovered": false,
+            "reason": crate::history::reason(reason),
+            "events": [],
+            "top": crate::history::wire(top),
+        }),
+    };
+    Ok(json(StatusCode::OK, Bytes::from(body.to_string())))
 }
 
 fn preflight(headers: &HeaderMap) -> Response<Body> {

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod id;

@@ -1,6 +1,7 @@
 //! Publishing, shared by `POST /event` and the WebSocket `publish` message: one identifier per
 //! event, each accepted event encoded once, then handed to the broker.
 
+use bytes::Bytes;
 use herald_protocol::message::{Event, EventError};
 use herald_protocol::reply::{self, Accepted, PublishResult, Refused};
 use herald_protocol::{Channel, ErrorType, WireError};
@@ -20,8 +21,13 @@ pub async fn publish(
         let identifier = crate::id::uuid_v4();
         match event {
             Ok(event) => {
-                bodies.push(reply::data_body(event.token()));
-                result.successful.push(Accepted { identifier, index });
+                bodies.push(event.token());
+                result.successful.push(Accepted {
+                    identifier,
+                    index,
+                    delivered: None,
+                    position: None,
+                });
             }
             Err(e) => result.failed.push(Refused {
                 identifier,
@@ -31,12 +37,30 @@ pub async fn publish(
             }),
         }
     }
-    if !bodies.is_empty() {
-        state
-            .broker
-            .publish(channel, &bodies)
-            .await
-            .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
+    if bodies.is_empty() {
+        return Ok(result);
+    }
+    if let Some(history) = state.history_of(channel.namespace()) {
+        // Stored first: `successful` means durable, and positions go out with the events.
+        let tokens = bodies
+            .iter()
+            .map(|t| Bytes::copy_from_slice(t.as_bytes()))
+            .collect();
+        let appended = history.append(channel, tokens).await?;
+        for (accepted, position) in result.successful.iter_mut().zip(appended.positions) {
+            accepted.delivered = Some(appended.delivered);
+            accepted.position = Some(crate::history::wire(position));
+        }
+        return Ok(result);
+    }
+    let bodies: Vec<Bytes> = bodies.into_iter().map(reply::data_body).collect();
+    let delivered = state
+        .broker
+        .publish(channel, &bodies)
+        .await
+        .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
+    for accepted in &mut result.successful {
+        accepted.delivered = Some(delivered);
     }
     Ok(result)
 }

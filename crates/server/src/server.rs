@@ -25,6 +25,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot open the history store: {0}")]
+    History(#[from] herald_history::HistoryError),
     #[error(
         "cannot listen on {addr}: {source} (is another process using the port? choose another with --listen)"
     )]
@@ -55,11 +57,12 @@ impl Server {
             _ => (None, None),
         };
         let addr = config.listen;
+        let state = Arc::new(State::new(config)?);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Server {
-            state: Arc::new(State::new(config)),
+            state,
             listener,
             tls,
             dev_tls,

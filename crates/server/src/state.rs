@@ -26,21 +26,32 @@ pub struct State {
     pub broker: Arc<dyn Broker>,
     pub event_limits: EventLimits,
     pub connections: Registry,
+    /// Stored history, when any namespace keeps it.
+    pub history: Option<crate::history::History>,
 }
 
 impl State {
-    pub fn new(config: Config) -> State {
+    /// Builds the shared state; opens the history store when a namespace keeps history.
+    pub fn new(config: Config) -> Result<State, herald_history::HistoryError> {
         let event_limits = EventLimits {
             max_event_bytes: config.limits.max_event_bytes,
             max_events: config.limits.max_events_per_publish,
         };
-        State {
+        let broker: Arc<dyn Broker> = Arc::new(Hub::new());
+        let history = crate::history::History::start(&config, broker.clone())?;
+        Ok(State {
             authorizer: Authorizer::new(&config.auth),
-            broker: Arc::new(Hub::new()),
+            broker,
             event_limits,
             connections: Registry::new(),
+            history,
             config,
-        }
+        })
+    }
+
+    /// History, when this namespace keeps it.
+    pub fn history_of(&self, namespace: &str) -> Option<&crate::history::History> {
+        self.history.as_ref().filter(|h| h.keeps(namespace))
     }
 
     /// The modes accepted for an operation in a namespace; `None` if the namespace does not exist.

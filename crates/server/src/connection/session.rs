@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use herald_protocol::message::Operation as FrameOp;
 use herald_protocol::reply::{self, ErrorKind, SuccessKind};
-use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, WireError};
+use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, Resume, WireError};
 
 use super::outbox::{Out, Outbox};
 use crate::auth::{Identity, Operation};
@@ -77,8 +77,9 @@ impl Session {
                 id,
                 channel,
                 authorization,
+                resume,
             } => {
-                if let Err(e) = self.subscribe(&id, &channel, authorization).await {
+                if let Err(e) = self.subscribe(&id, &channel, authorization, resume).await {
                     self.fail(ErrorKind::Subscribe, Some(&id), e);
                 }
             }
@@ -146,6 +147,7 @@ impl Session {
         id: &str,
         channel: &str,
         authorization: Option<AuthFields>,
+        resume: Option<Resume>,
     ) -> Result<(), WireError> {
         if self.subscriptions.contains_key(id) {
             return Err(WireError::new(
@@ -185,9 +187,27 @@ impl Session {
             outbox: self.outbox.clone(),
             prefix: reply::data_prefix(id),
         });
-        // The reply is queued before the subscription goes live, so it precedes any data.
-        self.send(reply::success(SuccessKind::Subscribe, id));
-        self.state.broker.subscribe(&pattern, sub.clone());
+        match (resume, self.state.history_of(namespace)) {
+            (Some(from), Some(history)) => {
+                // The lane replies, replays, then registers: see `history`.
+                history.resume(id, &pattern, from, sub.clone()).await?;
+            }
+            (resume, _) => {
+                // The reply is queued before the subscription goes live, so it precedes any data.
+                match resume {
+                    None => self.send(reply::success(SuccessKind::Subscribe, id)),
+                    Some(_) => self.send(reply::subscribe_resumed(
+                        id,
+                        &reply::ResumeReport {
+                            recovered: false,
+                            replayed: 0,
+                            reason: Some("no_history"),
+                        },
+                    )),
+                }
+                self.state.broker.subscribe(&pattern, sub.clone());
+            }
+        }
         self.subscriptions.insert(id.to_owned(), (pattern, sub));
         Ok(())
     }

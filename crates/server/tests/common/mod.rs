@@ -51,6 +51,7 @@ pub fn config() -> Config {
                 name: name.into(),
                 publish_auth_modes: None,
                 subscribe_auth_modes: None,
+                history: None,
             })
             .collect(),
         shutdown_grace_ms: 2000,
