@@ -54,3 +54,34 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     format!("{kind}: {e}")
 }
+
+/// A URL for logs and error messages: the query string and any user-info are dropped, since
+/// either may carry a secret.
+pub(crate) fn loggable_url(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or("");
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let strip = |authority: &str| authority.rsplit('@').next().unwrap_or("").to_owned();
+            match rest.split_once('/') {
+                Some((authority, path)) => format!("{scheme}://{}/{path}", strip(authority)),
+                None => format!("{scheme}://{}", strip(rest)),
+            }
+        }
+        None => no_query.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_url;
+
+    #[test]
+    fn urls_lose_secrets() {
+        assert_eq!(
+            loggable_url("https://u:p@h.example/a/b?key=s#f"),
+            "https://h.example/a/b"
+        );
+        assert_eq!(loggable_url("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
+        assert_eq!(loggable_url("http://h"), "http://h");
+    }
+}

@@ -73,7 +73,10 @@ impl std::fmt::Debug for LambdaConfig {
     // Hand-written so webhook header values (secrets) never reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LambdaConfig")
-            .field("authorizer_url", &self.authorizer_url)
+            .field(
+                "authorizer_url",
+                &crate::http::loggable_url(&self.authorizer_url),
+            )
             .field(
                 "authorizer_result_ttl_in_seconds",
                 &self.authorizer_result_ttl_in_seconds,
@@ -294,7 +297,7 @@ impl LambdaAuthorizer {
             builder = builder.header(k, v);
         }
         let unavailable = |why: String| {
-            tracing::warn!(url = %self.config.authorizer_url, reason = %why, "authorizer webhook failed; denying");
+            tracing::warn!(url = %crate::http::loggable_url(&self.config.authorizer_url), reason = %why, "authorizer webhook failed; denying");
             AuthError::AuthorizerUnavailable(why)
         };
         let resp = builder
@@ -312,7 +315,7 @@ impl LambdaAuthorizer {
         let parsed = serde_json::from_slice::<Map<String, Value>>(&bytes)
             .and_then(|obj| serde_json::from_value::<AuthorizerResponse>(Value::Object(obj)));
         parsed.map_err(|e| {
-            tracing::warn!(url = %self.config.authorizer_url, error = %e, "authorizer response is not {{\"isAuthorized\": bool, ...}}; denying");
+            tracing::warn!(url = %crate::http::loggable_url(&self.config.authorizer_url), error = %e, "authorizer response is not {{\"isAuthorized\": bool, ...}}; denying");
             AuthError::AuthorizerInvalidResponse(e.to_string())
         })
     }

@@ -541,3 +541,12 @@ async fn every_mode_is_refused_when_not_configured() {
     }
     assert!(p.is_configured(AuthMode::ApiKey));
 }
+
+/// The server awaits these inside spawned tasks: the futures must be `Send`.
+#[allow(dead_code)]
+fn futures_are_send(p: &Providers, req: &AuthRequest<'_>, jwt: &herald_auth::jwt::JwtVerifier) {
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&p.authorize(&[], req));
+    is_send(&jwt.verify(""));
+    is_send(&p.prefetch_keys());
+}

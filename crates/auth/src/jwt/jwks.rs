@@ -154,8 +154,8 @@ impl Jwks {
             self.settings.issuer.trim_end_matches('/')
         );
         let doc = self.get_json(&url).await?;
-        let d: Discovery =
-            serde_json::from_value(doc).map_err(|e| format!("discovery document at {url}: {e}"))?;
+        let d: Discovery = serde_json::from_value(doc)
+            .map_err(|e| format!("discovery document at {}: {e}", http::loggable_url(&url)))?;
         // OIDC Discovery §4.3: the document must name the issuer we asked about.
         if let Some(iss) = &d.issuer
             && iss.trim_end_matches('/') != self.settings.issuer.trim_end_matches('/')
@@ -169,6 +169,7 @@ impl Jwks {
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let shown = http::loggable_url(url);
         let resp = self
             .settings
             .client
@@ -176,15 +177,15 @@ impl Jwks {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {}", http::describe(e)))?;
+            .map_err(|e| format!("GET {shown}: {}", http::describe(e)))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(format!("GET {url}: HTTP {status}"));
+            return Err(format!("GET {shown}: HTTP {status}"));
         }
         let body = http::read_limited(resp, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+            .map_err(|e| format!("GET {shown}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("GET {shown}: not JSON: {e}"))
     }
 }
 
