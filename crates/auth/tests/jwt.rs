@@ -571,3 +571,38 @@ async fn idp_failures_deny_and_count_as_server_faults() {
         Err(AuthError::KeysUnavailable { .. })
     ));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Arbitrary input (random text, or three base64url parts of random JSON-ish bytes) is
+    /// refused without panicking and without fetching keys for a header we would refuse anyway.
+    #[test]
+    fn garbage_tokens_never_panic(
+        raw in ".{0,200}",
+        header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        alg in "(none|HS256|HS512|RS256x|[A-Za-z0-9]{0,6})",
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            // Port 9 on loopback: nothing listens, so any fetch would fail fast.
+            let v = JwtVerifier::oidc(OidcConfig {
+                issuer: "http://127.0.0.1:9".into(),
+                client_id: None,
+                iat_ttl: 0,
+                auth_ttl: 0,
+                options: opts(3600),
+            })
+            .unwrap();
+            assert!(v.verify(&raw).await.is_err());
+            let t = format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(&header), URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(&header));
+            assert!(v.verify(&t).await.is_err());
+            let t = format!("{}.{}.sig", b64(&json!({"alg": alg, "kid": "k"})), URL_SAFE_NO_PAD.encode(&payload));
+            let err = v.verify(&t).await.unwrap_err();
+            if alg != "RS256" && alg != "ES256" {
+                assert!(matches!(err, AuthError::AlgorithmNotAllowed(_)), "{err}");
+            }
+        });
+    }
+}
