@@ -16,6 +16,17 @@ use herald_handler::{
 
 const IN_FLIGHT: usize = 64;
 
+/// CPU time used by this process so far (all threads), from /proc; `None` off Linux.
+/// Unlike wall time it barely moves when other processes load the machine.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
 fn context(events: usize) -> PublishContext {
     PublishContext {
         channel: "/bench/room".into(),
@@ -58,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{events} event(s)/publish, sequential: {per_call:.1} µs per call");
 
             let started = Instant::now();
+            let cpu_started = cpu_seconds();
             let mut tasks = Vec::with_capacity(IN_FLIGHT);
             for _ in 0..IN_FLIGHT {
                 let handlers = Arc::clone(&handlers);
@@ -78,6 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "{events} event(s)/publish, {IN_FLIGHT} in flight: {rate:.0} calls/s ({:.0} events/s)",
                 rate * events as f64
             );
+            if let (Some(start), Some(end)) = (cpu_started, cpu_seconds()) {
+                let per_call = (end - start) * 1e6 / done as f64;
+                println!("{events} event(s)/publish, CPU per call (all threads): {per_call:.1} µs");
+            }
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })

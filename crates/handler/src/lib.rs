@@ -11,6 +11,8 @@
 //! The server builds one [`Handlers`] at startup (load errors name the namespace and line) and
 //! calls [`Handlers::on_publish`] / [`Handlers::on_subscribe`] from its async tasks.
 
+#![warn(missing_docs)]
+
 mod config;
 mod context;
 mod error;

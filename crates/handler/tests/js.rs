@@ -446,3 +446,36 @@ async fn async_handlers_and_promise_jobs_are_handled() {
     let err = h.on_subscribe("chat", subscribe(None)).await.unwrap_err();
     assert!(matches!(err, HandlerError::Timeout { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn runaway_recursion_is_a_thrown_error() {
+    let h = handlers(
+        "function down(n) { return down(n + 1) + 1 }\nexport const onPublish = (ctx) => down(0)",
+    );
+    let err = h
+        .on_publish("chat", publish(&[("1", json!(1))], None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HandlerError::Thrown { message, .. } if message.contains("stack")),
+        "{err:?}"
+    );
+    let err = h
+        .on_publish("chat", publish(&[("1", json!(1))], None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::Thrown { .. }),
+        "the worker survives: {err:?}"
+    );
+}
+
+#[test]
+fn api_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let h = handlers("export const onPublish = (c) => c.events");
+    send_sync(&h);
+    send(h.on_publish("chat", publish(&[], None)));
+    send(h.on_subscribe("chat", subscribe(None)));
+}
