@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,6 +54,8 @@ fn now() -> i64 {
 struct Idp {
     server: TestServer,
     jwks: Arc<Mutex<JwkSet>>,
+    /// When set, the JWKS endpoint answers 503.
+    down: Arc<AtomicBool>,
 }
 
 impl Idp {
@@ -64,7 +67,8 @@ impl Idp {
             ],
         }));
         let issuer: Arc<Mutex<String>> = Arc::default();
-        let (j, iss) = (Arc::clone(&jwks), Arc::clone(&issuer));
+        let down = Arc::new(AtomicBool::new(false));
+        let (j, iss, d) = (Arc::clone(&jwks), Arc::clone(&issuer), Arc::clone(&down));
         let server = serve(move |path, _| match path {
             "/.well-known/openid-configuration" => {
                 let iss = iss.lock().unwrap().clone();
@@ -73,6 +77,7 @@ impl Idp {
                     json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}).to_string(),
                 )
             }
+            "/jwks" if d.load(Ordering::SeqCst) => Reply::Json(503, "{}".into()),
             "/jwks" => {
                 // An unsupported key type must be skipped, not break the set.
                 let mut doc = serde_json::to_value(&*j.lock().unwrap()).unwrap();
@@ -86,7 +91,7 @@ impl Idp {
         })
         .await;
         *issuer.lock().unwrap() = server.url("");
-        Idp { server, jwks }
+        Idp { server, jwks, down }
     }
 
     fn issuer(&self) -> String {
@@ -384,6 +389,44 @@ async fn unknown_kid_picks_up_a_rotated_key() {
     v.verify(&new).await.unwrap();
     assert_eq!(idp.server.hits_on("/jwks"), 2);
     assert_eq!(idp.server.hits_on("/.well-known/openid-configuration"), 1);
+}
+
+#[tokio::test]
+async fn stale_keys_are_refetched_revoked_keys_drop_and_cached_keys_survive_an_outage() {
+    let idp = Idp::start().await;
+    // max age 0: every token finds the cache stale; no refresh rate limit.
+    let v = oidc(
+        &idp,
+        None,
+        JwtOptions {
+            jwks_max_age_secs: 0,
+            ..opts(0)
+        },
+    );
+    let claims = idp.claims();
+    let rsa_token = token(&rsa(), Algorithm::RS256, Some("rsa-1"), &claims);
+    let ec_token = token(&ec(), Algorithm::ES256, Some("ec-1"), &claims);
+    v.verify(&rsa_token).await.unwrap();
+    v.verify(&rsa_token).await.unwrap();
+    assert_eq!(idp.server.hits_on("/jwks"), 2);
+
+    // The IdP goes down: the cached key still verifies (and the outage is retried each time).
+    idp.down.store(true, Ordering::SeqCst);
+    v.verify(&rsa_token).await.unwrap();
+    assert_eq!(idp.server.hits_on("/jwks"), 3);
+
+    // Back up, with ec-1 revoked: the refresh drops it.
+    idp.down.store(false, Ordering::SeqCst);
+    idp.jwks
+        .lock()
+        .unwrap()
+        .keys
+        .retain(|k| k.common.key_id.as_deref() != Some("ec-1"));
+    assert!(matches!(
+        v.verify(&ec_token).await,
+        Err(AuthError::UnknownKeyId { .. })
+    ));
+    v.verify(&rsa_token).await.unwrap();
 }
 
 #[tokio::test]

@@ -86,10 +86,17 @@ impl Jwks {
         let fresh = snap
             .fetched_at
             .is_some_and(|t| t.elapsed() < self.settings.max_age);
-        if fresh && let Some(k) = find(&snap, kid, alg)? {
-            return Ok(k);
-        }
-        let refreshed = self.refresh().await;
+        let cached = find(&snap, kid, alg)?;
+        let refreshed = match (cached, fresh) {
+            (Some(k), true) => return Ok(k),
+            // Stale but known: refresh if nobody else is, else keep serving the cached key
+            // rather than queueing every token behind a slow IdP.
+            (Some(k), false) => match self.refresh.try_lock() {
+                Ok(mut state) => self.refresh_locked(&mut state).await,
+                Err(_) => return Ok(k),
+            },
+            (None, _) => self.refresh().await,
+        };
         let snap = self.current();
         match (find(&snap, kid, alg)?, refreshed) {
             (Some(k), Err(e)) => {
@@ -110,6 +117,10 @@ impl Jwks {
     /// Returns whether a fetch happened.
     pub(crate) async fn refresh(&self) -> Result<bool, AuthError> {
         let mut state = self.refresh.lock().await;
+        self.refresh_locked(&mut state).await
+    }
+
+    async fn refresh_locked(&self, state: &mut RefreshState) -> Result<bool, AuthError> {
         if state
             .last_attempt
             .is_some_and(|t| t.elapsed() < self.settings.min_refresh)
