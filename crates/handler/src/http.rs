@@ -34,6 +34,8 @@ impl HttpInvoker {
         // server already installed one).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
+            // A redirect would re-send (or turn into a GET) the context elsewhere: treat 3xx as failure.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {

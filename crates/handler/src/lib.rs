@@ -84,6 +84,12 @@ impl Handlers {
         let mut sources = Vec::new();
         for (name, config) in namespaces {
             let name = name.into();
+            if configs.iter().any(|(n, _, _)| *n == name) {
+                return Err(LoadError::Config {
+                    namespace: name,
+                    reason: "handlers are configured twice for this namespace".into(),
+                });
+            }
             let source = read_code(&name, &config)?;
             for http in [&config.on_publish, &config.on_subscribe]
                 .into_iter()
