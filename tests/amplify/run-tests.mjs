@@ -11,8 +11,8 @@
 //    Ctrl-C, SIGTERM), and exits with the test runner's exit code.
 //
 // Environment:
-//   HERALD_BIN       path of the herald binary (default ../../target/debug/herald
-//                    relative to this directory)
+//   HERALD_BIN       path of the herald binary, relative to the caller's directory
+//                    (default ../../target/debug/herald relative to this directory)
 //   HERALD_WS_LOG=1  print every WebSocket frame the client sends/receives
 // Extra arguments are passed to `node --test` (e.g. --test-name-pattern=wildcard).
 
@@ -25,8 +25,10 @@ import { fileURLToPath } from 'node:url';
 import { HeraldProcess, freePort } from './herald-process.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// A relative HERALD_BIN is taken from where the command was typed (npm runs
+// scripts in this directory but keeps the caller's directory in INIT_CWD).
 const heraldBin = process.env.HERALD_BIN
-  ? path.resolve(process.env.HERALD_BIN)
+  ? path.resolve(process.env.INIT_CWD || process.cwd(), process.env.HERALD_BIN)
   : path.resolve(here, '../../target/debug/herald');
 const apiKey = `da2-amplifytest${Math.random().toString(36).slice(2, 10)}`;
 const RUN_TIMEOUT_MS = 180_000;
