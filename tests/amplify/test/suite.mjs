@@ -125,11 +125,17 @@ export function defineCompatSuite({ label, endpoint }) {
       await events.post(`/default/${base}/one/deeper`, { nonce: id, to: 'one-deeper' });
       await events.post(`/default/${base}/one`, { nonce: id, to: 'one' });
 
-      // All frames arrive on one socket in order: once these have arrived, any
-      // wrongly routed earlier event would have arrived before them.
-      await wild.events.waitFor((e) => e?.nonce === id && e.to === 'one', { timeoutMs: T, what: 'event to one (wildcard)' });
-      await exact.events.waitFor((e) => e?.nonce === id && e.to === 'one', { timeoutMs: T, what: 'event to one (exact)' });
-      await prefix.events.waitFor((e) => e?.nonce === id && e.to === 'one', { timeoutMs: T, what: 'event to one (prefix/*)' });
+      // Await every event that should arrive. The exact subscriber's wrongly routed
+      // events would share the socket with these (and 'one' was published last),
+      // so once all are in, anything misrouted would have shown up too.
+      const expect = async (inbox, targets) => {
+        for (const to of targets) {
+          await inbox.waitFor((e) => e?.nonce === id && e.to === to, { timeoutMs: T, what: `event to ${to}` });
+        }
+      };
+      await expect(wild.events, ['two', 'prefix-itself', 'one-deeper', 'one']);
+      await expect(prefix.events, ['two', 'one-deeper', 'one']);
+      await expect(exact.events, ['one']);
 
       assert.deepEqual(
         exact.events.items.filter((e) => e?.nonce === id).map((e) => e.to),
@@ -253,8 +259,9 @@ export function defineCompatSuite({ label, endpoint }) {
       await events.post(name, { nonce: id, n: 1 });
       await events.post(name, { nonce: id, n: 2 });
       for (const s of [s1, s2]) {
+        await s.events.waitFor((e) => e?.nonce === id && e.n === 1, { timeoutMs: T });
         await s.events.waitFor((e) => e?.nonce === id && e.n === 2, { timeoutMs: T });
-        assert.deepEqual(s.events.items.map((e) => e.n), [1, 2]);
+        assert.deepEqual(s.events.items.map((e) => e.n).sort(), [1, 2]);
       }
       s1.sub.unsubscribe();
       s2.sub.unsubscribe();
