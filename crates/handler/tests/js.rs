@@ -479,3 +479,17 @@ fn api_is_send_and_sync() {
     send(h.on_publish("chat", publish(&[], None)));
     send(h.on_subscribe("chat", subscribe(None)));
 }
+
+#[tokio::test]
+async fn catastrophic_regex_is_stopped_by_the_time_limit() {
+    let h = handlers(
+        "export const onPublish = (ctx) => /^(a+)+$/.test('a'.repeat(40) + 'b') ? [] : ctx.events",
+    );
+    let started = Instant::now();
+    let err = h
+        .on_publish("chat", publish(&[("1", json!(1))], None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
