@@ -95,7 +95,7 @@ enum Job {
         pattern: Pattern,
         from: Resume,
         subscriber: Arc<Subscriber>,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<ResumeReport>,
     },
 }
 
@@ -206,14 +206,14 @@ impl History {
 
     /// Replays what `subscriber` missed since `from`, sends `subscribe_success` (with the
     /// resume report) before the replay, then registers the subscription for live events.
-    /// Returns once the subscription is live.
+    /// Returns once the subscription is live, with what was recovered.
     pub async fn resume(
         &self,
         id: &str,
         pattern: &Pattern,
         from: Resume,
         subscriber: Arc<Subscriber>,
-    ) -> Result<(), WireError> {
+    ) -> Result<ResumeReport, WireError> {
         let lane = self
             .lanes
             .get(pattern.namespace())
@@ -285,8 +285,8 @@ impl Lane {
                     subscriber,
                     reply,
                 } => {
-                    self.resume(&id, &pattern, from, subscriber).await;
-                    let _ = reply.send(());
+                    let report = self.resume(&id, &pattern, from, subscriber).await;
+                    let _ = reply.send(report);
                 }
                 Job::Append {
                     channel,
@@ -387,7 +387,13 @@ impl Lane {
         }
     }
 
-    async fn resume(&self, id: &str, pattern: &Pattern, from: Resume, subscriber: Arc<Subscriber>) {
+    async fn resume(
+        &self,
+        id: &str,
+        pattern: &Pattern,
+        from: Resume,
+        subscriber: Arc<Subscriber>,
+    ) -> ResumeReport {
         let mut frames: Vec<Bytes> = Vec::new();
         let mut report = ResumeReport {
             recovered: true,
@@ -490,5 +496,6 @@ impl Lane {
             }
         }
         self.broker.subscribe(pattern, subscriber);
+        report
     }
 }

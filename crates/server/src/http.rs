@@ -31,6 +31,15 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::OPTIONS, "/event") => preflight(req.headers()),
         (&Method::GET, "/event/realtime") => upgrade(state.clone(), req),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/metrics") => {
+            let body = state.metrics.render(state.connections.queued_bytes());
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
         (&Method::GET, "/event/history") => match history(&state, &req).await {
             Ok(r) => r,
             Err(e) => error_response(e),
@@ -50,6 +59,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     if let Some(origin) = origin {
         cors(&state, &origin, response.headers_mut());
     }
+    state.metrics.http_status(response.status().as_u16());
     response
 }
 
@@ -111,10 +121,36 @@ async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
             ));
         }
     };
+    let namespace = body_namespace(&body);
+    let m = state.metrics.ns(&namespace);
     match publish_body(state, &fields, &body).await {
-        Ok(result) => json(StatusCode::OK, result.to_http_body()),
-        Err(e) => error_response(e),
+        Ok(result) => {
+            m.publish_success.inc();
+            json(StatusCode::OK, result.to_http_body())
+        }
+        Err(e) => {
+            if e.kind.http_status() >= 500 {
+                m.publish_server_error.inc();
+            } else {
+                m.publish_client_error.inc();
+            }
+            error_response(e)
+        }
     }
+}
+
+/// The namespace a publish body names, for metrics only (invalid bodies count under no namespace).
+fn body_namespace(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct C<'a> {
+        #[serde(borrow)]
+        channel: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<C>(body)
+        .ok()
+        .and_then(|c| Channel::parse(&c.channel).ok())
+        .map(|c| c.namespace().to_owned())
+        .unwrap_or_default()
 }
 
 async fn publish_body(
@@ -130,7 +166,6 @@ async fn publish_body(
         .modes(namespace, Access::Publish)
         .ok_or_else(|| unknown_namespace(namespace))?;
     state
-        .authorizer
         .authorize(
             modes,
             fields,
@@ -217,7 +252,6 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
         .modes(namespace, Access::Subscribe)
         .ok_or_else(|| unknown_namespace(namespace))?;
     state
-        .authorizer
         .authorize(
             modes,
             &header_fields(req.headers()),

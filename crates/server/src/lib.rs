@@ -14,6 +14,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod id;
+pub mod metrics;
 pub mod publish;
 pub mod server;
 pub mod state;

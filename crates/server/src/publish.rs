@@ -37,16 +37,26 @@ pub async fn publish(
             }),
         }
     }
+    let m = state.metrics.ns(channel.namespace());
+    m.failed_events.add(result.failed.len() as u64);
     if bodies.is_empty() {
         return Ok(result);
     }
+    m.broadcast_events.add(bodies.len() as u64);
+    m.broadcast_event_bytes
+        .add(bodies.iter().map(|b| b.len() as u64).sum());
     if let Some(history) = state.history_of(channel.namespace()) {
         // Stored first: `successful` means durable, and positions go out with the events.
         let tokens = bodies
             .iter()
             .map(|t| Bytes::copy_from_slice(t.as_bytes()))
             .collect();
-        let appended = history.append(channel, tokens).await?;
+        let appended = history.append(channel, tokens).await.inspect_err(|_| {
+            m.history_errors.inc();
+        })?;
+        m.history_appends.add(appended.positions.len() as u64);
+        m.deliveries
+            .add((appended.delivered * appended.positions.len()) as u64);
         for (accepted, position) in result.successful.iter_mut().zip(appended.positions) {
             accepted.delivered = Some(appended.delivered);
             accepted.position = Some(crate::history::wire(position));
@@ -59,6 +69,7 @@ pub async fn publish(
         .publish(channel, &bodies)
         .await
         .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
+    m.deliveries.add((delivered * bodies.len()) as u64);
     for accepted in &mut result.successful {
         accepted.delivered = Some(delivered);
     }

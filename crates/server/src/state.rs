@@ -28,6 +28,7 @@ pub struct State {
     pub connections: Registry,
     /// Stored history, when any namespace keeps it.
     pub history: Option<crate::history::History>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl State {
@@ -39,7 +40,10 @@ impl State {
         };
         let broker: Arc<dyn Broker> = Arc::new(Hub::new());
         let history = crate::history::History::start(&config, broker.clone())?;
+        let metrics =
+            crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
         Ok(State {
+            metrics,
             authorizer: Authorizer::new(&config.auth),
             broker,
             event_limits,
@@ -47,6 +51,20 @@ impl State {
             history,
             config,
         })
+    }
+
+    /// Authorizes an operation, counting refusals.
+    pub async fn authorize(
+        &self,
+        modes: &[AuthMode],
+        fields: &herald_protocol::AuthFields,
+        op: crate::auth::Operation<'_>,
+    ) -> Result<crate::auth::Identity, WireError> {
+        let r = self.authorizer.authorize(modes, fields, op).await;
+        if r.is_err() {
+            self.metrics.unauthorized.inc();
+        }
+        r
     }
 
     /// History, when this namespace keeps it.
@@ -156,6 +174,19 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Bytes waiting in every outbound queue (for `/metrics`).
+    pub fn queued_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for shard in self.shards.iter() {
+            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            total += map
+                .values()
+                .map(|e| e.outbox.queued_bytes() as u64)
+                .sum::<u64>();
+        }
+        total
     }
 
     /// Asks every connection to close (shutdown).

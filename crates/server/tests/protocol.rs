@@ -304,3 +304,45 @@ async fn slow_consumer_is_disconnected_and_others_keep_receiving() {
     assert!(close.reason.contains("slow consumer"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn prometheus_metrics_by_namespace() {
+    let server = start(config()).await;
+    let mut c = Client::ready(&server).await;
+    assert_eq!(
+        c.subscribe("s", "/other/m").await["type"],
+        "subscribe_success"
+    );
+    let (status, _) = post(
+        &server,
+        KEY,
+        &json!({"channel": "/other/m", "events": ["1", "2"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    c.recv().await;
+    c.recv().await;
+    let (status, headers, body) = http(&server, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain"))
+    );
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "herald_active_connections 1",
+        "herald_active_subscriptions{namespace=\"other\"} 1",
+        "herald_publish_success_total{namespace=\"other\"} 1",
+        "herald_broadcast_events_total{namespace=\"other\"} 2",
+        "herald_deliveries_total{namespace=\"other\"} 2",
+        "herald_subscribe_success_total{namespace=\"default\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
+    assert!(!text.contains("/other/m"), "never labelled by channel");
+    server.stop().await;
+}

@@ -34,6 +34,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = &state.config.limits;
+    let metrics = &state.metrics;
+    metrics.connect_requests.inc();
     let outbox = Arc::new(Outbox::new(
         limits.max_queued_bytes,
         limits.max_queued_messages,
@@ -46,11 +48,11 @@ where
             ErrorType::LimitExceeded,
             "the server has reached its maximum number of connections; try again later",
         );
+        metrics.connect_client_error.inc();
         refuse(&mut io, &err).await;
         return;
     };
     let identity = match state
-        .authorizer
         .authorize(
             &state.config.auth.connection_auth_modes,
             &fields,
@@ -60,13 +62,21 @@ where
     {
         Ok(identity) => identity,
         Err(err) => {
+            metrics.connect_client_error.inc();
             refuse(&mut io, &err).await;
             return;
         }
     };
+    metrics.connect_success.inc();
+    metrics.active_connections.inc();
     let mut session = Session::new(state.clone(), outbox.clone(), fields, identity);
     let reason = pump(&state, &mut io, &outbox, &mut session).await;
     session.end();
+    metrics.active_connections.dec();
+    metrics.disconnects.inc();
+    if outbox.overflowed() {
+        metrics.slow_consumer_disconnects.inc();
+    }
     if let Err(e) = reason {
         tracing::debug!(error = %e, "connection ended");
     }
@@ -122,6 +132,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         outbox.drain(&mut queue);
         let mut closing = None;
+        let (frames, before) = (queue.len() as u64, wbuf.len());
         for item in queue.drain(..) {
             match item {
                 Out::Text(b) => ws::write_frame(&mut wbuf, ws::OP_TEXT, &[&b]),
@@ -139,6 +150,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             queue = VecDeque::new();
         }
         if !wbuf.is_empty() {
+            state.metrics.outbound_messages.add(frames);
+            state
+                .metrics
+                .outbound_bytes
+                .add((wbuf.len() - before) as u64);
             io.write_all(&wbuf).await?;
             wbuf.clear();
             if wbuf.capacity() > KEEP_WRITE_BUFFER {
@@ -169,7 +185,10 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     };
                     match message {
-                        Message::Text(text) => session.handle(&text).await,
+                        Message::Text(text) => {
+                            state.metrics.inbound_messages.inc();
+                            session.handle(&text).await
+                        }
                         Message::Binary => session.binary(),
                         Message::Ping(payload) => ws::write_frame(&mut wbuf, ws::OP_PONG, &[&payload]),
                         Message::Pong => {}

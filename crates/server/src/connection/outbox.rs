@@ -138,6 +138,11 @@ impl Outbox {
         self.notify.notified().await
     }
 
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     pub fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Relaxed)
     }

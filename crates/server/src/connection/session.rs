@@ -79,12 +79,24 @@ impl Session {
                 authorization,
                 resume,
             } => {
-                if let Err(e) = self.subscribe(&id, &channel, authorization, resume).await {
-                    self.fail(ErrorKind::Subscribe, Some(&id), e);
+                let state = self.state.clone();
+                let m = state.metrics.ns(namespace_of(&channel));
+                match self.subscribe(&id, &channel, authorization, resume).await {
+                    Ok(()) => {
+                        m.subscribe_success.inc();
+                        m.active_subscriptions.inc();
+                    }
+                    Err(e) => {
+                        m.subscribe_client_error.inc();
+                        self.fail(ErrorKind::Subscribe, Some(&id), e);
+                    }
                 }
             }
             ClientMessage::Unsubscribe { id } => match self.subscriptions.remove(&*id) {
                 Some((pattern, sub)) => {
+                    let m = self.state.metrics.ns(pattern.namespace());
+                    m.unsubscribe_success.inc();
+                    m.active_subscriptions.dec();
                     self.state.broker.unsubscribe(&pattern, &sub);
                     self.send(reply::success(SuccessKind::Unsubscribe, &id));
                 }
@@ -103,7 +115,9 @@ impl Session {
                 events,
                 authorization,
             } => {
+                let m = self.state.metrics.ns(namespace_of(&channel));
                 if !self.bucket.take() {
+                    m.publish_client_error.inc();
                     let limit = self.state.config.limits.max_publishes_per_second;
                     return self.fail(
                         ErrorKind::Publish,
@@ -119,12 +133,21 @@ impl Session {
                     .await
                 {
                     Ok(c) => c,
-                    Err(e) => return self.fail(ErrorKind::Publish, Some(&id), e),
+                    Err(e) => {
+                        m.publish_client_error.inc();
+                        return self.fail(ErrorKind::Publish, Some(&id), e);
+                    }
                 };
                 let events: Vec<_> = events.into_iter().map(Ok).collect();
                 match publish::publish(&self.state, &channel, &events).await {
-                    Ok(result) => self.send(reply::publish_success(&id, &result)),
-                    Err(e) => self.fail(ErrorKind::Publish, Some(&id), e),
+                    Ok(result) => {
+                        m.publish_success.inc();
+                        self.send(reply::publish_success(&id, &result))
+                    }
+                    Err(e) => {
+                        m.publish_server_error.inc();
+                        self.fail(ErrorKind::Publish, Some(&id), e)
+                    }
                 }
             }
         }
@@ -173,7 +196,6 @@ impl Session {
             .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
         self.state
-            .authorizer
             .authorize(
                 modes,
                 fields,
@@ -190,7 +212,12 @@ impl Session {
         match (resume, self.state.history_of(namespace)) {
             (Some(from), Some(history)) => {
                 // The lane replies, replays, then registers: see `history`.
-                history.resume(id, &pattern, from, sub.clone()).await?;
+                let report = history.resume(id, &pattern, from, sub.clone()).await?;
+                let m = self.state.metrics.ns(namespace);
+                m.resumes.inc();
+                if !report.recovered {
+                    m.resumes_unrecovered.inc();
+                }
             }
             (resume, _) => {
                 // The reply is queued before the subscription goes live, so it precedes any data.
@@ -227,7 +254,6 @@ impl Session {
             .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
         self.state
-            .authorizer
             .authorize(
                 modes,
                 fields,
@@ -243,9 +269,23 @@ impl Session {
     /// Removes every subscription (the connection is gone).
     pub fn end(&mut self) {
         for (_, (pattern, sub)) in self.subscriptions.drain() {
+            self.state
+                .metrics
+                .ns(pattern.namespace())
+                .active_subscriptions
+                .dec();
             self.state.broker.unsubscribe(&pattern, &sub);
         }
     }
+}
+
+/// The namespace a raw channel string names, for metrics (may not exist).
+fn namespace_of(channel: &str) -> &str {
+    channel
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
 }
 
 /// Publish rate limit: `rate` tokens per second, at most `rate` saved up.
