@@ -95,30 +95,38 @@ SMOKE=()
     echo "mode: $MODE, runs per case: $RUNS"
 } >"$OUT/machine.txt"
 
-# run_case SERVER PID CASE ARGS...: RUNS repetitions, one JSON report each.
+# run_case SERVER CASE ARGS...: RUNS repetitions against the running server ($SPID), one JSON
+# report each.
 run_case() {
-    local server=$1 pid=$2 case=$3
-    shift 3
+    local server=$1 case=$2
+    shift 2
     if [ -n "${CASES:-}" ] && ! [[ " $CASES " == *" $case "* ]]; then return 0; fi
     for i in $(seq 1 "$RUNS"); do
+        # Memory per idle connection needs a fresh server: one that served earlier cases keeps
+        # freed memory in its allocator and reuses it, which hides the per-connection cost.
+        [ "$case" = "${FRESH_CASE:-}" ] && { stop_server "$SPID"; "start_$server"; }
         log "$server $case run $i: herald-bench $*"
         echo "load: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOG"
-        timeout 300 "$BENCH" "${COMMON[@]}" "${SMOKE[@]}" --server-pid "$pid" --label "$server/$case" \
+        timeout 300 "$BENCH" "${COMMON[@]}" "${SMOKE[@]}" --server-pid "$SPID" --label "$server/$case" \
             --json "$OUT/$server-$case-$i.json" "$@" 2>>"$LOG" | tee -a "$LOG" || log "$server $case run $i failed (exit $?)"
     done
 }
 
 # The cases, identical for every server except how publishers connect (Herald and Sockudo take
 # HTTP publishes; NATS has no HTTP API, so it gets the same number of WebSocket publishers).
+# Publishers wait for each acknowledgement, so "max rate" cases use many of them.
 run_cases() {
-    local server=$1 pid=$2
-    run_case "$server" "$pid" fanout-1x10000 fanout --subscribers 10000 --secs 10 "${PUB4[@]}"
-    run_case "$server" "$pid" channels-1000x10 channels --channels 1000 --subscribers 10 --wildcard-share 0 --batch 5 --secs 10 "${PUB8[@]}"
-    run_case "$server" "$pid" channels-1000x10-wild10 channels --channels 1000 --subscribers 10 --wildcard-share 0.1 --batch 5 --secs 10 "${PUB8[@]}"
-    run_case "$server" "$pid" unloaded-1x100 fanout --subscribers 100 --rate 100 --secs 5 "${PUB4[@]}"
-    run_case "$server" "$pid" sweep-1x1000 sweep --subscribers 1000 --start-rate 50 --factor 2 --max-steps 12 --step-secs 3 "${PUB4[@]}"
-    run_case "$server" "$pid" connect-20000 connect --connections 20000 --concurrency 64 --secs 10
-    run_case "$server" "$pid" idle-10000 idle --connections 10000 --hold-secs 2
+    local server=$1
+    "start_$server"
+    FRESH_CASE=idle-10000
+    run_case "$server" idle-10000 idle --connections 10000 --hold-secs 2
+    run_case "$server" fanout-1x10000 fanout --subscribers 10000 --secs 10 "${PUB4[@]}"
+    run_case "$server" channels-1000x10 channels --channels 1000 --subscribers 10 --wildcard-share 0 --batch 5 --secs 10 "${PUB32[@]}"
+    run_case "$server" channels-1000x10-wild10 channels --channels 1000 --subscribers 10 --wildcard-share 0.1 --batch 5 --secs 10 "${PUB32[@]}"
+    run_case "$server" unloaded-1x100 fanout --subscribers 100 --rate 100 --secs 5 "${PUB4[@]}"
+    run_case "$server" sweep-1x1000 sweep --subscribers 1000 --start-rate 50 --factor 2 --max-steps 12 --step-secs 3 "${PUB32[@]}"
+    run_case "$server" connect-20000 connect --connections 20000 --concurrency 64 --secs 10
+    stop_server "$SPID"
 }
 
 # --- Herald -------------------------------------------------------------------------------------
@@ -136,38 +144,53 @@ key = "bench-key"
 # Publishers here are the load generator: lift the per-connection WebSocket publish rate.
 max_publishes_per_second = 1000000
 TOML
-if want herald; then
+start_herald() {
     log "starting herald"
-    "$HERALD" serve --config "$WORK/herald.toml" >"$OUT/herald.log" 2>&1 &
-    HPID=$!
-    PIDS+=("$HPID")
+    "$HERALD" serve --config "$WORK/herald.toml" >>"$OUT/herald.log" 2>&1 &
+    SPID=$!
+    PIDS+=("$SPID")
     wait_port "$HERALD_PORT"
+}
+if want herald; then
     COMMON=(--protocol appsync --ws "127.0.0.1:$HERALD_PORT" --api-key bench-key)
     PUB4=(--http-publishers 4)
-    PUB8=(--http-publishers 8)
-    run_cases herald "$HPID"
-    stop_server "$HPID"
+    PUB32=(--http-publishers 32)
+    run_cases herald
 fi
 
 # --- nats-server (WebSocket listener) -----------------------------------------------------------
-if want nats && command -v nats-server >/dev/null; then
-    cat >"$WORK/nats.conf" <<CONF
+cat >"$WORK/nats.conf" <<CONF
 listen: "127.0.0.1:$NATS_PORT"
 websocket { listen: "127.0.0.1:$NATS_WS_PORT", no_tls: true }
 CONF
+start_nats() {
     log "starting nats-server"
-    nats-server -c "$WORK/nats.conf" >"$OUT/nats.log" 2>&1 &
-    NPID=$!
-    PIDS+=("$NPID")
+    nats-server -c "$WORK/nats.conf" >>"$OUT/nats.log" 2>&1 &
+    SPID=$!
+    PIDS+=("$SPID")
     wait_port "$NATS_WS_PORT"
+}
+if want nats && command -v nats-server >/dev/null; then
     COMMON=(--protocol nats --ws "127.0.0.1:$NATS_WS_PORT" --namespace default)
     PUB4=(--http-publishers 0 --ws-publishers 4)
-    PUB8=(--http-publishers 0 --ws-publishers 8)
-    run_cases nats "$NPID"
-    stop_server "$NPID"
+    PUB32=(--http-publishers 0 --ws-publishers 32)
+    run_cases nats
 fi
 
 # --- Sockudo (Pusher protocol) ------------------------------------------------------------------
+start_sockudo() {
+    mkdir -p "$WORK/sockudo-run"
+    log "starting sockudo"
+    # Run from an empty folder so no config file is read; lift the default app's limits.
+    (cd "$WORK/sockudo-run" && exec env HOST=127.0.0.1 PORT=$SOCKUDO_PORT METRICS_HOST=127.0.0.1 METRICS_PORT=19601 \
+        SOCKUDO_DEFAULT_APP_ID=app-id SOCKUDO_DEFAULT_APP_KEY=app-key SOCKUDO_DEFAULT_APP_SECRET=app-secret \
+        SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=1000000 SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=10000000 \
+        SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=10000000 SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND=10000000 \
+        RATE_LIMITER_ENABLED=false RUST_LOG=warn sockudo) >>"$OUT/sockudo.log" 2>&1 &
+    SPID=$!
+    PIDS+=("$SPID")
+    wait_port "$SOCKUDO_PORT"
+}
 if [ -z "${SKIP_SOCKUDO:-}" ]; then
     if [ -n "$SOCKUDO_BUILD_PID" ]; then
         log "waiting up to ${SOCKUDO_WAIT}s for the sockudo build"
@@ -178,23 +201,11 @@ if [ -z "${SKIP_SOCKUDO:-}" ]; then
         done
     fi
     if command -v sockudo >/dev/null; then
-        mkdir -p "$WORK/sockudo-run"
-        log "starting sockudo"
-        # Run from an empty folder so no config file is read; lift the default app's limits.
-        (cd "$WORK/sockudo-run" && exec env HOST=127.0.0.1 PORT=$SOCKUDO_PORT METRICS_HOST=127.0.0.1 METRICS_PORT=19601 \
-            SOCKUDO_DEFAULT_APP_ID=app-id SOCKUDO_DEFAULT_APP_KEY=app-key SOCKUDO_DEFAULT_APP_SECRET=app-secret \
-            SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=1000000 SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=10000000 \
-            SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=10000000 SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND=10000000 \
-            RATE_LIMITER_ENABLED=false RUST_LOG=warn sockudo) >"$OUT/sockudo.log" 2>&1 &
-        SPID=$!
-        PIDS+=("$SPID")
-        wait_port "$SOCKUDO_PORT"
         echo "sockudo: $(sockudo --version 2>/dev/null | head -1 || echo unknown)" >>"$OUT/machine.txt"
         COMMON=(--protocol pusher --ws "127.0.0.1:$SOCKUDO_PORT")
         PUB4=(--http-publishers 4)
-        PUB8=(--http-publishers 8)
-        run_cases sockudo "$SPID"
-        stop_server "$SPID"
+        PUB32=(--http-publishers 32)
+        run_cases sockudo
     else
         log "sockudo is not installed (build still running or failed): no Sockudo figures this time"
     fi

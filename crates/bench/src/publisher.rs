@@ -168,9 +168,10 @@ pub async fn run_ws(
     let acked: Arc<Vec<AtomicU64>> = Arc::new(chans.iter().map(|_| AtomicU64::new(0)).collect());
     let window = Arc::new(Semaphore::new(plan.ws_window));
     let nats = sh.ep.protocol == Protocol::Nats;
-    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
 
-    // The reader settles acknowledgements: the op id `<slot>_<n>` names the channel slot.
+    // The reader settles acknowledgements: the op id `<slot>_<n>` names the channel slot. NATS
+    // has no publish acknowledgement; each publish frame ends with PING, and the PONG (answered in
+    // order, after the PUBs before it were processed) stands in for one.
     let reader: tokio::task::JoinHandle<anyhow::Result<()>> = {
         let (acked, window, sh, batch) =
             (acked.clone(), window.clone(), sh.clone(), plan.batch as u64);
@@ -182,9 +183,8 @@ pub async fn run_ws(
                         anyhow::bail!("server closed publisher: {}", String::from_utf8_lossy(p));
                     }
                     if nats {
-                        if find(p, b"PONG").is_some() {
-                            let _ = pong_tx.send(());
-                        }
+                        let pongs = p.windows(4).filter(|w| *w == b"PONG").count();
+                        window.add_permits(pongs);
                         if find(p, b"-ERR").is_some() {
                             eprintln!("nats publisher: {}", String::from_utf8_lossy(p));
                         }
@@ -233,9 +233,7 @@ pub async fn run_ws(
     let mut ops = 0u64;
     while b.more(&plan) {
         pacer.wait(plan.rate_per_publisher(), plan.batch).await;
-        if !nats {
-            window.acquire().await?.forget();
-        }
+        window.acquire().await?.forget();
         let (slot, events) = b.next(&sh, &plan);
         let frame = sh
             .ep
@@ -249,14 +247,9 @@ pub async fn run_ws(
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
         }
     }
-    // Wait for outstanding acknowledgements (NATS: a PONG proves every PUB before it was read).
+    // Wait for outstanding acknowledgements.
     let settle = async {
-        if nats {
-            w.send(OP_TEXT, b"PING\r\n").await?;
-            pong_rx.recv().await;
-        } else {
-            let _all = window.acquire_many(plan.ws_window as u32).await?;
-        }
+        let _all = window.acquire_many(plan.ws_window as u32).await?;
         anyhow::Ok(())
     };
     if tokio::time::timeout(drain, settle).await.is_err() {

@@ -251,6 +251,8 @@ impl Endpoint {
                 for e in events {
                     s.push_str(&format!("PUB {channel} {}\r\n{e}\r\n", e.len()));
                 }
+                // The PONG to this PING is the publisher's acknowledgement (flow control).
+                s.push_str("PING\r\n");
                 s.into_bytes()
             }
         }
