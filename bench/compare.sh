@@ -113,7 +113,8 @@ run_case() {
 }
 
 # The cases, identical for every server except how publishers connect (Herald and Sockudo take
-# HTTP publishes; NATS has no HTTP API, so it gets the same number of WebSocket publishers).
+# HTTP publishes; NATS has no HTTP API, so it gets the same number of WebSocket publishers, each
+# with one unacknowledged publish at a time like an HTTP publisher).
 # Publishers wait for each acknowledgement, so "max rate" cases use many of them.
 run_cases() {
     local server=$1
@@ -172,8 +173,8 @@ start_nats() {
 }
 if want nats && command -v nats-server >/dev/null; then
     COMMON=(--protocol nats --ws "127.0.0.1:$NATS_WS_PORT" --namespace default)
-    PUB4=(--http-publishers 0 --ws-publishers 4)
-    PUB32=(--http-publishers 0 --ws-publishers 32)
+    PUB4=(--http-publishers 0 --ws-publishers 4 --ws-window 1)
+    PUB32=(--http-publishers 0 --ws-publishers 32 --ws-window 1)
     run_cases nats
 fi
 
