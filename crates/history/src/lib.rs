@@ -13,6 +13,8 @@
 //!   one writer thread group-commits concurrent appends into one batch and one fsync
 //!   (`fjall_store/writer.rs`), a maintenance thread prunes by age and fsyncs on an interval, and
 //!   `fjall_store/recovery.rs` rebuilds channel state and epochs on open.
+//! * [`AnyStore`] (`any.rs`) holds whichever of the two the config chose (the trait returns
+//!   `impl Future`, so it is not object-safe).
 //! * `common.rs` is shared logic: the read planner that decides between events and
 //!   [`ReadOutcome::Unrecoverable`], epochs, validation, the maintenance thread.
 //!
@@ -33,14 +35,16 @@
 //! (retention removed some, or the epoch changed because history was lost), the read says so
 //! with [`ReadOutcome::Unrecoverable`]; it never skips events silently.
 
+mod any;
 mod common;
 mod fjall_store;
 mod memory;
 mod store;
 mod types;
 
+pub use any::AnyStore;
 pub use common::MAX_EVENT_BYTES;
-pub use fjall_store::{FjallOptions, FjallStore};
+pub use fjall_store::{FjallOptions, FjallStats, FjallStore};
 pub use memory::{MemoryOptions, MemoryStore};
 pub use store::HistoryStore;
 pub use types::{

@@ -4,3 +4,4 @@ mod common;
 
 conformance!(memory, memory);
 conformance!(fjall, fjall);
+conformance!(any_memory, any_memory);

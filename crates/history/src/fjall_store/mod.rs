@@ -11,6 +11,7 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -84,6 +85,19 @@ pub(crate) struct Shared {
     pub(crate) channels: RwLock<BTreeMap<String, Arc<Chan>>>,
     pub(crate) retention: RetentionMap,
     pub(crate) sync: SyncPolicy,
+    /// Counters behind [`FjallStore::stats`].
+    pub(crate) appends: AtomicU64,
+    pub(crate) batches: AtomicU64,
+}
+
+/// Counters of a [`FjallStore`] since it was opened, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FjallStats {
+    /// Successful `append` calls.
+    pub appends: u64,
+    /// Write batches committed for them (one journal write, and under `SyncPolicy::Always` one
+    /// fsync, each). `appends / batches` is the group-commit factor.
+    pub batches: u64,
 }
 
 /// One known channel. `view` changes only in the writer thread, after the batch that justifies
@@ -267,6 +281,14 @@ impl FjallStore {
             .await
             .map_err(|_| HistoryError::Closed)?;
         wait.await.map_err(|_| HistoryError::Closed)
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> FjallStats {
+        FjallStats {
+            appends: self.shared.appends.load(Ordering::Relaxed),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+        }
     }
 
     fn sender(&self) -> Result<&mpsc::Sender<writer::Cmd>, HistoryError> {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use ::fjall::{Database, KeyspaceCreateOptions, PersistMode};
@@ -104,6 +105,8 @@ pub(crate) fn open(path: &Path, options: &FjallOptions) -> Result<(Shared, u64),
             channels: RwLock::new(channels),
             retention: RetentionMap::new(options.default_retention),
             sync: options.sync,
+            appends: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         },
         next_id,
     ))

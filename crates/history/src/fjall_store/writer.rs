@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use ::fjall::{OwnedWriteBatch, PersistMode};
@@ -187,6 +188,10 @@ fn commit_appends(shared: &Shared, appends: Vec<AppendReq>, next_id: &mut u64) {
     match result {
         Ok(()) => {
             publish(shared, pending);
+            shared.batches.fetch_add(1, Ordering::Relaxed);
+            shared
+                .appends
+                .fetch_add(replies.len() as u64, Ordering::Relaxed);
             for (reply, positions) in replies {
                 let _ = reply.send(Ok(positions));
             }

@@ -33,6 +33,16 @@ pub fn memory() -> Fixture<MemoryStore> {
     }
 }
 
+/// The in-memory store behind the `AnyStore` enum.
+pub fn any_memory() -> Fixture<herald_history::AnyStore> {
+    let f = memory();
+    let store = std::sync::Arc::into_inner(f.store).expect("sole owner");
+    Fixture {
+        store: std::sync::Arc::new(store.into()),
+        dir: None,
+    }
+}
+
 pub fn fjall_options() -> FjallOptions {
     FjallOptions {
         prune_interval: FAST_PRUNE,
