@@ -1,69 +1,82 @@
 //! Authorization: which credentials may connect, publish and subscribe (spec §4).
 //!
 //! Every decision goes through [`Authorizer::authorize`] with the list of modes the operation
-//! accepts (`connection_auth_modes`, or the namespace's publish/subscribe modes) and the fields the
-//! client presented. The credential picks the mode: an `x-api-key` field selects API_KEY, an
-//! `Authorization` field the token modes. This build verifies API keys; the other four modes plug
-//! in here (issue 4).
+//! accepts (`connection_auth_modes`, or the namespace's publish/subscribe modes) and the
+//! credential the client presented. The credential picks the mode: `x-api-key` selects API_KEY
+//! (checked here); an `Authorization` value goes to `herald_auth::Providers`, which tells SigV4,
+//! JWTs of a configured issuer (Cognito, OIDC) and other tokens (the Lambda-style webhook) apart.
 
-use serde::{Deserialize, Serialize};
-
+use herald_auth::{AuthRequest, Credential, Providers};
+use herald_protocol::message::Event;
 use herald_protocol::{AuthFields, WireError};
 
 use crate::config::{ApiKeyConfig, AuthConfig};
 
-/// The five AppSync authorization modes, spelled as AppSync spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum AuthMode {
-    #[serde(rename = "API_KEY")]
-    ApiKey,
-    #[serde(rename = "AMAZON_COGNITO_USER_POOLS")]
-    CognitoUserPools,
-    #[serde(rename = "OPENID_CONNECT")]
-    OpenIdConnect,
-    #[serde(rename = "AWS_LAMBDA")]
-    Lambda,
-    #[serde(rename = "AWS_IAM")]
-    Iam,
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::ApiKey => "API_KEY",
-            AuthMode::CognitoUserPools => "AMAZON_COGNITO_USER_POOLS",
-            AuthMode::OpenIdConnect => "OPENID_CONNECT",
-            AuthMode::Lambda => "AWS_LAMBDA",
-            AuthMode::Iam => "AWS_IAM",
-        }
-    }
-
-    /// Whether this build can verify the mode.
-    pub fn is_supported(self) -> bool {
-        matches!(self, AuthMode::ApiKey)
-    }
-}
+pub use herald_auth::{AuthMode, Operation};
 
 /// What is being authorized.
 #[derive(Debug, Clone, Copy)]
-pub enum Operation<'a> {
-    Connect,
-    Subscribe {
-        namespace: &'a str,
-        channel: &'a str,
+pub struct Check<'a> {
+    pub operation: Operation,
+    /// `None` for connect.
+    pub namespace: Option<&'a str>,
+    /// The channel exactly as the client sent it (SigV4 signs it verbatim); `None` for connect.
+    pub channel: Option<&'a str>,
+    pub credential: Presented<'a>,
+}
+
+impl<'a> Check<'a> {
+    pub fn connect(fields: &'a AuthFields) -> Check<'a> {
+        Check {
+            operation: Operation::Connect,
+            namespace: None,
+            channel: None,
+            credential: Presented::Fields {
+                fields,
+                events: &[],
+            },
+        }
+    }
+}
+
+/// How the credential arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    /// WebSocket: the connect fields or an operation's `authorization` object, and for a
+    /// publish its events (SigV4 signs a body rebuilt from them).
+    Fields {
+        fields: &'a AuthFields,
+        events: &'a [Event<'a>],
     },
-    Publish {
-        namespace: &'a str,
-        channel: &'a str,
+    /// HTTP `POST /event`: the head and exact body (SigV4 signs the real request).
+    Http {
+        parts: &'a hyper::http::request::Parts,
+        body: &'a [u8],
+        fields: &'a AuthFields,
     },
 }
 
+impl Presented<'_> {
+    fn fields(&self) -> &AuthFields {
+        match self {
+            Presented::Fields { fields, .. } | Presented::Http { fields, .. } => fields,
+        }
+    }
+}
+
 /// Who was admitted, and by which mode. Kept for handlers and access rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
-    pub mode: AuthMode,
-    /// The API key's configured name, when it has one.
+    /// What the verifier established (`ApiKey` carries nothing, as in AppSync).
+    pub verified: herald_auth::Identity,
+    /// The API key's configured name, when admitted by a named key.
     pub key_name: Option<String>,
+}
+
+impl Identity {
+    pub fn mode(&self) -> AuthMode {
+        self.verified.mode()
+    }
 }
 
 struct ApiKey {
@@ -76,13 +89,15 @@ struct ApiKey {
 /// Verifies credentials against the configured keys and providers.
 pub struct Authorizer {
     api_keys: Vec<ApiKey>,
+    providers: Providers,
 }
 
 impl Authorizer {
-    pub fn new(config: &AuthConfig) -> Authorizer {
-        Authorizer {
+    pub fn new(config: &AuthConfig) -> Result<Authorizer, herald_auth::ConfigError> {
+        Ok(Authorizer {
             api_keys: config.api_keys.iter().map(ApiKey::from).collect(),
-        }
+            providers: Providers::new(&config.providers)?,
+        })
     }
 
     /// Admits or refuses one operation. A refusal is always the spec's `UnauthorizedException`,
@@ -90,26 +105,61 @@ impl Authorizer {
     pub async fn authorize(
         &self,
         modes: &[AuthMode],
-        fields: &AuthFields,
-        op: Operation<'_>,
+        check: Check<'_>,
     ) -> Result<Identity, WireError> {
-        let refused = |reason: &str| {
-            tracing::debug!(?op, reason, "authorization refused");
+        let refused = |reason: &dyn std::fmt::Display| {
+            tracing::debug!(operation = ?check.operation, namespace = ?check.namespace, %reason, "authorization refused");
             Err(WireError::unauthorized())
         };
+        let fields = check.credential.fields();
         if let Some(key) = fields.get("x-api-key") {
             if !modes.contains(&AuthMode::ApiKey) {
-                return refused("API_KEY is not an allowed mode for this operation");
+                return refused(&"API_KEY is not an allowed mode for this operation");
             }
             return match self.check_api_key(key.as_bytes(), crate::time::now_unix()) {
                 Ok(identity) => Ok(identity),
-                Err(reason) => refused(reason),
+                Err(reason) => refused(&reason),
             };
         }
-        if fields.get("authorization").is_some() {
-            return refused("token and IAM modes are not available in this build");
+        let pairs: Vec<(&str, &str)> = fields.iter().collect();
+        // SigV4 over WebSocket signs a body rebuilt from the decoded events.
+        let decoded: Vec<String> = match check.credential {
+            Presented::Fields { events, .. } => events
+                .iter()
+                .filter_map(|e| serde_json::from_str::<String>(e.token()).ok())
+                .collect(),
+            Presented::Http { .. } => Vec::new(),
+        };
+        let events: Vec<&str> = decoded.iter().map(String::as_str).collect();
+        let credential = match check.credential {
+            Presented::Fields { .. } => Credential::WebSocket {
+                fields: &pairs,
+                events: &events,
+            },
+            Presented::Http { parts, body, .. } => Credential::Http { parts, body },
+        };
+        let request_id = crate::id::uuid_v4();
+        let request_headers = herald_auth::lambda::request_headers(pairs.iter().copied());
+        let request = AuthRequest {
+            operation: check.operation,
+            namespace: check.namespace,
+            channel: check.channel,
+            credential,
+            request_id: &request_id,
+            request_headers: &request_headers,
+        };
+        match self.providers.authorize(modes, &request).await {
+            Ok(verified) => Ok(Identity {
+                verified,
+                key_name: None,
+            }),
+            Err(e) => {
+                if e.is_server_fault() {
+                    tracing::warn!(error = %e, "an identity provider or authorizer failed; refusing");
+                }
+                refused(&e)
+            }
         }
-        refused("no credentials")
     }
 
     fn check_api_key(&self, presented: &[u8], now: i64) -> Result<Identity, &'static str> {
@@ -125,7 +175,7 @@ impl Authorizer {
             return Err("API key expired");
         }
         Ok(Identity {
-            mode: AuthMode::ApiKey,
+            verified: herald_auth::Identity::ApiKey,
             key_name: key.name.clone(),
         })
     }
@@ -169,6 +219,7 @@ mod tests {
             ],
             ..AuthConfig::default()
         })
+        .unwrap()
     }
 
     fn fields(pairs: &[(&str, &str)]) -> AuthFields {
@@ -183,25 +234,20 @@ mod tests {
     async fn api_keys() {
         let a = authorizer();
         let modes = [AuthMode::ApiKey];
-        let ok = a
-            .authorize(
-                &modes,
-                &fields(&[("X-Api-Key", "da2-live")]),
-                Operation::Connect,
-            )
-            .await
-            .unwrap();
+        let f = fields(&[("X-Api-Key", "da2-live")]);
+        let ok = a.authorize(&modes, Check::connect(&f)).await.unwrap();
         assert_eq!(ok.key_name.as_deref(), Some("live"));
+        assert_eq!(ok.mode(), AuthMode::ApiKey);
         for f in [
             fields(&[("x-api-key", "da2-nope")]),
             fields(&[("x-api-key", "da2-old")]),
             fields(&[("authorization", "token")]),
             fields(&[]),
         ] {
-            assert!(a.authorize(&modes, &f, Operation::Connect).await.is_err());
+            assert!(a.authorize(&modes, Check::connect(&f)).await.is_err());
         }
         let other = [AuthMode::OpenIdConnect];
         let f = fields(&[("x-api-key", "da2-live")]);
-        assert!(a.authorize(&other, &f, Operation::Connect).await.is_err());
+        assert!(a.authorize(&other, Check::connect(&f)).await.is_err());
     }
 }

@@ -71,6 +71,9 @@ pub struct AuthConfig {
     /// Modes accepted for subscribing, unless a namespace overrides them.
     pub default_subscribe_auth_modes: Vec<AuthMode>,
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Cognito user pools, OIDC issuers, the Lambda-style authorizer and SigV4 keys
+    /// (`docs/authorization.md`).
+    pub providers: Vec<herald_auth::ProviderConfig>,
 }
 
 impl Default for AuthConfig {
@@ -80,6 +83,7 @@ impl Default for AuthConfig {
             default_publish_auth_modes: vec![AuthMode::ApiKey],
             default_subscribe_auth_modes: vec![AuthMode::ApiKey],
             api_keys: Vec::new(),
+            providers: Vec::new(),
         }
     }
 }
@@ -324,6 +328,50 @@ impl Config {
                 }
             }
         }
+        if let Err(e) = herald_auth::Providers::new(&self.auth.providers) {
+            p.push(format!("auth.providers: {e}"));
+        }
+        let provided = |mode: AuthMode| {
+            mode == AuthMode::ApiKey || self.auth.providers.iter().any(|p| p.mode() == mode)
+        };
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            for (key, modes) in [
+                ("publish_auth_modes", &ns.publish_auth_modes),
+                ("subscribe_auth_modes", &ns.subscribe_auth_modes),
+            ] {
+                for mode in modes.iter().flatten() {
+                    if !provided(*mode) {
+                        p.push(format!(
+                            "namespaces[{i}].{key}: {} has no [[auth.providers]] entry",
+                            mode.as_str()
+                        ));
+                    }
+                }
+            }
+        }
+        for (key, modes) in [
+            (
+                "auth.connection_auth_modes",
+                &self.auth.connection_auth_modes,
+            ),
+            (
+                "auth.default_publish_auth_modes",
+                &self.auth.default_publish_auth_modes,
+            ),
+            (
+                "auth.default_subscribe_auth_modes",
+                &self.auth.default_subscribe_auth_modes,
+            ),
+        ] {
+            for mode in modes {
+                if !provided(*mode) {
+                    p.push(format!(
+                        "{key}: {} has no [[auth.providers]] entry",
+                        mode.as_str()
+                    ));
+                }
+            }
+        }
         check_modes(
             &mut p,
             "auth.connection_auth_modes",
@@ -423,14 +471,6 @@ impl Config {
 fn check_modes(problems: &mut Vec<String>, key: &str, modes: &[AuthMode]) {
     if modes.is_empty() {
         problems.push(format!("{key}: list at least one authorization mode"));
-    }
-    for mode in modes {
-        if !mode.is_supported() {
-            problems.push(format!(
-                "{key}: authorization mode {} is not available in this build yet; use API_KEY",
-                mode.as_str()
-            ));
-        }
     }
 }
 

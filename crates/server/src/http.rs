@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use herald_protocol::{AuthFields, Channel, ErrorType, HttpPublish, WireError, reply};
 
-use crate::auth::Operation;
+use crate::auth::{Check, Operation, Presented};
 use crate::connection;
 use crate::state::{Access, State, unknown_namespace};
 use crate::transport::ws;
@@ -80,7 +80,13 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 }
 
 fn errors(status: StatusCode, error: WireError) -> Response<Body> {
-    json(status, reply::http_errors(std::slice::from_ref(&error)))
+    let mut r = json(status, reply::http_errors(std::slice::from_ref(&error)));
+    // AWS services name the error in this header too; the Amplify client reads it.
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static(error.kind.as_str()),
+    );
+    r
 }
 
 fn error_response(error: WireError) -> Response<Body> {
@@ -104,9 +110,10 @@ fn header_fields(headers: &HeaderMap) -> AuthFields {
 }
 
 async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let fields = header_fields(req.headers());
+    let (parts, body) = req.into_parts();
+    let fields = header_fields(&parts.headers);
     let limit = state.config.limits.max_request_bytes;
-    let body = match Limited::new(req.into_body(), limit).collect().await {
+    let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             if e.is::<http_body_util::LengthLimitError>() {
@@ -123,7 +130,7 @@ async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
     };
     let namespace = body_namespace(&body);
     let m = state.metrics.ns(&namespace);
-    match publish_body(state, &fields, &body).await {
+    match publish_body(state, &parts, &fields, &body).await {
         Ok(result) => {
             m.publish_success.inc();
             json(StatusCode::OK, result.to_http_body())
@@ -155,6 +162,7 @@ fn body_namespace(body: &[u8]) -> String {
 
 async fn publish_body(
     state: &State,
+    parts: &hyper::http::request::Parts,
     fields: &AuthFields,
     body: &[u8],
 ) -> Result<reply::PublishResult, WireError> {
@@ -168,10 +176,15 @@ async fn publish_body(
     state
         .authorize(
             modes,
-            fields,
-            Operation::Publish {
-                namespace,
-                channel: channel.as_str(),
+            Check {
+                operation: Operation::Publish,
+                namespace: Some(namespace),
+                channel: Some(&request.channel),
+                credential: Presented::Http {
+                    parts,
+                    body,
+                    fields,
+                },
             },
         )
         .await?;
@@ -254,10 +267,14 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
     state
         .authorize(
             modes,
-            &header_fields(req.headers()),
-            Operation::Subscribe {
-                namespace,
-                channel: channel.as_str(),
+            Check {
+                operation: Operation::Subscribe,
+                namespace: Some(namespace),
+                channel: Some(channel.as_str()),
+                credential: Presented::Fields {
+                    fields: &header_fields(req.headers()),
+                    events: &[],
+                },
             },
         )
         .await?;

@@ -33,7 +33,7 @@ pub struct State {
 
 impl State {
     /// Builds the shared state; opens the history store when a namespace keeps history.
-    pub fn new(config: Config) -> Result<State, herald_history::HistoryError> {
+    pub fn new(config: Config) -> Result<State, crate::server::StartError> {
         let event_limits = EventLimits {
             max_event_bytes: config.limits.max_event_bytes,
             max_events: config.limits.max_events_per_publish,
@@ -44,7 +44,9 @@ impl State {
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
         Ok(State {
             metrics,
-            authorizer: Authorizer::new(&config.auth),
+            authorizer: Authorizer::new(&config.auth).map_err(|e| crate::config::ConfigError {
+                problems: vec![format!("auth.providers: {e}")],
+            })?,
             broker,
             event_limits,
             connections: Registry::new(),
@@ -57,10 +59,9 @@ impl State {
     pub async fn authorize(
         &self,
         modes: &[AuthMode],
-        fields: &herald_protocol::AuthFields,
-        op: crate::auth::Operation<'_>,
+        check: crate::auth::Check<'_>,
     ) -> Result<crate::auth::Identity, WireError> {
-        let r = self.authorizer.authorize(modes, fields, op).await;
+        let r = self.authorizer.authorize(modes, check).await;
         if r.is_err() {
             self.metrics.unauthorized.inc();
         }

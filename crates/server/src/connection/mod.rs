@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use herald_protocol::{AuthFields, ErrorType, WireError, reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::Operation;
+use crate::auth::Check;
 use crate::state::State;
 use crate::transport::ws::{self, Message, Reader, close};
 use outbox::{Out, Outbox};
@@ -55,8 +55,7 @@ where
     let identity = match state
         .authorize(
             &state.config.auth.connection_auth_modes,
-            &fields,
-            Operation::Connect,
+            Check::connect(&fields),
         )
         .await
     {

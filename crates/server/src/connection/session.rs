@@ -11,10 +11,11 @@ use herald_protocol::reply::{self, ErrorKind, SuccessKind};
 use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, Resume, WireError};
 
 use super::outbox::{Out, Outbox};
-use crate::auth::{Identity, Operation};
+use crate::auth::{Check, Identity, Operation, Presented};
 use crate::hub::Subscriber;
 use crate::publish;
 use crate::state::{Access, State, unknown_namespace};
+use herald_protocol::message::Event;
 
 pub struct Session {
     state: Arc<State>,
@@ -129,7 +130,7 @@ impl Session {
                     );
                 }
                 let channel = match self
-                    .authorize_channel(&channel, Access::Publish, authorization)
+                    .authorize_publish(&channel, &events, authorization)
                     .await
                 {
                     Ok(c) => c,
@@ -198,10 +199,14 @@ impl Session {
         self.state
             .authorize(
                 modes,
-                fields,
-                Operation::Subscribe {
-                    namespace,
-                    channel: &pattern.to_string(),
+                Check {
+                    operation: Operation::Subscribe,
+                    namespace: Some(namespace),
+                    channel: Some(channel),
+                    credential: Presented::Fields {
+                        fields,
+                        events: &[],
+                    },
                 },
             )
             .await?;
@@ -239,27 +244,28 @@ impl Session {
         Ok(())
     }
 
-    async fn authorize_channel(
+    async fn authorize_publish(
         &self,
-        channel: &str,
-        access: Access,
+        raw_channel: &str,
+        events: &[Event<'_>],
         authorization: Option<AuthFields>,
     ) -> Result<Channel, WireError> {
-        let channel = Channel::parse(channel)
+        let channel = Channel::parse(raw_channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
         let namespace = channel.namespace();
         let modes = self
             .state
-            .modes(namespace, access)
+            .modes(namespace, Access::Publish)
             .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
         self.state
             .authorize(
                 modes,
-                fields,
-                Operation::Publish {
-                    namespace,
-                    channel: channel.as_str(),
+                Check {
+                    operation: Operation::Publish,
+                    namespace: Some(namespace),
+                    channel: Some(raw_channel),
+                    credential: Presented::Fields { fields, events },
                 },
             )
             .await?;
