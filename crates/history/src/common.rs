@@ -98,6 +98,16 @@ impl RetentionMap {
         }
     }
 
+    /// Whether any namespace (or the default) limits anything: prune passes are skipped if not.
+    pub(crate) fn any_limit(&self) -> bool {
+        let limits = |r: &Retention| r.max_age.is_some() || r.max_count.is_some();
+        limits(&self.default)
+            || match self.by_namespace.read() {
+                Ok(map) => map.values().any(limits),
+                Err(_) => true,
+            }
+    }
+
     pub(crate) fn set(&self, namespace: &str, retention: Retention) {
         let mut map = self
             .by_namespace

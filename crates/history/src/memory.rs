@@ -148,6 +148,9 @@ impl MemInner {
     }
 
     fn prune(&self, now_ms: u64) {
+        if !self.retention.any_limit() {
+            return;
+        }
         let channels: Vec<_> = {
             let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
             map.values().cloned().collect()

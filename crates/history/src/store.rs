@@ -31,6 +31,9 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// positions. When it returns `Ok`, the events are stored under the store's `SyncPolicy`
     /// (default: durable, i.e. fsynced). An empty `events` stores nothing and returns no positions.
     /// Count retention for the namespace is enforced by the same call.
+    ///
+    /// Cancellation: dropping the future after the store accepted the request does not undo it;
+    /// the events may still be stored (the caller just never learns their positions).
     fn append(
         &self,
         namespace: &str,
@@ -40,7 +43,8 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Position>, HistoryError>> + Send;
 
     /// Reads at most `limit` contiguous events of `channel` starting as `since` says. Unknown
-    /// channels read as empty under the store's current epoch.
+    /// channels read as empty under the store's current epoch. The whole answer is held in memory, so
+    /// callers should page with a modest `limit` and [`Since::After`] the last event.
     fn read(
         &self,
         channel: &str,

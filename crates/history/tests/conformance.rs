@@ -4,4 +4,5 @@ mod common;
 
 conformance!(memory, memory);
 conformance!(fjall, fjall);
+conformance!(fjall_interval, fjall_interval);
 conformance!(any_memory, any_memory);

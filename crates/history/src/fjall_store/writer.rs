@@ -266,18 +266,24 @@ fn publish(shared: &Shared, pending: HashMap<String, Pending>) {
 
 /// One retention pass over every channel whose namespace limits count or age.
 fn prune(shared: &Shared, now_ms: u64) -> Result<(), HistoryError> {
-    let channels: Vec<(String, Arc<Chan>)> = {
+    if !shared.retention.any_limit() {
+        return Ok(());
+    }
+    let mut retention = HashMap::new();
+    // Only channels whose namespace limits anything; the lock is held just for the copy.
+    let channels: Vec<(String, Arc<Chan>, Retention)> = {
         let map = shared.channels.read().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        map.iter()
+            .filter_map(|(name, chan)| {
+                let r = retention_of(shared, &mut retention, &chan.namespace);
+                let limited = r.max_age.is_some() || r.max_count.is_some();
+                limited.then(|| (name.clone(), chan.clone(), r))
+            })
+            .collect()
     };
     let mut batch = shared.db.batch();
     let mut pending = HashMap::new();
-    let mut retention = HashMap::new();
-    for (name, chan) in channels {
-        let r = retention_of(shared, &mut retention, &chan.namespace);
-        if r.max_age.is_none() && r.max_count.is_none() {
-            continue;
-        }
+    for (name, chan, r) in channels {
         let view = chan.view();
         let mut new_first = view.first;
         if let Some(max) = r.max_count {

@@ -60,6 +60,20 @@ pub fn fjall() -> Fixture<FjallStore> {
     }
 }
 
+/// FjallStore acknowledging before fsync (the durability trade-off must not change semantics).
+pub fn fjall_interval() -> Fixture<FjallStore> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = FjallOptions {
+        sync: SyncPolicy::IntervalMs(5),
+        ..fjall_options()
+    };
+    let store = FjallStore::open_with(dir.path(), options).expect("open fjall store");
+    Fixture {
+        store: Arc::new(store),
+        dir: Some(dir),
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
