@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ::fjall::{Database, Keyspace};
+use ::fjall::{Database, Keyspace, Readable, Snapshot};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use self::keys::ChannelMeta;
 use crate::common::{self, ChannelView, Maintenance, Plan, RetentionMap};
 use crate::store::HistoryStore;
 use crate::types::{
@@ -134,83 +135,105 @@ impl Shared {
     }
 
     /// Lowest offset in `view` whose time is `>= t`, by binary search (times are monotonic).
-    fn find_time(&self, id: u64, view: &ChannelView, t: u64) -> Result<u64, HistoryError> {
+    fn find_time(
+        &self,
+        snap: &Snapshot,
+        id: u64,
+        view: &ChannelView,
+        t: u64,
+    ) -> Result<u64, HistoryError> {
         let (mut lo, mut hi) = (view.first, view.top + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            // A missing event was pruned meanwhile: it is older than anything retained.
-            match self.time_of(id, mid)? {
-                Some(time) if time >= t => hi = mid,
-                _ => lo = mid + 1,
+            let time = snap
+                .get(&self.events, keys::event_key(id, mid))
+                .map_err(storage)?
+                .and_then(|v| keys::split_value(&v).map(|(t, _)| t))
+                .ok_or_else(|| corrupt(id))?;
+            if time >= t {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
         Ok(lo)
     }
 
+    /// Reads from one fjall snapshot. The published view supplies the epoch and `top` (taken
+    /// first, so every offset up to `top` is committed in the snapshot); the channel's meta
+    /// record *in the snapshot* supplies what was removed, because removals and their meta
+    /// update commit atomically. So the plan and the scan see the same history, with no retry
+    /// loop and no window where a concurrent trim could open a hole.
     fn read_blocking(
         &self,
         channel: &str,
         since: Since,
         limit: usize,
     ) -> Result<ReadOutcome, HistoryError> {
-        // A prune may remove the start of the range between taking the view and scanning; the
-        // scan notices the hole and the next attempt sees the moved `first`.
-        for _ in 0..4 {
-            let (id, view) = match self.chan(channel) {
-                Some(c) => (Some(c.id), c.view()),
-                None => (None, ChannelView::empty(self.new_channel_epoch)),
-            };
+        let Some(chan) = self.chan(channel) else {
+            let view = ChannelView::empty(self.new_channel_epoch);
             let top = view.top_position();
-            let plan = common::plan(&view, since, limit, |t| match id {
-                Some(id) => self.find_time(id, &view, t),
-                None => Ok(view.first),
-            })?;
-            let (start, end) = match plan {
-                Plan::Unrecoverable(reason) => {
-                    return Ok(ReadOutcome::Unrecoverable { reason, top });
-                }
-                Plan::Range { start, end } => (start, end),
-            };
-            let Some(id) = id.filter(|_| start <= end) else {
-                return Ok(ReadOutcome::Events {
-                    events: Vec::new(),
-                    top,
-                });
-            };
-            if let Some(events) = self.scan(id, view.epoch, start, end)? {
-                return Ok(ReadOutcome::Events { events, top });
-            }
-        }
-        Err(HistoryError::Storage(format!(
-            "channel {channel} kept changing under a read; retry"
-        )))
+            return Ok(
+                match common::plan(&view, since, limit, |_| Ok(view.first))? {
+                    Plan::Unrecoverable(reason) => ReadOutcome::Unrecoverable { reason, top },
+                    Plan::Range { .. } => ReadOutcome::Events {
+                        events: Vec::new(),
+                        top,
+                    },
+                },
+            );
+        };
+        let published = chan.view();
+        let snap = self.db.snapshot();
+        let meta = snap
+            .get(&self.meta, keys::channel_key(channel))
+            .map_err(storage)?
+            .and_then(|v| ChannelMeta::decode(&v))
+            .ok_or_else(|| corrupt(chan.id))?;
+        let view = ChannelView {
+            first: meta.removed_through + 1,
+            removed_time_ms: meta.removed_time_ms,
+            ..published
+        };
+        let top = view.top_position();
+        let plan = common::plan(&view, since, limit, |t| {
+            self.find_time(&snap, chan.id, &view, t)
+        })?;
+        Ok(match plan {
+            Plan::Unrecoverable(reason) => ReadOutcome::Unrecoverable { reason, top },
+            Plan::Range { start, end } if start > end => ReadOutcome::Events {
+                events: Vec::new(),
+                top,
+            },
+            Plan::Range { start, end } => ReadOutcome::Events {
+                events: self.scan(&snap, chan.id, view.epoch, start, end)?,
+                top,
+            },
+        })
     }
 
-    /// Events `start..=end`, or `None` if any is missing.
+    /// Events `start..=end`, all of which the snapshot must hold.
     fn scan(
         &self,
+        snap: &Snapshot,
         id: u64,
         epoch: u64,
         start: u64,
         end: u64,
-    ) -> Result<Option<Vec<StoredEvent>>, HistoryError> {
+    ) -> Result<Vec<StoredEvent>, HistoryError> {
         let cap = usize::try_from(end - start + 1).unwrap_or(0).min(4096);
         let mut events = Vec::with_capacity(cap);
         let mut expected = start;
-        for guard in self
-            .events
-            .range(keys::event_key(id, start)..=keys::event_key(id, end))
-        {
+        let range = keys::event_key(id, start)..=keys::event_key(id, end);
+        for guard in snap.range(&self.events, range) {
             let (key, value) = guard.into_inner().map_err(storage)?;
             let (Some(offset), Some((time_ms, payload))) =
                 (keys::offset_of(&key), keys::split_value(&value))
             else {
-                return Err(HistoryError::Storage(format!(
-                    "corrupt history record for channel id {id}"
-                )));
+                return Err(corrupt(id));
             };
             if offset != expected {
-                return Ok(None);
+                return Err(corrupt(id));
             }
             expected += 1;
             events.push(StoredEvent {
@@ -219,8 +242,17 @@ impl Shared {
                 payload: Bytes::copy_from_slice(payload),
             });
         }
-        Ok((expected == end + 1).then_some(events))
+        if expected != end + 1 {
+            return Err(corrupt(id));
+        }
+        Ok(events)
     }
+}
+
+fn corrupt(id: u64) -> HistoryError {
+    HistoryError::Storage(format!(
+        "history of channel id {id} is missing records it should hold (corrupt store?)"
+    ))
 }
 
 pub(crate) fn storage(e: ::fjall::Error) -> HistoryError {

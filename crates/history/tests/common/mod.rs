@@ -534,6 +534,72 @@ pub async fn check_concurrent_appends<S: HistoryStore>(s: Arc<S>) {
     }
 }
 
+/// Readers racing one appender while count retention trims the head: every read is either a
+/// contiguous run starting exactly after the requested position, with the right payloads and
+/// nothing past `top`, or `Expired`.
+pub async fn check_reads_race_appends_and_trimming<S: HistoryStore>(s: Arc<S>) {
+    const EVENTS: u64 = 400;
+    s.set_retention(
+        "ns",
+        Retention {
+            max_age: None,
+            max_count: Some(8),
+        },
+    );
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 1..=EVENTS {
+                let p = s
+                    .append("ns", "/ns/race", vec![b(&i.to_string())], i)
+                    .await
+                    .unwrap();
+                assert_eq!(p[0].offset, i);
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4u64)
+        .map(|r| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let (mut served, mut expired) = (0, 0);
+                loop {
+                    let top = s.top("/ns/race").await.unwrap();
+                    let from = top.offset.saturating_sub(1 + r * 2);
+                    let since = Since::After(Position {
+                        epoch: top.epoch,
+                        offset: from,
+                    });
+                    match s.read("/ns/race", since, 5).await.unwrap() {
+                        ReadOutcome::Events { events, top: now } => {
+                            assert!(now.offset >= top.offset);
+                            for (k, e) in events.iter().enumerate() {
+                                assert_eq!(e.position.offset, from + 1 + k as u64);
+                                assert!(e.position.offset <= now.offset);
+                                assert_eq!(e.payload, b(&e.position.offset.to_string()));
+                            }
+                            served += 1;
+                        }
+                        ReadOutcome::Unrecoverable { reason, .. } => {
+                            assert_eq!(reason, UnrecoverableReason::Expired);
+                            expired += 1;
+                        }
+                    }
+                    if top.offset == EVENTS {
+                        return (served, expired);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    writer.await.unwrap();
+    for r in readers {
+        let (served, _expired) = r.await.unwrap();
+        assert!(served > 0);
+    }
+}
+
 /// Instantiates the suite for one store: `conformance!(module_name, fixture_fn)`.
 #[macro_export]
 macro_rules! conformance {
@@ -576,6 +642,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn invalid_input() {
                 check_invalid_input(&*$fixture().store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reads_race_appends_and_trimming() {
+                check_reads_race_appends_and_trimming($fixture().store).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_appends() {
