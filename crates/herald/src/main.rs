@@ -97,6 +97,8 @@ fn init_logs(format: LogFormat) {
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(Some(file))?;
     config.validate()?;
+    // Compiles the handlers: a syntax error names the namespace and the line.
+    config.load_handlers()?;
     println!("{}: ok", file.display());
     Ok(())
 }
@@ -115,6 +117,7 @@ fn serve(
             publish_auth_modes: None,
             subscribe_auth_modes: None,
             history: None,
+            handlers: None,
         });
     }
     if let Some(listen) = listen {

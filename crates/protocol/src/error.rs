@@ -77,6 +77,9 @@ impl ErrorType {
 pub struct WireError {
     pub kind: ErrorType,
     pub message: String,
+    /// An `errorType` and HTTP status chosen by someone else (a handler's `util.error`), sent
+    /// instead of `kind`'s.
+    pub custom: Option<(String, u16)>,
 }
 
 impl WireError {
@@ -84,6 +87,38 @@ impl WireError {
         WireError {
             kind,
             message: message.into(),
+            custom: None,
+        }
+    }
+
+    /// An error whose type and status come from elsewhere (a handler), with `kind` as the
+    /// closest built-in category.
+    pub fn custom(
+        kind: ErrorType,
+        error_type: &str,
+        status: u16,
+        message: impl Into<String>,
+    ) -> Self {
+        WireError {
+            kind,
+            message: message.into(),
+            custom: Some((error_type.to_owned(), status)),
+        }
+    }
+
+    /// The `errorType` on the wire.
+    pub fn error_type(&self) -> &str {
+        match &self.custom {
+            Some((t, _)) => t,
+            None => self.kind.as_str(),
+        }
+    }
+
+    /// The HTTP status when this error ends an HTTP request.
+    pub fn http_status(&self) -> u16 {
+        match &self.custom {
+            Some((_, s)) => *s,
+            None => self.kind.http_status(),
         }
     }
 
@@ -101,7 +136,7 @@ impl Serialize for WireError {
         use serde::ser::SerializeMap;
         let code = self.kind.code();
         let mut m = s.serialize_map(Some(2 + usize::from(code.is_some())))?;
-        m.serialize_entry("errorType", self.kind.as_str())?;
+        m.serialize_entry("errorType", self.error_type())?;
         if let Some(code) = code {
             m.serialize_entry("errorCode", &code)?;
         }

@@ -29,6 +29,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// Where channel history is stored, for namespaces that keep it.
     pub history: HistoryConfig,
+    /// Limits of the handler engine (`docs/handlers.md`).
+    #[serde(skip_serializing)]
+    pub handlers: herald_handler::EngineConfig,
     /// How long a graceful shutdown waits for connections to close, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -45,6 +48,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
             history: HistoryConfig::default(),
+            handlers: herald_handler::EngineConfig::default(),
             shutdown_grace_ms: 10_000,
         }
     }
@@ -114,6 +118,9 @@ pub struct NamespaceConfig {
     /// Keep this namespace's events, for replay after reconnect and `GET /event/history`.
     #[serde(default)]
     pub history: Option<NamespaceHistory>,
+    /// `onPublish` / `onSubscribe` in JavaScript or over HTTP (`docs/handlers.md`).
+    #[serde(default, skip_serializing)]
+    pub handlers: Option<herald_handler::HandlerConfig>,
 }
 
 /// History retention of one namespace; both limits apply when both are set.
@@ -260,6 +267,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "websocket",
     "http",
     "history",
+    "handlers",
     "shutdown_grace_ms",
 ];
 
@@ -293,9 +301,17 @@ impl Config {
                 })
                 .split("__"),
         );
-        let config: Config = fig.extract().map_err(|e| ConfigError {
+        let mut config: Config = fig.extract().map_err(|e| ConfigError {
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
+        // Handler files are relative to the config file, not to the working directory.
+        if let Some(dir) = file.and_then(Path::parent) {
+            for ns in &mut config.namespaces {
+                if let Some(h) = &mut ns.handlers {
+                    h.resolve_paths(dir);
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -463,6 +479,23 @@ impl Config {
         }
     }
 
+    /// Loads every namespace's handlers; `None` when no namespace has any. A syntax error names
+    /// the namespace and the line.
+    pub fn load_handlers(
+        &self,
+    ) -> Result<Option<herald_handler::Handlers>, herald_handler::LoadError> {
+        let with: Vec<(String, herald_handler::HandlerConfig)> = self
+            .namespaces
+            .iter()
+            .filter_map(|n| n.handlers.clone().map(|h| (n.name.clone(), h)))
+            .collect();
+        if with.is_empty() {
+            return Ok(None);
+        }
+        herald_handler::Handlers::new(&self.handlers, with)
+            .map(|h| Some(h.with_max_event_bytes(self.limits.max_event_bytes)))
+    }
+
     pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
         self.namespaces.iter().find(|n| n.name == name)
     }
@@ -487,18 +520,21 @@ mod tests {
                     publish_auth_modes: Some(vec![]),
                     subscribe_auth_modes: None,
                     history: None,
+                    handlers: None,
                 },
                 NamespaceConfig {
                     name: "ok".into(),
                     publish_auth_modes: None,
                     subscribe_auth_modes: None,
                     history: None,
+                    handlers: None,
                 },
                 NamespaceConfig {
                     name: "bad/name".into(),
                     publish_auth_modes: None,
                     subscribe_auth_modes: None,
                     history: None,
+                    handlers: None,
                 },
             ],
             ..Config::default()

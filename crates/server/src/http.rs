@@ -84,14 +84,15 @@ fn errors(status: StatusCode, error: WireError) -> Response<Body> {
     // AWS services name the error in this header too; the Amplify client reads it.
     r.headers_mut().insert(
         "x-amzn-errortype",
-        HeaderValue::from_static(error.kind.as_str()),
+        HeaderValue::from_str(error.error_type())
+            .unwrap_or_else(|_| HeaderValue::from_static("UnknownError")),
     );
     r
 }
 
 fn error_response(error: WireError) -> Response<Body> {
     let status =
-        StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     errors(status, error)
 }
 
@@ -136,7 +137,7 @@ async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
             json(StatusCode::OK, result.to_http_body())
         }
         Err(e) => {
-            if e.kind.http_status() >= 500 {
+            if e.http_status() >= 500 {
                 m.publish_server_error.inc();
             } else {
                 m.publish_client_error.inc();
@@ -173,7 +174,7 @@ async fn publish_body(
     let modes = state
         .modes(namespace, Access::Publish)
         .ok_or_else(|| unknown_namespace(namespace))?;
-    state
+    let identity = state
         .authorize(
             modes,
             Check {
@@ -188,7 +189,11 @@ async fn publish_body(
             },
         )
         .await?;
-    crate::publish::publish(state, &channel, &request.events).await
+    let caller = crate::publish::Caller {
+        identity: &identity,
+        headers: fields,
+    };
+    crate::publish::publish(state, &channel, &request.events, &caller).await
 }
 
 /// Decodes `%XX` escapes and `+` in a query component.

@@ -6,22 +6,113 @@ use herald_protocol::message::{Event, EventError};
 use herald_protocol::reply::{self, Accepted, PublishResult, Refused};
 use herald_protocol::{Channel, ErrorType, WireError};
 
+use std::borrow::Cow;
+
+use herald_handler::{EventOutcome, IncomingEvent, PublishContext, RequestInfo};
+
+use crate::auth::Identity;
 use crate::state::State;
 
-/// Publishes the accepted events of a request to `channel` (already authorized). Oversized
-/// events are listed in `failed` with AppSync's `EventTooLargeException`.
+/// Who publishes: what the handler sees as `ctx.identity` and `ctx.request.headers`.
+pub struct Caller<'a> {
+    pub identity: &'a Identity,
+    /// Request headers (HTTP) or connect headers (WebSocket); credentials are left out.
+    pub headers: &'a herald_protocol::AuthFields,
+}
+
+/// Headers shown to handlers: everything but credentials and cookies.
+pub fn request_info(headers: &herald_protocol::AuthFields) -> RequestInfo {
+    RequestInfo::from_pairs(
+        headers
+            .iter()
+            .filter(|(k, _)| !matches!(*k, "x-api-key" | "authorization" | "x-amz-security-token")),
+        None,
+    )
+}
+
+/// Turns a handler failure into the client's error (`util.error` → 403 with its message,
+/// `util.unauthorized` → 401).
+pub fn handler_error(e: &herald_handler::HandlerError, op: herald_handler::Operation) -> WireError {
+    let status = e.http_status();
+    let kind = match status {
+        401 => ErrorType::Unauthorized,
+        403 => ErrorType::Forbidden,
+        503 => ErrorType::LimitExceeded,
+        _ => ErrorType::Internal,
+    };
+    WireError::custom(kind, e.error_type(op), status, e.client_message())
+}
+
+/// Publishes the accepted events of a request to `channel` (already authorized), through the
+/// namespace's `onPublish` handler when it has one. Oversized events are listed in `failed` with
+/// AppSync's `EventTooLargeException`; events a handler fails too, with its code.
 pub async fn publish(
     state: &State,
     channel: &Channel,
     events: &[Result<Event<'_>, EventError>],
+    caller: &Caller<'_>,
 ) -> Result<PublishResult, WireError> {
     let mut result = PublishResult::default();
-    let mut bodies = Vec::with_capacity(events.len());
-    for (index, event) in events.iter().enumerate() {
-        let identifier = crate::id::uuid_v4();
-        match event {
-            Ok(event) => {
-                bodies.push(event.token());
+    let mut bodies: Vec<Cow<'_, str>> = Vec::with_capacity(events.len());
+    let identifiers: Vec<String> = events.iter().map(|_| crate::id::uuid_v4()).collect();
+    let namespace = channel.namespace();
+    let outcomes = match state
+        .handlers
+        .as_ref()
+        .filter(|h| h.has_on_publish(namespace))
+    {
+        Some(handlers) => {
+            let ctx = PublishContext {
+                channel: channel.as_str().to_owned(),
+                identity: Some(caller.identity.verified.to_context_value(&[]))
+                    .filter(|v| !v.is_null()),
+                request: request_info(caller.headers),
+                events: events
+                    .iter()
+                    .zip(&identifiers)
+                    .filter_map(|(e, id)| {
+                        let e = e.as_ref().ok()?;
+                        Some(IncomingEvent {
+                            id: id.clone(),
+                            payload: serde_json::from_str::<String>(e.token()).ok()?,
+                        })
+                    })
+                    .collect(),
+            };
+            let outcomes = handlers
+                .on_publish(namespace, ctx)
+                .await
+                .map_err(|e| handler_error(&e, herald_handler::Operation::Publish))?;
+            Some(outcomes.into_iter())
+        }
+        None => None,
+    };
+    let mut outcomes = outcomes;
+    for ((index, event), identifier) in events.iter().enumerate().zip(identifiers) {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                result.failed.push(Refused {
+                    identifier,
+                    index,
+                    code: "EventTooLargeException".into(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let outcome = match outcomes.as_mut() {
+            None => EventOutcome::Deliver(String::new()),
+            Some(o) => o.next().unwrap_or(EventOutcome::Dropped),
+        };
+        match outcome {
+            EventOutcome::Deliver(payload) => {
+                bodies.push(if outcomes.is_none() {
+                    Cow::Borrowed(event.token())
+                } else {
+                    // A transformed payload: encode it as the JSON string `event` carries.
+                    Cow::Owned(serde_json::to_string(&payload).unwrap_or_else(|_| "null".into()))
+                });
                 result.successful.push(Accepted {
                     identifier,
                     index,
@@ -29,11 +120,18 @@ pub async fn publish(
                     position: None,
                 });
             }
-            Err(e) => result.failed.push(Refused {
+            // Dropped by the handler: its decision, not a failure (docs/handlers.md).
+            EventOutcome::Dropped => result.successful.push(Accepted {
                 identifier,
                 index,
-                code: "EventTooLargeException".into(),
-                message: e.to_string(),
+                delivered: Some(0),
+                position: None,
+            }),
+            EventOutcome::Failed { code, message } => result.failed.push(Refused {
+                identifier,
+                index,
+                code: code.into(),
+                message,
             }),
         }
     }
@@ -57,20 +155,28 @@ pub async fn publish(
         m.history_appends.add(appended.positions.len() as u64);
         m.deliveries
             .add((appended.delivered * appended.positions.len()) as u64);
-        for (accepted, position) in result.successful.iter_mut().zip(appended.positions) {
+        let delivered_events = result
+            .successful
+            .iter_mut()
+            .filter(|a| a.delivered.is_none());
+        for (accepted, position) in delivered_events.zip(appended.positions) {
             accepted.delivered = Some(appended.delivered);
             accepted.position = Some(crate::history::wire(position));
         }
         return Ok(result);
     }
-    let bodies: Vec<Bytes> = bodies.into_iter().map(reply::data_body).collect();
+    let bodies: Vec<Bytes> = bodies.iter().map(|t| reply::data_body(t)).collect();
     let delivered = state
         .broker
         .publish(channel, &bodies)
         .await
         .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
     m.deliveries.add((delivered * bodies.len()) as u64);
-    for accepted in &mut result.successful {
+    for accepted in result
+        .successful
+        .iter_mut()
+        .filter(|a| a.delivered.is_none())
+    {
         accepted.delivered = Some(delivered);
     }
     Ok(result)

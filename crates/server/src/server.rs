@@ -25,6 +25,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Handler(#[from] herald_handler::LoadError),
     #[error("cannot open the history store: {0}")]
     History(#[from] herald_history::HistoryError),
     #[error(

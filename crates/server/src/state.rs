@@ -29,6 +29,8 @@ pub struct State {
     /// Stored history, when any namespace keeps it.
     pub history: Option<crate::history::History>,
     pub metrics: crate::metrics::Metrics,
+    /// Namespace handlers, when any namespace has them.
+    pub handlers: Option<herald_handler::Handlers>,
 }
 
 impl State {
@@ -42,8 +44,10 @@ impl State {
         let history = crate::history::History::start(&config, broker.clone())?;
         let metrics =
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
+        let handlers = config.load_handlers()?;
         Ok(State {
             metrics,
+            handlers,
             authorizer: Authorizer::new(&config.auth).map_err(|e| crate::config::ConfigError {
                 problems: vec![format!("auth.providers: {e}")],
             })?,

@@ -16,6 +16,7 @@ fn history_config(dir: &std::path::Path, max_count: Option<u64>) -> Config {
         name: "chat".into(),
         publish_auth_modes: None,
         subscribe_auth_modes: None,
+        handlers: None,
         history: Some(NamespaceHistory {
             max_age_secs: None,
             max_count,

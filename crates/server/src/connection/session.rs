@@ -129,18 +129,22 @@ impl Session {
                         ),
                     );
                 }
-                let channel = match self
+                let (channel, identity) = match self
                     .authorize_publish(&channel, &events, authorization)
                     .await
                 {
-                    Ok(c) => c,
+                    Ok(admitted) => admitted,
                     Err(e) => {
                         m.publish_client_error.inc();
                         return self.fail(ErrorKind::Publish, Some(&id), e);
                     }
                 };
                 let events: Vec<_> = events.into_iter().map(Ok).collect();
-                match publish::publish(&self.state, &channel, &events).await {
+                let caller = publish::Caller {
+                    identity: &identity,
+                    headers: &self.connect_fields,
+                };
+                match publish::publish(&self.state, &channel, &events, &caller).await {
                     Ok(result) => {
                         m.publish_success.inc();
                         self.send(reply::publish_success(&id, &result))
@@ -196,7 +200,8 @@ impl Session {
             .modes(namespace, Access::Subscribe)
             .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
-        self.state
+        let identity = self
+            .state
             .authorize(
                 modes,
                 Check {
@@ -210,6 +215,23 @@ impl Session {
                 },
             )
             .await?;
+        // Order of checks: authorization, then the namespace's onSubscribe handler.
+        if let Some(handlers) = self
+            .state
+            .handlers
+            .as_ref()
+            .filter(|h| h.has_on_subscribe(namespace))
+        {
+            let ctx = herald_handler::SubscribeContext {
+                channel: pattern.to_string(),
+                identity: Some(identity.verified.to_context_value(&[])).filter(|v| !v.is_null()),
+                request: publish::request_info(&self.connect_fields),
+            };
+            handlers
+                .on_subscribe(namespace, ctx)
+                .await
+                .map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
+        }
         let sub = Arc::new(Subscriber {
             outbox: self.outbox.clone(),
             prefix: reply::data_prefix(id),
@@ -249,7 +271,7 @@ impl Session {
         raw_channel: &str,
         events: &[Event<'_>],
         authorization: Option<AuthFields>,
-    ) -> Result<Channel, WireError> {
+    ) -> Result<(Channel, Identity), WireError> {
         let channel = Channel::parse(raw_channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
         let namespace = channel.namespace();
@@ -258,7 +280,8 @@ impl Session {
             .modes(namespace, Access::Publish)
             .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
-        self.state
+        let identity = self
+            .state
             .authorize(
                 modes,
                 Check {
@@ -269,7 +292,7 @@ impl Session {
                 },
             )
             .await?;
-        Ok(channel)
+        Ok((channel, identity))
     }
 
     /// Removes every subscription (the connection is gone).

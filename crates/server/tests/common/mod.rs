@@ -52,6 +52,7 @@ pub fn config() -> Config {
                 publish_auth_modes: None,
                 subscribe_auth_modes: None,
                 history: None,
+                handlers: None,
             })
             .collect(),
         shutdown_grace_ms: 2000,

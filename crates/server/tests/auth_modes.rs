@@ -1,0 +1,980 @@
+//! The four provider-backed authorization modes (Cognito user pools, OIDC, the Lambda-style
+//! webhook, SigV4) end to end over real sockets: WebSocket connect through the `header-`
+//! subprotocol, per-operation `authorization` on subscribe and publish, HTTP `POST /event`.
+//!
+//! The identity provider (discovery document + JWKS) and the authorizer webhook are real HTTP
+//! servers on 127.0.0.1:0 inside each test; JWTs are signed with the throwaway keys of
+//! `crates/auth/tests/data`, SigV4 signatures are made by the `aws-sigv4` crate. The server is
+//! configured from TOML in the shapes `docs/authorization.md` documents.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use common::{Client, KEY, TestServer, WAIT, b64url, http, start};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const RSA_PRIV: &[u8] = include_bytes!("../../auth/tests/data/rsa_private.pem");
+const EC_PRIV: &[u8] = include_bytes!("../../auth/tests/data/ec_private.pem");
+/// Signs tokens the IdP does not publish (a forged token with a known `kid`).
+const RSA_OTHER_PRIV: &[u8] = include_bytes!("../../auth/tests/data/rsa_other_private.pem");
+
+const OIDC_CLIENT: &str = "herald-web";
+const COGNITO_CLIENT: &str = "app-client-1";
+const REGION: &str = "us-east-1";
+/// May do everything everywhere.
+const AK_ALL: &str = "AKIAHERALDALL";
+const SK_ALL: &str = "all/secret+key";
+/// May do everything, but only in `default`.
+const AK_DEFAULT: &str = "AKIAHERALDDEFAULT";
+const SK_DEFAULT: &str = "default-only-secret";
+/// May connect and subscribe, never publish.
+const AK_READER: &str = "AKIAHERALDREADER";
+const SK_READER: &str = "reader-secret";
+
+const UNAUTHORIZED: &str = "UnauthorizedException";
+
+// ------------------------------------------------------------------------------- fixtures
+
+type Handler = dyn Fn(&str, &str) -> (u16, String) + Send + Sync;
+
+/// A loopback HTTP server answering `handler(path, body)`, recording each request body by path.
+struct Fixture {
+    addr: SocketAddr,
+    hits: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Fixture {
+    async fn serve(handler: Arc<Handler>) -> Fixture {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let recorded = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let handler = handler.clone();
+                let hits = recorded.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let handler = handler.clone();
+                        let hits = hits.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let body = String::from_utf8_lossy(&body).into_owned();
+                            hits.lock().unwrap().push((path.clone(), body.clone()));
+                            let (status, text) = handler(&path, &body);
+                            let resp = hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(text)))
+                                .unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Fixture { addr, hits }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Bodies received on `path`, parsed as JSON.
+    fn bodies(&self, path: &str) -> Vec<Value> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+}
+
+/// An OpenID provider: discovery at `/.well-known/openid-configuration`, keys at `/jwks`.
+async fn idp() -> Fixture {
+    let issuer: Arc<Mutex<String>> = Arc::default();
+    let iss = issuer.clone();
+    let jwks = JwkSet {
+        keys: vec![
+            jwk(&rsa(), Algorithm::RS256, "rsa-1"),
+            jwk(
+                &EncodingKey::from_ec_pem(EC_PRIV).unwrap(),
+                Algorithm::ES256,
+                "ec-1",
+            ),
+        ],
+    };
+    let jwks = serde_json::to_string(&jwks).unwrap();
+    let f = Fixture::serve(Arc::new(move |path: &str, _: &str| match path {
+        "/.well-known/openid-configuration" => {
+            let iss = iss.lock().unwrap().clone();
+            (
+                200,
+                json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}).to_string(),
+            )
+        }
+        "/jwks" => (200, jwks.clone()),
+        _ => (404, "{}".into()),
+    }))
+    .await;
+    *issuer.lock().unwrap() = f.url();
+    f
+}
+
+/// The Lambda-style authorizer. Tokens `allow-<name>` are authorized for everything,
+/// `readonly-<name>` for everything but publishing, any other token is refused.
+async fn authorizer() -> Fixture {
+    Fixture::serve(Arc::new(|_: &str, body: &str| {
+        let req: Value = serde_json::from_str(body).unwrap_or_default();
+        let token = req["authorizationToken"].as_str().unwrap_or_default();
+        let op = req["requestContext"]["operation"]
+            .as_str()
+            .unwrap_or_default();
+        let ok = token.starts_with("allow-")
+            || (token.starts_with("readonly-") && op != "EVENT_PUBLISH");
+        (
+            200,
+            json!({"isAuthorized": ok, "handlerContext": {"user": token}}).to_string(),
+        )
+    }))
+    .await
+}
+
+fn rsa() -> EncodingKey {
+    EncodingKey::from_rsa_pem(RSA_PRIV).unwrap()
+}
+
+fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
+    let mut j = Jwk::from_encoding_key(key, alg).unwrap();
+    j.common.key_id = Some(kid.to_owned());
+    j
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn jwt(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.to_owned());
+    encode(&h, claims, key).unwrap()
+}
+
+/// An OIDC ID token from `issuer` for `sub`.
+fn oidc_token(issuer: &Fixture, sub: &str) -> String {
+    let t = now();
+    jwt(
+        &rsa(),
+        Algorithm::RS256,
+        "rsa-1",
+        &json!({"iss": issuer.url(), "sub": sub, "aud": OIDC_CLIENT, "iat": t, "exp": t + 600}),
+    )
+}
+
+/// A Cognito-style access token (client id in `client_id`, ES256 to cover the EC key).
+fn cognito_token(issuer: &Fixture, username: &str) -> String {
+    let t = now();
+    jwt(
+        &EncodingKey::from_ec_pem(EC_PRIV).unwrap(),
+        Algorithm::ES256,
+        "ec-1",
+        &json!({"iss": issuer.url(), "sub": format!("sub-{username}"), "client_id": COGNITO_CLIENT,
+                "token_use": "access", "cognito:username": username, "iat": t, "exp": t + 600}),
+    )
+}
+
+/// Everything a test needs: the IdPs, the webhook and a server using them.
+struct World {
+    oidc: Fixture,
+    cognito: Fixture,
+    hook: Fixture,
+    server: TestServer,
+}
+
+const ALL_MODES: &str =
+    r#"["API_KEY", "AMAZON_COGNITO_USER_POOLS", "OPENID_CONNECT", "AWS_LAMBDA", "AWS_IAM"]"#;
+
+impl World {
+    /// A server with all five modes for connecting and, by default, for every operation, plus:
+    /// `split` (publish: IAM only; subscribe: OIDC or Lambda) and `pool` (Cognito only).
+    async fn start() -> World {
+        World::with_connection_modes(ALL_MODES).await
+    }
+
+    async fn with_connection_modes(connection_modes: &str) -> World {
+        let (oidc, cognito, hook) = (idp().await, idp().await, authorizer().await);
+        let toml = format!(
+            r#"
+listen = "127.0.0.1:0"
+shutdown_grace_ms = 2000
+
+[auth]
+connection_auth_modes = {connection_modes}
+default_publish_auth_modes = {ALL_MODES}
+default_subscribe_auth_modes = {ALL_MODES}
+
+[[auth.api_keys]]
+key = "{KEY}"
+
+[[auth.providers]]
+auth_type = "OPENID_CONNECT"
+issuer = "{oidc}"
+client_id = "{OIDC_CLIENT}"
+
+[[auth.providers]]
+auth_type = "AMAZON_COGNITO_USER_POOLS"
+user_pool_id = "us-east-1_HeraldTest"
+aws_region = "us-east-1"
+app_id_client_regex = "{COGNITO_CLIENT}"
+issuer = "{cognito}"
+
+[[auth.providers]]
+auth_type = "AWS_LAMBDA"
+authorizer_url = "{hook}/authorize"
+timeout_ms = 5000
+
+[[auth.providers]]
+auth_type = "AWS_IAM"
+region = "{REGION}"
+
+[[auth.providers.keys]]
+access_key_id = "{AK_ALL}"
+secret_access_key = "{SK_ALL}"
+principal = "arn:aws:iam::111122223333:user/all"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+
+[[auth.providers.keys]]
+access_key_id = "{AK_DEFAULT}"
+secret_access_key = "{SK_DEFAULT}"
+principal = "default-only"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+namespaces = ["default"]
+
+[[auth.providers.keys]]
+access_key_id = "{AK_READER}"
+secret_access_key = "{SK_READER}"
+principal = "reader"
+actions = ["EventConnect", "EventSubscribe"]
+
+[[namespaces]]
+name = "default"
+
+[[namespaces]]
+name = "split"
+publish_auth_modes = ["AWS_IAM"]
+subscribe_auth_modes = ["OPENID_CONNECT", "AWS_LAMBDA"]
+
+[[namespaces]]
+name = "pool"
+publish_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
+subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
+"#,
+            oidc = oidc.url(),
+            cognito = cognito.url(),
+            hook = hook.url(),
+        );
+        use figment::providers::Format;
+        let config: herald_server::Config =
+            figment::Figment::from(figment::providers::Toml::string(&toml))
+                .extract()
+                .expect("the test configuration parses");
+        let server = start(config).await;
+        World {
+            oidc,
+            cognito,
+            hook,
+            server,
+        }
+    }
+
+    fn host(&self) -> String {
+        self.server.addr.to_string()
+    }
+
+    /// The WebSocket `authorization` object for a token (OIDC, Cognito, Lambda).
+    fn token_auth(&self, token: &str) -> Value {
+        json!({"host": self.host(), "Authorization": token})
+    }
+
+    /// The WebSocket `authorization` object amplify-js builds for IAM: the headers of the
+    /// synthetic `POST /event` (spec §4.2) signed over `body`.
+    fn iam_auth(&self, key: (&str, &str), body: &str) -> Value {
+        let base = vec![
+            ("accept", "application/json, text/javascript".to_owned()),
+            ("content-encoding", "amz-1.0".to_owned()),
+            ("content-type", "application/json; charset=UTF-8".to_owned()),
+            ("host", self.host()),
+        ];
+        let url = format!("https://{}/event", self.host());
+        let signed = sigv4(key, &url, &base, body.as_bytes(), false);
+        let mut auth = serde_json::Map::new();
+        for (k, v) in base {
+            auth.insert(k.to_owned(), Value::String(v));
+        }
+        for (k, v) in signed {
+            // amplify-js sends these two with AWS's capitalisation.
+            let k = if k == "authorization" {
+                "Authorization".to_owned()
+            } else {
+                k
+            };
+            auth.insert(k, Value::String(v));
+        }
+        auth.insert("x-amz-user-agent".into(), "aws-amplify/6 test".into());
+        Value::Object(auth)
+    }
+
+    /// Opens a socket with `auth` in the `header-` subprotocol and sends `connection_init`;
+    /// returns the client and the first reply (`connection_ack` or `connection_error`).
+    async fn connect(&self, auth: &Value) -> (Client, Value) {
+        let url = format!("ws://{}/event/realtime", self.server.addr);
+        let mut req = url.into_client_request().unwrap();
+        let protocols = format!("aws-appsync-event-ws, header-{}", b64url(&auth.to_string()));
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(&protocols).unwrap(),
+        );
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("upgrade within the wait bound")
+            .expect("upgrade");
+        let mut c = Client { ws };
+        c.send(json!({"type": "connection_init"})).await;
+        let first = c.recv().await;
+        (c, first)
+    }
+
+    async fn ready(&self, auth: &Value) -> Client {
+        let (c, ack) = self.connect(auth).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        c
+    }
+
+    async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// Signs a request with `aws-sigv4` for `appsync` in [`REGION`]; returns the headers to add.
+fn sigv4(
+    (ak, sk): (&str, &str),
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    content_sha256: bool,
+) -> Vec<(String, String)> {
+    let identity = Credentials::new(ak, sk, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    if content_sha256 {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    }
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("appsync")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn subscribe_body(channel: &str) -> String {
+    json!({"channel": channel}).to_string()
+}
+
+fn publish_body(channel: &str, events: &[String]) -> String {
+    json!({"channel": channel, "events": events}).to_string()
+}
+
+// ------------------------------------------------------------------------------- operations
+
+async fn subscribe(c: &mut Client, id: &str, channel: &str, auth: &Value) -> Value {
+    c.send(json!({"type": "subscribe", "id": id, "channel": channel, "authorization": auth}))
+        .await;
+    c.recv().await
+}
+
+async fn publish(
+    c: &mut Client,
+    id: &str,
+    channel: &str,
+    events: &[String],
+    auth: &Value,
+) -> Value {
+    c.send(json!({"type": "publish", "id": id, "channel": channel, "events": events, "authorization": auth}))
+        .await;
+    c.recv().await
+}
+
+/// `POST /event` with the given extra headers; returns status, body and the error-type header.
+async fn post(w: &World, body: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, head, body) = http(&w.server, "POST", "/event", &all, body.as_bytes()).await;
+    let error_type = head
+        .iter()
+        .find(|(k, _)| k == "x-amzn-errortype")
+        .map(|(_, v)| v.clone());
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        error_type,
+    )
+}
+
+/// `POST /event` signed with SigV4 over the real request.
+async fn post_iam(w: &World, key: (&str, &str), body: &str, content_sha256: bool) -> (u16, Value) {
+    let base = vec![
+        ("content-type", "application/json".to_owned()),
+        ("host", w.host()),
+    ];
+    let url = format!("http://{}/event", w.host());
+    let signed = sigv4(key, &url, &base, body.as_bytes(), content_sha256);
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, body, _) = post(w, body, &headers).await;
+    (status, body)
+}
+
+/// The next `data` frame's event, parsed.
+async fn next_event(c: &mut Client, id: &str) -> Value {
+    let frame = c.recv().await;
+    assert_eq!(frame["type"], "data", "expected a data frame: {frame}");
+    assert_eq!(frame["id"], id, "{frame}");
+    serde_json::from_str(frame["event"].as_str().unwrap()).unwrap()
+}
+
+fn assert_success(reply: &Value, kind: &str, id: &str) {
+    assert_eq!(reply["type"], kind, "{reply}");
+    assert_eq!(reply["id"], id, "{reply}");
+}
+
+fn assert_refused(reply: &Value, kind: &str, id: &str) {
+    assert_eq!(reply["type"], kind, "{reply}");
+    assert_eq!(reply["id"], id, "{reply}");
+    assert_eq!(reply["errors"][0]["errorType"], UNAUTHORIZED, "{reply}");
+}
+
+/// A 401 carrying the spec's envelope and AWS's error-type header.
+fn assert_http_refused((status, body, error_type): &(u16, Value, Option<String>)) {
+    assert_eq!(*status, 401, "{body}");
+    assert_eq!(body["errors"][0]["errorType"], UNAUTHORIZED, "{body}");
+    assert_eq!(error_type.as_deref(), Some(UNAUTHORIZED));
+}
+
+async fn assert_connect_refused(w: &World, auth: &Value) {
+    let (mut c, reply) = w.connect(auth).await;
+    assert_eq!(
+        reply,
+        json!({"type": "connection_error", "errors": [{"errorType": UNAUTHORIZED, "errorCode": 401, "message": "You are not authorized to make this call."}]}),
+        "connect with {auth}"
+    );
+    assert!(c.closed().await.is_some(), "the socket closes");
+}
+
+/// Connect, subscribe, socket publish and HTTP publish with one token-based mode.
+async fn token_mode_end_to_end(w: &World, token: &str) {
+    let auth = w.token_auth(token);
+    let mut c = w.ready(&auth).await;
+    assert_success(
+        &subscribe(&mut c, "s1", "/default/*", &auth).await,
+        "subscribe_success",
+        "s1",
+    );
+    let events = vec![json!({"via": "socket", "t": token.len()}).to_string()];
+    assert_success(
+        &publish(&mut c, "p1", "/default/room", &events, &auth).await,
+        "publish_success",
+        "p1",
+    );
+    assert_eq!(
+        next_event(&mut c, "s1").await,
+        json!({"via": "socket", "t": token.len()})
+    );
+    let body = publish_body("/default/room", &[json!({"via": "http"}).to_string()]);
+    let (status, reply, _) = post(w, &body, &[("Authorization", token)]).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["successful"].as_array().map(Vec::len),
+        Some(1),
+        "{reply}"
+    );
+    assert_eq!(next_event(&mut c, "s1").await, json!({"via": "http"}));
+}
+
+// ------------------------------------------------------------------------------- per mode
+
+#[tokio::test]
+async fn openid_connect_end_to_end() {
+    let w = World::start().await;
+    let token = oidc_token(&w.oidc, "alice");
+    token_mode_end_to_end(&w, &token).await;
+    // `Bearer <jwt>` is accepted too, on HTTP.
+    let body = publish_body("/default/x", &["1".to_owned()]);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(post(&w, &body, &[("Authorization", &bearer)]).await.0, 200);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn cognito_user_pools_end_to_end() {
+    let w = World::start().await;
+    let token = cognito_token(&w.cognito, "bob");
+    token_mode_end_to_end(&w, &token).await;
+    // The Cognito-only namespace takes it for both operations.
+    let auth = w.token_auth(&token);
+    let mut c = w.ready(&auth).await;
+    assert_success(
+        &subscribe(&mut c, "p", "/pool/a", &auth).await,
+        "subscribe_success",
+        "p",
+    );
+    let body = publish_body("/pool/a", &["\"pooled\"".to_owned()]);
+    assert_eq!(post(&w, &body, &[("Authorization", &token)]).await.0, 200);
+    assert_eq!(next_event(&mut c, "p").await, json!("pooled"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn lambda_authorizer_end_to_end() {
+    let w = World::start().await;
+    token_mode_end_to_end(&w, "allow-carol").await;
+    // The webhook was asked once per operation, with AppSync's request shape.
+    let calls = w.hook.bodies("/authorize");
+    let ops: Vec<&str> = calls
+        .iter()
+        .map(|c| c["requestContext"]["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "EVENT_CONNECT",
+            "EVENT_SUBSCRIBE",
+            "EVENT_PUBLISH",
+            "EVENT_PUBLISH"
+        ]
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["authorizationToken"] == "allow-carol")
+    );
+    assert_eq!(calls[0]["requestContext"]["channel"], Value::Null);
+    assert_eq!(
+        calls[1]["requestContext"]["channelNamespaceName"],
+        "default"
+    );
+    assert_eq!(calls[1]["requestContext"]["channel"], "/default/*");
+    assert_eq!(calls[2]["requestContext"]["channel"], "/default/room");
+    assert_eq!(calls[0]["requestHeaders"]["host"], w.host());
+    // The token is not repeated among the headers.
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["requestHeaders"].get("authorization").is_none())
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn iam_sigv4_end_to_end() {
+    let w = World::start().await;
+    let key = (AK_ALL, SK_ALL);
+    let mut c = w.ready(&w.iam_auth(key, "{}")).await;
+    let sub = w.iam_auth(key, &subscribe_body("/default/*"));
+    assert_success(
+        &subscribe(&mut c, "s1", "/default/*", &sub).await,
+        "subscribe_success",
+        "s1",
+    );
+    // Events with characters JSON escapes: the rebuilt body must match byte for byte.
+    let events = vec![
+        json!({"text": "héllo \"wörld\" / ✓\n", "n": 1}).to_string(),
+        "\"plain\"".to_owned(),
+    ];
+    let auth = w.iam_auth(key, &publish_body("/default/room", &events));
+    assert_success(
+        &publish(&mut c, "p1", "/default/room", &events, &auth).await,
+        "publish_success",
+        "p1",
+    );
+    assert_eq!(
+        next_event(&mut c, "s1").await,
+        json!({"text": "héllo \"wörld\" / ✓\n", "n": 1})
+    );
+    assert_eq!(next_event(&mut c, "s1").await, json!("plain"));
+    // The same signature with other events is refused: the events are covered.
+    let tampered = vec!["\"tampered\"".to_owned(), "\"plain\"".to_owned()];
+    assert_refused(
+        &publish(&mut c, "p2", "/default/room", &tampered, &auth).await,
+        "publish_error",
+        "p2",
+    );
+    // HTTP publish signed over the real request, with and without x-amz-content-sha256.
+    for sha in [false, true] {
+        let body = publish_body("/default/room", &[json!({"http": sha}).to_string()]);
+        let (status, reply) = post_iam(&w, key, &body, sha).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(next_event(&mut c, "s1").await, json!({"http": sha}));
+    }
+    w.stop().await;
+}
+
+// ------------------------------------------------------------------------------- mode selection
+
+#[tokio::test]
+async fn namespace_with_different_publish_and_subscribe_modes() {
+    let w = World::start().await;
+    let oidc = oidc_token(&w.oidc, "dave");
+    let oidc_auth = w.token_auth(&oidc);
+    let mut c = w.ready(&oidc_auth).await;
+    // Subscribe: OIDC and Lambda yes, IAM and API key no.
+    assert_success(
+        &subscribe(&mut c, "o", "/split/a", &oidc_auth).await,
+        "subscribe_success",
+        "o",
+    );
+    assert_success(
+        &subscribe(&mut c, "l", "/split/*", &w.token_auth("allow-erin")).await,
+        "subscribe_success",
+        "l",
+    );
+    let iam_sub = w.iam_auth((AK_ALL, SK_ALL), &subscribe_body("/split/a"));
+    assert_refused(
+        &subscribe(&mut c, "i", "/split/a", &iam_sub).await,
+        "subscribe_error",
+        "i",
+    );
+    let key_auth = json!({"host": w.host(), "x-api-key": KEY});
+    assert_refused(
+        &subscribe(&mut c, "k", "/split/a", &key_auth).await,
+        "subscribe_error",
+        "k",
+    );
+    // Publish: IAM yes; OIDC, Lambda and API key no (socket and HTTP).
+    let events = vec!["\"from-iam\"".to_owned()];
+    let body = publish_body("/split/a", &events);
+    let iam_pub = w.iam_auth((AK_ALL, SK_ALL), &body);
+    assert_success(
+        &publish(&mut c, "p", "/split/a", &events, &iam_pub).await,
+        "publish_success",
+        "p",
+    );
+    // Both subscriptions match; take the two data frames in either order.
+    let mut got = vec![c.recv().await, c.recv().await];
+    got.sort_by_key(|f| f["id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(got[0]["id"], "l");
+    assert_eq!(got[1]["id"], "o");
+    for auth in [&oidc_auth, &w.token_auth("allow-erin"), &key_auth] {
+        assert_refused(
+            &publish(&mut c, "x", "/split/a", &events, auth).await,
+            "publish_error",
+            "x",
+        );
+    }
+    assert_http_refused(&post(&w, &body, &[("Authorization", &oidc)]).await);
+    assert_http_refused(&post(&w, &body, &[("Authorization", "allow-erin")]).await);
+    assert_http_refused(&post(&w, &body, &[("x-api-key", KEY)]).await);
+    assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &body, false).await.0, 200);
+    let mut got = vec![c.recv().await, c.recv().await];
+    got.sort_by_key(|f| f["id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(got[0]["event"], "\"from-iam\"");
+    assert_eq!(got[1]["event"], "\"from-iam\"");
+    // The webhook was never asked about a publish here: the mode was refused before it.
+    assert!(
+        w.hook
+            .bodies("/authorize")
+            .iter()
+            .all(|c| c["requestContext"]["operation"] != "EVENT_PUBLISH")
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn one_connection_different_modes_per_subscription() {
+    let w = World::start().await;
+    // Connected with an API key; each subscription brings its own credential.
+    let mut c = w.ready(&json!({"host": w.host(), "x-api-key": KEY})).await;
+    let subs = [
+        ("oidc", w.token_auth(&oidc_token(&w.oidc, "frank"))),
+        ("pool", w.token_auth(&cognito_token(&w.cognito, "gina"))),
+        ("lambda", w.token_auth("allow-hank")),
+        (
+            "iam",
+            w.iam_auth((AK_DEFAULT, SK_DEFAULT), &subscribe_body("/default/multi")),
+        ),
+    ];
+    for (id, auth) in &subs {
+        assert_success(
+            &subscribe(&mut c, id, "/default/multi", auth).await,
+            "subscribe_success",
+            id,
+        );
+    }
+    let body = publish_body("/default/multi", &["{\"all\":true}".to_owned()]);
+    let (status, reply, _) = post(&w, &body, &[("x-api-key", KEY)]).await;
+    assert_eq!(status, 200, "{reply}");
+    let mut ids = Vec::new();
+    for _ in 0..subs.len() {
+        let f = c.recv().await;
+        assert_eq!(f["type"], "data", "{f}");
+        assert_eq!(f["event"], "{\"all\":true}");
+        ids.push(f["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    assert_eq!(ids, ["iam", "lambda", "oidc", "pool"]);
+    // A subscription without its own authorization uses the connection's (the API key).
+    c.send(json!({"type": "subscribe", "id": "inherit", "channel": "/default/multi"}))
+        .await;
+    assert_success(&c.recv().await, "subscribe_success", "inherit");
+    w.stop().await;
+}
+
+// ------------------------------------------------------------------------------- refusals
+
+#[tokio::test]
+async fn bad_tokens_are_refused_everywhere() {
+    let w = World::start().await;
+    let t = now();
+    // Signed by a key the IdP does not publish, under the IdP's kid: a forged signature.
+    let forged = jwt(
+        &EncodingKey::from_rsa_pem(RSA_OTHER_PRIV).unwrap(),
+        Algorithm::RS256,
+        "rsa-1",
+        &json!({"iss": w.oidc.url(), "sub": "mallory", "aud": OIDC_CLIENT, "iat": t, "exp": t + 600}),
+    );
+    let expired = jwt(
+        &rsa(),
+        Algorithm::RS256,
+        "rsa-1",
+        &json!({"iss": w.oidc.url(), "sub": "mallory", "aud": OIDC_CLIENT, "iat": t - 7200, "exp": t - 3600}),
+    );
+    let wrong_client = jwt(
+        &rsa(),
+        Algorithm::RS256,
+        "rsa-1",
+        &json!({"iss": w.oidc.url(), "sub": "mallory", "aud": "another-app", "iat": t, "exp": t + 600}),
+    );
+    let cognito_wrong_client = jwt(
+        &EncodingKey::from_ec_pem(EC_PRIV).unwrap(),
+        Algorithm::ES256,
+        "ec-1",
+        &json!({"iss": w.cognito.url(), "sub": "m", "client_id": "not-the-app", "token_use": "access", "iat": t, "exp": t + 600}),
+    );
+    let good = oidc_token(&w.oidc, "ok");
+    let good_auth = w.token_auth(&good);
+    let mut c = w.ready(&good_auth).await;
+    let events = vec!["1".to_owned()];
+    let body = publish_body("/default/a", &events);
+    for bad in [&forged, &expired, &wrong_client, &cognito_wrong_client] {
+        let auth = w.token_auth(bad);
+        assert_connect_refused(&w, &auth).await;
+        assert_refused(
+            &subscribe(&mut c, "s", "/default/a", &auth).await,
+            "subscribe_error",
+            "s",
+        );
+        assert_refused(
+            &publish(&mut c, "p", "/default/a", &events, &auth).await,
+            "publish_error",
+            "p",
+        );
+        assert_http_refused(&post(&w, &body, &[("Authorization", bad)]).await);
+    }
+    // The connection that was refused per operation is still usable.
+    assert_success(
+        &subscribe(&mut c, "s", "/default/a", &good_auth).await,
+        "subscribe_success",
+        "s",
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_refusals() {
+    let w = World::start().await;
+    assert_connect_refused(&w, &w.token_auth("deny-ivan")).await;
+    let mut c = w.ready(&w.token_auth("readonly-judy")).await;
+    let ro = w.token_auth("readonly-judy");
+    // Allowed to subscribe, not to publish.
+    assert_success(
+        &subscribe(&mut c, "s", "/default/a", &ro).await,
+        "subscribe_success",
+        "s",
+    );
+    let events = vec!["1".to_owned()];
+    assert_refused(
+        &publish(&mut c, "p", "/default/a", &events, &ro).await,
+        "publish_error",
+        "p",
+    );
+    let body = publish_body("/default/a", &events);
+    assert_http_refused(&post(&w, &body, &[("Authorization", "readonly-judy")]).await);
+    // An outright denial.
+    let deny = w.token_auth("deny-ivan");
+    assert_refused(
+        &subscribe(&mut c, "d", "/default/a", &deny).await,
+        "subscribe_error",
+        "d",
+    );
+    assert_http_refused(&post(&w, &body, &[("Authorization", "deny-ivan")]).await);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn sigv4_refusals() {
+    let w = World::start().await;
+    // Connect with a key that may do everything, but only in `default`.
+    let dflt = (AK_DEFAULT, SK_DEFAULT);
+    let mut c = w.ready(&w.iam_auth(dflt, "{}")).await;
+    // Granted in default, not in pool... pool only takes Cognito anyway; use a namespace that
+    // takes IAM: `split` for publishing, the default-mode namespace list otherwise.
+    let events = vec!["1".to_owned()];
+    let split = publish_body("/split/a", &events);
+    assert_refused(
+        &publish(&mut c, "p", "/split/a", &events, &w.iam_auth(dflt, &split)).await,
+        "publish_error",
+        "p",
+    );
+    assert_eq!(post_iam(&w, dflt, &split, false).await.0, 401);
+    assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &split, false).await.0, 200);
+    // The reader key may subscribe but not publish.
+    let reader = (AK_READER, SK_READER);
+    assert_success(
+        &subscribe(
+            &mut c,
+            "r",
+            "/default/a",
+            &w.iam_auth(reader, &subscribe_body("/default/a")),
+        )
+        .await,
+        "subscribe_success",
+        "r",
+    );
+    let body = publish_body("/default/a", &events);
+    assert_refused(
+        &publish(
+            &mut c,
+            "rp",
+            "/default/a",
+            &events,
+            &w.iam_auth(reader, &body),
+        )
+        .await,
+        "publish_error",
+        "rp",
+    );
+    assert_eq!(post_iam(&w, reader, &body, false).await.0, 401);
+    // A wrong secret, an unknown key, and a signature over another channel.
+    let wrong = (AK_ALL, "not-the-secret");
+    assert_connect_refused(&w, &w.iam_auth(wrong, "{}")).await;
+    assert_connect_refused(&w, &w.iam_auth(("AKIAUNKNOWN", "x"), "{}")).await;
+    assert_refused(
+        &subscribe(
+            &mut c,
+            "o",
+            "/default/b",
+            &w.iam_auth(dflt, &subscribe_body("/default/a")),
+        )
+        .await,
+        "subscribe_error",
+        "o",
+    );
+    assert_eq!(post_iam(&w, wrong, &body, false).await.0, 401);
+    // The synthetic connect body signed for a subscribe is not a subscribe signature.
+    assert_refused(
+        &subscribe(&mut c, "c", "/default/a", &w.iam_auth(dflt, "{}")).await,
+        "subscribe_error",
+        "c",
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn modes_left_out_of_connection_auth_modes_cannot_connect() {
+    // Only API keys may connect; every provider mode is still configured for operations.
+    let w = World::with_connection_modes(r#"["API_KEY"]"#).await;
+    assert_connect_refused(&w, &w.token_auth(&oidc_token(&w.oidc, "k"))).await;
+    assert_connect_refused(&w, &w.token_auth(&cognito_token(&w.cognito, "k"))).await;
+    assert_connect_refused(&w, &w.token_auth("allow-kate")).await;
+    assert_connect_refused(&w, &w.iam_auth((AK_ALL, SK_ALL), "{}")).await;
+    // The webhook was not even asked.
+    assert!(w.hook.bodies("/authorize").is_empty());
+    // ...but once connected with a key, they work per operation.
+    let mut c = w.ready(&json!({"host": w.host(), "x-api-key": KEY})).await;
+    assert_success(
+        &subscribe(&mut c, "s", "/default/a", &w.token_auth("allow-kate")).await,
+        "subscribe_success",
+        "s",
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn oidc_token_refused_where_only_cognito_is_allowed() {
+    let w = World::start().await;
+    let oidc = oidc_token(&w.oidc, "leo");
+    let auth = w.token_auth(&oidc);
+    let mut c = w.ready(&auth).await;
+    assert_refused(
+        &subscribe(&mut c, "s", "/pool/a", &auth).await,
+        "subscribe_error",
+        "s",
+    );
+    let events = vec!["1".to_owned()];
+    assert_refused(
+        &publish(&mut c, "p", "/pool/a", &events, &auth).await,
+        "publish_error",
+        "p",
+    );
+    let body = publish_body("/pool/a", &events);
+    assert_http_refused(&post(&w, &body, &[("Authorization", &oidc)]).await);
+    // IAM and Lambda are refused there too, without reaching the webhook.
+    assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &body, false).await.0, 401);
+    let before = w.hook.bodies("/authorize").len();
+    assert_http_refused(&post(&w, &body, &[("Authorization", "allow-x")]).await);
+    assert_eq!(w.hook.bodies("/authorize").len(), before);
+    w.stop().await;
+}
