@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -233,7 +234,7 @@ impl World {
         let toml = format!(
             r#"
 listen = "127.0.0.1:0"
-shutdown_grace_ms = 2000
+shutdown_grace_ms = 500
 
 [auth]
 connection_auth_modes = {connection_modes}
@@ -353,7 +354,7 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
 
     /// Opens a socket with `auth` in the `header-` subprotocol and sends `connection_init`;
     /// returns the client and the first reply (`connection_ack` or `connection_error`).
-    async fn connect(&self, auth: &Value) -> (Client, Value) {
+    async fn connect(&self, auth: &Value) -> (Conn, Value) {
         let url = format!("ws://{}/event/realtime", self.server.addr);
         let mut req = url.into_client_request().unwrap();
         let protocols = format!("aws-appsync-event-ws, header-{}", b64url(&auth.to_string()));
@@ -365,13 +366,16 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
             .await
             .expect("upgrade within the wait bound")
             .expect("upgrade");
-        let mut c = Client { ws };
+        let mut c = Conn {
+            c: Client { ws },
+            data: VecDeque::new(),
+        };
         c.send(json!({"type": "connection_init"})).await;
-        let first = c.recv().await;
+        let first = c.reply().await;
         (c, first)
     }
 
-    async fn ready(&self, auth: &Value) -> Client {
+    async fn ready(&self, auth: &Value) -> Conn {
         let (c, ack) = self.connect(auth).await;
         assert_eq!(ack["type"], "connection_ack", "{ack}");
         c
@@ -428,22 +432,49 @@ fn publish_body(channel: &str, events: &[String]) -> String {
 
 // ------------------------------------------------------------------------------- operations
 
-async fn subscribe(c: &mut Client, id: &str, channel: &str, auth: &Value) -> Value {
-    c.send(json!({"type": "subscribe", "id": id, "channel": channel, "authorization": auth}))
-        .await;
-    c.recv().await
+/// A client that keeps `data` frames arriving ahead of a reply: a publisher subscribed to its
+/// own channel may get its event before `publish_success` (the fan-out runs first).
+struct Conn {
+    c: Client,
+    data: VecDeque<Value>,
 }
 
-async fn publish(
-    c: &mut Client,
-    id: &str,
-    channel: &str,
-    events: &[String],
-    auth: &Value,
-) -> Value {
+impl Conn {
+    /// The next frame that is not `data`; `data` frames met on the way are kept.
+    async fn reply(&mut self) -> Value {
+        loop {
+            let f = self.c.recv().await;
+            if f["type"] == "data" {
+                self.data.push_back(f);
+            } else {
+                return f;
+            }
+        }
+    }
+
+    /// The next `data` frame.
+    async fn data(&mut self) -> Value {
+        match self.data.pop_front() {
+            Some(f) => f,
+            None => self.c.recv().await,
+        }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.c.send(v).await;
+    }
+}
+
+async fn subscribe(c: &mut Conn, id: &str, channel: &str, auth: &Value) -> Value {
+    c.send(json!({"type": "subscribe", "id": id, "channel": channel, "authorization": auth}))
+        .await;
+    c.reply().await
+}
+
+async fn publish(c: &mut Conn, id: &str, channel: &str, events: &[String], auth: &Value) -> Value {
     c.send(json!({"type": "publish", "id": id, "channel": channel, "events": events, "authorization": auth}))
         .await;
-    c.recv().await
+    c.reply().await
 }
 
 /// `POST /event` with the given extra headers; returns status, body and the error-type header.
@@ -479,8 +510,8 @@ async fn post_iam(w: &World, key: (&str, &str), body: &str, content_sha256: bool
 }
 
 /// The next `data` frame's event, parsed.
-async fn next_event(c: &mut Client, id: &str) -> Value {
-    let frame = c.recv().await;
+async fn next_event(c: &mut Conn, id: &str) -> Value {
+    let frame = c.data().await;
     assert_eq!(frame["type"], "data", "expected a data frame: {frame}");
     assert_eq!(frame["id"], id, "{frame}");
     serde_json::from_str(frame["event"].as_str().unwrap()).unwrap()
@@ -511,7 +542,7 @@ async fn assert_connect_refused(w: &World, auth: &Value) {
         json!({"type": "connection_error", "errors": [{"errorType": UNAUTHORIZED, "errorCode": 401, "message": "You are not authorized to make this call."}]}),
         "connect with {auth}"
     );
-    assert!(c.closed().await.is_some(), "the socket closes");
+    assert!(c.c.closed().await.is_some(), "the socket closes");
 }
 
 /// Connect, subscribe, socket publish and HTTP publish with one token-based mode.
@@ -703,7 +734,7 @@ async fn namespace_with_different_publish_and_subscribe_modes() {
         "p",
     );
     // Both subscriptions match; take the two data frames in either order.
-    let mut got = vec![c.recv().await, c.recv().await];
+    let mut got = vec![c.data().await, c.data().await];
     got.sort_by_key(|f| f["id"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got[0]["id"], "l");
     assert_eq!(got[1]["id"], "o");
@@ -718,7 +749,7 @@ async fn namespace_with_different_publish_and_subscribe_modes() {
     assert_http_refused(&post(&w, &body, &[("Authorization", "allow-erin")]).await);
     assert_http_refused(&post(&w, &body, &[("x-api-key", KEY)]).await);
     assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &body, false).await.0, 200);
-    let mut got = vec![c.recv().await, c.recv().await];
+    let mut got = vec![c.data().await, c.data().await];
     got.sort_by_key(|f| f["id"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got[0]["event"], "\"from-iam\"");
     assert_eq!(got[1]["event"], "\"from-iam\"");
@@ -758,7 +789,7 @@ async fn one_connection_different_modes_per_subscription() {
     assert_eq!(status, 200, "{reply}");
     let mut ids = Vec::new();
     for _ in 0..subs.len() {
-        let f = c.recv().await;
+        let f = c.data().await;
         assert_eq!(f["type"], "data", "{f}");
         assert_eq!(f["event"], "{\"all\":true}");
         ids.push(f["id"].as_str().unwrap().to_owned());
@@ -768,7 +799,7 @@ async fn one_connection_different_modes_per_subscription() {
     // A subscription without its own authorization uses the connection's (the API key).
     c.send(json!({"type": "subscribe", "id": "inherit", "channel": "/default/multi"}))
         .await;
-    assert_success(&c.recv().await, "subscribe_success", "inherit");
+    assert_success(&c.reply().await, "subscribe_success", "inherit");
     w.stop().await;
 }
 
