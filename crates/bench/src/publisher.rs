@@ -53,23 +53,41 @@ impl PubPlan {
 pub type Acked = Vec<(u32, u64)>;
 
 /// Open-loop pacing: sends fall due at fixed intervals; after a stall of more than 100 ms the
-/// schedule restarts instead of bursting to catch up.
+/// schedule restarts instead of bursting to catch up. Publishers are staggered by `phase` (their
+/// share of one interval) so that many slow publishers do not fire in bursts, and a rate change
+/// (a sweep step) restarts the schedule at the new interval.
 struct Pacer {
     next: Instant,
+    rate: f64,
+    phase: f64,
 }
 
 impl Pacer {
+    fn new(id: u32, publishers: u32) -> Pacer {
+        Pacer {
+            next: Instant::now(),
+            rate: 0.0,
+            phase: f64::from(id) / f64::from(publishers.max(1)),
+        }
+    }
+
     async fn wait(&mut self, rate: f64, batch: usize) {
         if rate <= 0.0 {
+            self.rate = rate;
             return;
         }
+        let interval = Duration::from_secs_f64(batch as f64 / rate);
         let now = Instant::now();
+        if rate != self.rate {
+            self.rate = rate;
+            self.next = now + interval.mul_f64(self.phase);
+        }
         if self.next > now {
             tokio::time::sleep_until(self.next.into()).await;
         } else if now - self.next > Duration::from_millis(100) {
             self.next = now;
         }
-        self.next += Duration::from_secs_f64(batch as f64 / rate);
+        self.next += interval;
     }
 }
 
@@ -121,9 +139,7 @@ pub async fn run_http(sh: Arc<Shared>, plan: Arc<PubPlan>, id: u32) -> anyhow::R
         turn: 0,
         sent: 0,
     };
-    let mut pacer = Pacer {
-        next: Instant::now(),
-    };
+    let mut pacer = Pacer::new(id, plan.publishers);
     let mut errors_shown = 0;
     while b.more(&plan) {
         pacer.wait(plan.rate_per_publisher(), plan.batch).await;
@@ -227,9 +243,7 @@ pub async fn run_ws(
         turn: 0,
         sent: 0,
     };
-    let mut pacer = Pacer {
-        next: Instant::now(),
-    };
+    let mut pacer = Pacer::new(id, plan.publishers);
     let mut ops = 0u64;
     while b.more(&plan) {
         pacer.wait(plan.rate_per_publisher(), plan.batch).await;
