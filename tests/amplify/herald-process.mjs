@@ -38,9 +38,11 @@ export class HeraldProcess {
    * @param {string} o.apiKey
    * @param {string} o.dataDir (its dev-tls/ holds the development CA, reused if present)
    * @param {Record<string,string>} [o.env] extra HERALD_* configuration
+   * @param {string} [o.configPath] a TOML file passed as `--config` (the flags above still
+   *   override its listen address and data dir, and add the API key)
    */
-  constructor({ bin, port, apiKey, dataDir, env = {} }) {
-    Object.assign(this, { bin, port, apiKey, dataDir, env });
+  constructor({ bin, port, apiKey, dataDir, env = {}, configPath }) {
+    Object.assign(this, { bin, port, apiKey, dataDir, env, configPath });
     this.logPath = path.join(dataDir, 'herald.log');
     this.child = null;
     this.exited = null;
@@ -57,6 +59,7 @@ export class HeraldProcess {
     }
     const fd = openSync(this.logPath, 'a');
     const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--api-key', this.apiKey, '--dev-tls', '--data-dir', this.dataDir];
+    if (this.configPath) args.push('--config', this.configPath);
     const child = spawn(this.bin, args, { stdio: ['ignore', fd, fd], env: heraldEnv(this.env) });
     closeSync(fd);
     this.child = child;
