@@ -118,6 +118,7 @@ fn serve(
             subscribe_auth_modes: None,
             history: None,
             handlers: None,
+            rules: None,
         });
     }
     if let Some(listen) = listen {

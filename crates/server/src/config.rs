@@ -121,6 +121,9 @@ pub struct NamespaceConfig {
     /// `onPublish` / `onSubscribe` in JavaScript or over HTTP (`docs/handlers.md`).
     #[serde(default, skip_serializing)]
     pub handlers: Option<herald_handler::HandlerConfig>,
+    /// Channel access rules bound to the caller's identity (`docs/access-rules.md`).
+    #[serde(default)]
+    pub rules: Option<crate::rules::RulesConfig>,
 }
 
 /// History retention of one namespace; both limits apply when both are set.
@@ -329,6 +332,12 @@ impl Config {
                     ns.name
                 ));
             }
+            if let Some(rules) = &ns.rules
+                && let Err(errors) =
+                    crate::rules::Rules::parse(rules, &ns.name, &format!("namespaces[{i}].rules"))
+            {
+                p.extend(errors);
+            }
             if !names.insert(ns.name.as_str()) {
                 p.push(format!(
                     "namespaces[{i}].name: namespace {:?} is defined twice",
@@ -521,6 +530,7 @@ mod tests {
                     subscribe_auth_modes: None,
                     history: None,
                     handlers: None,
+                    rules: None,
                 },
                 NamespaceConfig {
                     name: "ok".into(),
@@ -528,6 +538,7 @@ mod tests {
                     subscribe_auth_modes: None,
                     history: None,
                     handlers: None,
+                    rules: None,
                 },
                 NamespaceConfig {
                     name: "bad/name".into(),
@@ -535,6 +546,7 @@ mod tests {
                     subscribe_auth_modes: None,
                     history: None,
                     handlers: None,
+                    rules: None,
                 },
             ],
             ..Config::default()

@@ -14,7 +14,7 @@ use herald_protocol::{AuthFields, Channel, ErrorType, HttpPublish, WireError, re
 
 use crate::auth::{Check, Operation, Presented};
 use crate::connection;
-use crate::state::{Access, State, unknown_namespace};
+use crate::state::{Access, State, Target, unknown_namespace};
 use crate::transport::ws;
 
 pub type Body = Full<Bytes>;
@@ -189,6 +189,7 @@ async fn publish_body(
             },
         )
         .await?;
+    state.check_rules(&identity, namespace, Target::Publish(&channel))?;
     let caller = crate::publish::Caller {
         identity: &identity,
         headers: fields,
@@ -269,7 +270,7 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
     let modes = state
         .modes(namespace, Access::Subscribe)
         .ok_or_else(|| unknown_namespace(namespace))?;
-    state
+    let identity = state
         .authorize(
             modes,
             Check {
@@ -283,6 +284,8 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
             },
         )
         .await?;
+    let exact = herald_protocol::Pattern::Exact(channel.clone());
+    state.check_rules(&identity, namespace, Target::Subscribe(&exact))?;
     let history = state.history_of(namespace).ok_or_else(|| {
         bad("this namespace keeps no history: set history in its [[namespaces]] entry")
     })?;

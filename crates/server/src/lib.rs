@@ -16,6 +16,7 @@ pub mod hub;
 pub mod id;
 pub mod metrics;
 pub mod publish;
+pub mod rules;
 pub mod server;
 pub mod state;
 pub mod time;

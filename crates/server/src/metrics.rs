@@ -65,6 +65,8 @@ pub struct Namespace {
     /// Resumed subscriptions, and those that could not recover everything.
     pub resumes: Counter,
     pub resumes_unrecovered: Counter,
+    /// Operations refused by access rules.
+    pub rule_denials: Counter,
 }
 
 /// Server-wide metrics.
@@ -204,7 +206,7 @@ impl Metrics {
             );
         }
         type Get = fn(&Namespace) -> i128;
-        let per_ns: [(&str, &str, &str, Get); 15] = [
+        let per_ns: [(&str, &str, &str, Get); 16] = [
             (
                 "subscribe_success_total",
                 "counter",
@@ -294,6 +296,12 @@ impl Metrics {
                 "counter",
                 "Resumes that could not replay everything.",
                 |n| n.resumes_unrecovered.get().into(),
+            ),
+            (
+                "rule_denials_total",
+                "counter",
+                "Subscribes and publishes refused by access rules.",
+                |n| n.rule_denials.get().into(),
             ),
         ];
         for (name, kind, help, get) in per_ns {

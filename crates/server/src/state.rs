@@ -31,6 +31,8 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     /// Namespace handlers, when any namespace has them.
     pub handlers: Option<herald_handler::Handlers>,
+    /// Access rules of the namespaces that have them.
+    rules: HashMap<String, crate::rules::Rules>,
 }
 
 impl State {
@@ -45,9 +47,19 @@ impl State {
         let metrics =
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
         let handlers = config.load_handlers()?;
+        let mut rules = HashMap::new();
+        for ns in &config.namespaces {
+            if let Some(r) = &ns.rules {
+                let parsed =
+                    crate::rules::Rules::parse(r, &ns.name, &format!("namespace {}", ns.name))
+                        .map_err(|problems| crate::config::ConfigError { problems })?;
+                rules.insert(ns.name.clone(), parsed);
+            }
+        }
         Ok(State {
             metrics,
             handlers,
+            rules,
             authorizer: Authorizer::new(&config.auth).map_err(|e| crate::config::ConfigError {
                 problems: vec![format!("auth.providers: {e}")],
             })?,
@@ -70,6 +82,30 @@ impl State {
             self.metrics.unauthorized.inc();
         }
         r
+    }
+
+    /// Applies the namespace's access rules (after authorization, before handlers). A refusal is
+    /// `UnauthorizedException`, counted in `herald_rule_denials_total`.
+    pub fn check_rules(
+        &self,
+        identity: &crate::auth::Identity,
+        namespace: &str,
+        target: Target<'_>,
+    ) -> Result<(), WireError> {
+        let Some(rules) = self.rules.get(namespace) else {
+            return Ok(());
+        };
+        let allowed = match target {
+            Target::Subscribe(p) => rules.allows_subscribe(identity, p),
+            Target::Publish(c) => rules.allows_publish(identity, c),
+        };
+        if allowed {
+            return Ok(());
+        }
+        self.metrics.ns(namespace).rule_denials.inc();
+        self.metrics.unauthorized.inc();
+        tracing::debug!(namespace, ?target, "refused by access rules");
+        Err(WireError::unauthorized())
     }
 
     /// History, when this namespace keeps it.
@@ -203,6 +239,13 @@ impl Registry {
             }
         }
     }
+}
+
+/// What an access rule is checked against.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Subscribe(&'a herald_protocol::Pattern),
+    Publish(&'a herald_protocol::Channel),
 }
 
 /// The error for a channel outside every configured namespace.

@@ -34,6 +34,7 @@ fn with_handlers(code: &str, http_url: Option<&str>) -> Config {
         subscribe_auth_modes: None,
         history: None,
         handlers: Some(handlers),
+        rules: None,
     });
     if let Some(url) = http_url {
         let h: herald_handler::HandlerConfig =
@@ -44,6 +45,7 @@ fn with_handlers(code: &str, http_url: Option<&str>) -> Config {
             subscribe_auth_modes: None,
             history: None,
             handlers: Some(h),
+            rules: None,
         });
     }
     c

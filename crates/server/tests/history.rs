@@ -17,6 +17,7 @@ fn history_config(dir: &std::path::Path, max_count: Option<u64>) -> Config {
         publish_auth_modes: None,
         subscribe_auth_modes: None,
         handlers: None,
+        rules: None,
         history: Some(NamespaceHistory {
             max_age_secs: None,
             max_count,

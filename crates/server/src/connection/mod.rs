@@ -22,8 +22,8 @@ use crate::transport::ws::{self, Message, Reader, close};
 use outbox::{Out, Outbox};
 use session::Session;
 
-/// Largest read buffer kept by an idle connection; a larger one (after a big message) is freed.
-const KEEP_READ_BUFFER: usize = 16 * 1024;
+/// Bytes read into the task's own small buffer while no message is in progress.
+const TINY_READ: usize = 64;
 /// Largest write buffer kept between writes.
 const KEEP_WRITE_BUFFER: usize = 16 * 1024;
 
@@ -116,6 +116,29 @@ enum End {
     Closed(u16),
 }
 
+/// Reads what is available. With nothing buffered it waits on a small buffer inside the task, so
+/// idle connections hold no heap buffer; once a message is in progress it reads straight into
+/// the connection's buffer, `initial` bytes or more at a time.
+async fn read_some<S: AsyncRead + Unpin>(
+    io: &mut S,
+    rbuf: &mut BytesMut,
+    tiny: &mut [u8; TINY_READ],
+    initial: usize,
+    busy: bool,
+) -> std::io::Result<(usize, bool)> {
+    if rbuf.is_empty() && !busy {
+        let n = io.read(tiny).await?;
+        rbuf.extend_from_slice(tiny.get(..n).unwrap_or_default());
+        return Ok((n, n == TINY_READ));
+    }
+    if rbuf.capacity() - rbuf.len() < 128 {
+        rbuf.reserve(initial);
+    }
+    let room = rbuf.capacity() - rbuf.len();
+    let n = io.read_buf(rbuf).await?;
+    Ok((n, n == room))
+}
+
 async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     state: &State,
     io: &mut S,
@@ -124,7 +147,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let initial = state.config.websocket.read_buffer_bytes.max(256);
     let max_message = state.config.limits.max_request_bytes;
-    let mut rbuf = BytesMut::with_capacity(initial);
+    // Empty while idle: an idle connection holds no read buffer on the heap (see `read_some`).
+    let mut rbuf = BytesMut::new();
+    let mut tiny = [0u8; TINY_READ];
+    // Whether the last read filled its buffer: more is likely waiting, so read in bulk.
+    let mut busy = false;
     let mut wbuf: Vec<u8> = Vec::new();
     let mut queue: VecDeque<Out> = VecDeque::new();
     let mut reader = Reader::default();
@@ -164,15 +191,14 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             linger(io).await;
             return Err(End::Closed(code));
         }
-        if rbuf.capacity() - rbuf.len() < 128 {
-            rbuf.reserve(initial);
-        }
         tokio::select! {
             _ = outbox.ready() => {}
-            read = io.read_buf(&mut rbuf) => {
-                if read? == 0 {
+            read = read_some(io, &mut rbuf, &mut tiny, initial, busy) => {
+                let (n, full) = read?;
+                if n == 0 {
                     return Err(End::Eof);
                 }
+                busy = full;
                 loop {
                     let message = match reader.next(&mut rbuf, max_message) {
                         Ok(Some(m)) => m,
@@ -199,8 +225,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
-                if rbuf.is_empty() && rbuf.capacity() > KEEP_READ_BUFFER {
-                    rbuf = BytesMut::with_capacity(initial);
+                if rbuf.is_empty() {
+                    rbuf = BytesMut::new();
                 }
             }
         }

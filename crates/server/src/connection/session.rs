@@ -14,7 +14,7 @@ use super::outbox::{Out, Outbox};
 use crate::auth::{Check, Identity, Operation, Presented};
 use crate::hub::Subscriber;
 use crate::publish;
-use crate::state::{Access, State, unknown_namespace};
+use crate::state::{Access, State, Target, unknown_namespace};
 use herald_protocol::message::Event;
 
 pub struct Session {
@@ -215,7 +215,9 @@ impl Session {
                 },
             )
             .await?;
-        // Order of checks: authorization, then the namespace's onSubscribe handler.
+        // Order of checks: authorization, access rules, then the namespace's onSubscribe handler.
+        self.state
+            .check_rules(&identity, namespace, Target::Subscribe(&pattern))?;
         if let Some(handlers) = self
             .state
             .handlers
@@ -292,6 +294,8 @@ impl Session {
                 },
             )
             .await?;
+        self.state
+            .check_rules(&identity, namespace, Target::Publish(&channel))?;
         Ok((channel, identity))
     }
 

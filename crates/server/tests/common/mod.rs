@@ -53,6 +53,7 @@ pub fn config() -> Config {
                 subscribe_auth_modes: None,
                 history: None,
                 handlers: None,
+                rules: None,
             })
             .collect(),
         shutdown_grace_ms: 2000,
