@@ -31,6 +31,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::OPTIONS, "/event") => preflight(req.headers()),
         (&Method::GET, "/event/realtime") => upgrade(state.clone(), req),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, p) if p == "/console" || p.starts_with("/console/") => {
+            crate::console::serve(p).unwrap_or_else(|| {
+                errors(
+                    StatusCode::NOT_FOUND,
+                    WireError::new(ErrorType::BadRequest, "no such console file"),
+                )
+            })
+        }
         (&Method::GET, "/metrics") => {
             let body = state.metrics.render(state.connections.queued_bytes());
             let mut r = Response::new(Full::new(Bytes::from(body)));

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod history;
 pub mod http;
 pub mod hub;
