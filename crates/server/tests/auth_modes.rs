@@ -46,11 +46,33 @@ const SK_ALL: &str = "all/secret+key";
 /// May do everything, but only in `default`.
 const AK_DEFAULT: &str = "AKIAHERALDDEFAULT";
 const SK_DEFAULT: &str = "default-only-secret";
+/// Temporary credentials: requests must carry the session token.
+const AK_SESSION: &str = "ASIAHERALDSESSION";
+const SK_SESSION: &str = "session-secret";
+const SESSION_TOKEN: &str = "FwoGZXIvYXdzEHERALD//session+token==";
 /// May connect and subscribe, never publish.
 const AK_READER: &str = "AKIAHERALDREADER";
 const SK_READER: &str = "reader-secret";
 
 const UNAUTHORIZED: &str = "UnauthorizedException";
+
+/// An access key as a client holds it.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    id: &'a str,
+    secret: &'a str,
+    session_token: Option<&'a str>,
+}
+
+impl<'a> From<(&'a str, &'a str)> for Key<'a> {
+    fn from((id, secret): (&'a str, &'a str)) -> Self {
+        Key {
+            id,
+            secret,
+            session_token: None,
+        }
+    }
+}
 
 // ------------------------------------------------------------------------------- fixtures
 
@@ -59,14 +81,21 @@ type Handler = dyn Fn(&str, &str) -> (u16, String) + Send + Sync;
 /// A loopback HTTP server answering `handler(path, body)`, recording each request body by path.
 struct Fixture {
     addr: SocketAddr,
-    hits: Arc<Mutex<Vec<(String, String)>>>,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+/// One request a fixture received.
+struct Hit {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
 }
 
 impl Fixture {
     async fn serve(handler: Arc<Handler>) -> Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hits: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let recorded = hits.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -78,9 +107,20 @@ impl Fixture {
                         let hits = hits.clone();
                         async move {
                             let path = req.uri().path().to_owned();
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| {
+                                    (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into())
+                                })
+                                .collect();
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let body = String::from_utf8_lossy(&body).into_owned();
-                            hits.lock().unwrap().push((path.clone(), body.clone()));
+                            hits.lock().unwrap().push(Hit {
+                                path: path.clone(),
+                                headers,
+                                body: body.clone(),
+                            });
                             let (status, text) = handler(&path, &body);
                             let resp = hyper::Response::builder()
                                 .status(status)
@@ -109,8 +149,20 @@ impl Fixture {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, b)| serde_json::from_str(b).unwrap())
+            .filter(|h| h.path == path)
+            .map(|h| serde_json::from_str(&h.body).unwrap())
+            .collect()
+    }
+
+    /// The values of header `name` on every request received on `path`.
+    fn header_values(&self, path: &str, name: &str) -> Vec<String> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path)
+            .flat_map(|h| h.headers.iter().filter(|(k, _)| k == name))
+            .map(|(_, v)| v.clone())
             .collect()
     }
 }
@@ -147,11 +199,13 @@ async fn idp() -> Fixture {
 }
 
 /// The Lambda-style authorizer. Tokens `allow-<name>` are authorized for everything,
-/// `readonly-<name>` for everything but publishing, any other token is refused.
+/// `readonly-<name>` for everything but publishing, any other token is refused. A `Bearer `
+/// prefix is ignored.
 async fn authorizer() -> Fixture {
     Fixture::serve(Arc::new(|_: &str, body: &str| {
         let req: Value = serde_json::from_str(body).unwrap_or_default();
         let token = req["authorizationToken"].as_str().unwrap_or_default();
+        let token = token.strip_prefix("Bearer ").unwrap_or(token);
         let op = req["requestContext"]["operation"]
             .as_str()
             .unwrap_or_default();
@@ -230,9 +284,9 @@ impl World {
     }
 
     async fn with_connection_modes(connection_modes: &str) -> World {
-        let (oidc, cognito, hook) = (idp().await, idp().await, authorizer().await);
-        let toml = format!(
-            r#"
+        World::from_toml(|oidc, cognito, hook| {
+            format!(
+                r#"
 listen = "127.0.0.1:0"
 shutdown_grace_ms = 500
 
@@ -279,6 +333,13 @@ actions = ["EventConnect", "EventPublish", "EventSubscribe"]
 namespaces = ["default"]
 
 [[auth.providers.keys]]
+access_key_id = "{AK_SESSION}"
+secret_access_key = "{SK_SESSION}"
+session_token = "{SESSION_TOKEN}"
+principal = "session"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+
+[[auth.providers.keys]]
 access_key_id = "{AK_READER}"
 secret_access_key = "{SK_READER}"
 principal = "reader"
@@ -297,11 +358,19 @@ name = "pool"
 publish_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
 subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
 "#,
-            oidc = oidc.url(),
-            cognito = cognito.url(),
-            hook = hook.url(),
-        );
+                oidc = oidc.url(),
+                cognito = cognito.url(),
+                hook = hook.url(),
+            )
+        })
+        .await
+    }
+
+    /// A server configured by `toml(oidc, cognito, webhook)`, which names the fixtures.
+    async fn from_toml(toml: impl FnOnce(&Fixture, &Fixture, &Fixture) -> String) -> World {
         use figment::providers::Format;
+        let (oidc, cognito, hook) = (idp().await, idp().await, authorizer().await);
+        let toml = toml(&oidc, &cognito, &hook);
         let config: herald_server::Config =
             figment::Figment::from(figment::providers::Toml::string(&toml))
                 .extract()
@@ -326,7 +395,7 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
 
     /// The WebSocket `authorization` object amplify-js builds for IAM: the headers of the
     /// synthetic `POST /event` (spec §4.2) signed over `body`.
-    fn iam_auth(&self, key: (&str, &str), body: &str) -> Value {
+    fn iam_auth<'k>(&self, key: impl Into<Key<'k>>, body: &str) -> Value {
         let base = vec![
             ("accept", "application/json, text/javascript".to_owned()),
             ("content-encoding", "amz-1.0".to_owned()),
@@ -334,7 +403,7 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
             ("host", self.host()),
         ];
         let url = format!("https://{}/event", self.host());
-        let signed = sigv4(key, &url, &base, body.as_bytes(), false);
+        let signed = sigv4(key.into(), &url, &base, body.as_bytes(), false);
         let mut auth = serde_json::Map::new();
         for (k, v) in base {
             auth.insert(k.to_owned(), Value::String(v));
@@ -388,13 +457,20 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
 
 /// Signs a request with `aws-sigv4` for `appsync` in [`REGION`]; returns the headers to add.
 fn sigv4(
-    (ak, sk): (&str, &str),
+    key: Key<'_>,
     url: &str,
     headers: &[(&str, String)],
     body: &[u8],
     content_sha256: bool,
 ) -> Vec<(String, String)> {
-    let identity = Credentials::new(ak, sk, None, None, "test").into();
+    let identity = Credentials::new(
+        key.id,
+        key.secret,
+        key.session_token.map(str::to_owned),
+        None,
+        "test",
+    )
+    .into();
     let mut settings = SigningSettings::default();
     if content_sha256 {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -494,13 +570,18 @@ async fn post(w: &World, body: &str, headers: &[(&str, &str)]) -> (u16, Value, O
 }
 
 /// `POST /event` signed with SigV4 over the real request.
-async fn post_iam(w: &World, key: (&str, &str), body: &str, content_sha256: bool) -> (u16, Value) {
+async fn post_iam<'k>(
+    w: &World,
+    key: impl Into<Key<'k>>,
+    body: &str,
+    content_sha256: bool,
+) -> (u16, Value) {
     let base = vec![
         ("content-type", "application/json".to_owned()),
         ("host", w.host()),
     ];
     let url = format!("http://{}/event", w.host());
-    let signed = sigv4(key, &url, &base, body.as_bytes(), content_sha256);
+    let signed = sigv4(key.into(), &url, &base, body.as_bytes(), content_sha256);
     let headers: Vec<(&str, &str)> = signed
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -734,7 +815,7 @@ async fn namespace_with_different_publish_and_subscribe_modes() {
         "p",
     );
     // Both subscriptions match; take the two data frames in either order.
-    let mut got = vec![c.data().await, c.data().await];
+    let mut got = [c.data().await, c.data().await];
     got.sort_by_key(|f| f["id"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got[0]["id"], "l");
     assert_eq!(got[1]["id"], "o");
@@ -749,7 +830,7 @@ async fn namespace_with_different_publish_and_subscribe_modes() {
     assert_http_refused(&post(&w, &body, &[("Authorization", "allow-erin")]).await);
     assert_http_refused(&post(&w, &body, &[("x-api-key", KEY)]).await);
     assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &body, false).await.0, 200);
-    let mut got = vec![c.data().await, c.data().await];
+    let mut got = [c.data().await, c.data().await];
     got.sort_by_key(|f| f["id"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got[0]["event"], "\"from-iam\"");
     assert_eq!(got[1]["event"], "\"from-iam\"");
@@ -900,8 +981,7 @@ async fn sigv4_refusals() {
     // Connect with a key that may do everything, but only in `default`.
     let dflt = (AK_DEFAULT, SK_DEFAULT);
     let mut c = w.ready(&w.iam_auth(dflt, "{}")).await;
-    // Granted in default, not in pool... pool only takes Cognito anyway; use a namespace that
-    // takes IAM: `split` for publishing, the default-mode namespace list otherwise.
+    // `split` takes IAM for publishing, but this key is not granted there; AK_ALL is.
     let events = vec!["1".to_owned()];
     let split = publish_body("/split/a", &events);
     assert_refused(
@@ -1007,5 +1087,317 @@ async fn oidc_token_refused_where_only_cognito_is_allowed() {
     let before = w.hook.bodies("/authorize").len();
     assert_http_refused(&post(&w, &body, &[("Authorization", "allow-x")]).await);
     assert_eq!(w.hook.bodies("/authorize").len(), before);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn iam_session_token_is_required_when_configured() {
+    let w = World::start().await;
+    let key = Key {
+        id: AK_SESSION,
+        secret: SK_SESSION,
+        session_token: Some(SESSION_TOKEN),
+    };
+    let without = Key {
+        session_token: None,
+        ..key
+    };
+    let wrong = Key {
+        session_token: Some("another-token"),
+        ..key
+    };
+    let mut c = w.ready(&w.iam_auth(key, "{}")).await;
+    assert_eq!(
+        w.iam_auth(key, "{}")["x-amz-security-token"],
+        SESSION_TOKEN,
+        "the token travels in the auth object"
+    );
+    assert_success(
+        &subscribe(
+            &mut c,
+            "s",
+            "/default/t",
+            &w.iam_auth(key, &subscribe_body("/default/t")),
+        )
+        .await,
+        "subscribe_success",
+        "s",
+    );
+    let body = publish_body("/default/t", &["\"with-token\"".to_owned()]);
+    assert_eq!(post_iam(&w, key, &body, false).await.0, 200);
+    assert_eq!(next_event(&mut c, "s").await, json!("with-token"));
+    for bad in [without, wrong] {
+        assert_connect_refused(&w, &w.iam_auth(bad, "{}")).await;
+        assert_refused(
+            &subscribe(
+                &mut c,
+                "b",
+                "/default/t",
+                &w.iam_auth(bad, &subscribe_body("/default/t")),
+            )
+            .await,
+            "subscribe_error",
+            "b",
+        );
+        assert_eq!(post_iam(&w, bad, &body, false).await.0, 401);
+    }
+    w.stop().await;
+}
+
+/// Opens a socket with credentials as real upgrade headers (the Swift and Kotlin SDKs' form).
+async fn connect_with_headers(w: &World, headers: &[(String, String)]) -> (Conn, Value) {
+    let url = format!("ws://{}/event/realtime", w.server.addr);
+    let mut req = url.into_client_request().unwrap();
+    let h = req.headers_mut();
+    h.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("aws-appsync-event-ws"),
+    );
+    for (k, v) in headers {
+        h.insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("upgrade within the wait bound")
+        .expect("upgrade");
+    let mut c = Conn {
+        c: Client { ws },
+        data: VecDeque::new(),
+    };
+    c.send(json!({"type": "connection_init"})).await;
+    let first = c.reply().await;
+    (c, first)
+}
+
+#[tokio::test]
+async fn connect_credentials_as_upgrade_headers() {
+    let w = World::start().await;
+    // SigV4 over the connect form: the upgrade's own Host header is the signed host.
+    let base = vec![
+        ("accept", "application/json, text/javascript".to_owned()),
+        ("content-encoding", "amz-1.0".to_owned()),
+        ("content-type", "application/json; charset=UTF-8".to_owned()),
+        ("host", w.host()),
+    ];
+    let url = format!("https://{}/event", w.host());
+    let mut headers: Vec<(String, String)> = base
+        .iter()
+        .filter(|(k, _)| *k != "host")
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    headers.extend(sigv4((AK_ALL, SK_ALL).into(), &url, &base, b"{}", false));
+    let (_, ack) = connect_with_headers(&w, &headers).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    // The same headers signed with the wrong secret are refused.
+    let mut bad: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| k != "authorization" && k != "x-amz-date")
+        .cloned()
+        .collect();
+    bad.extend(sigv4(
+        (AK_ALL, "not-the-secret").into(),
+        &url,
+        &base,
+        b"{}",
+        false,
+    ));
+    let (_, e) = connect_with_headers(&w, &bad).await;
+    assert_eq!(e["errors"][0]["errorType"], UNAUTHORIZED, "{e}");
+    // A JWT and a Lambda token in `Authorization`.
+    for token in [oidc_token(&w.oidc, "upgrade"), "allow-upgrade".to_owned()] {
+        let (_, ack) = connect_with_headers(&w, &[("authorization".into(), token)]).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+    }
+    w.stop().await;
+}
+
+// ------------------------------------------------------------------------------- the docs
+
+const DOCS: &str = include_str!("../../../docs/authorization.md");
+
+/// Every TOML example of docs/authorization.md, concatenated, with the IdP and webhook URLs
+/// pointed at the fixtures.
+fn documented_config(oidc: &Fixture, cognito: &Fixture, hook: &Fixture) -> String {
+    let mut blocks = String::new();
+    let mut inside = false;
+    for line in DOCS.lines() {
+        match (inside, line.trim()) {
+            (false, "```toml") => inside = true,
+            (true, "```") => inside = false,
+            (true, _) => {
+                blocks.push_str(line);
+                blocks.push('\n');
+            }
+            _ => {}
+        }
+    }
+    let replacements = [
+        (
+            r#"issuer = "https://idp.example.com/realms/herald""#,
+            format!(r#"issuer = "{}""#, oidc.url()),
+        ),
+        (
+            r#"# issuer = "http://127.0.0.1:9000/realms/herald""#,
+            format!(r#"issuer = "{}""#, cognito.url()),
+        ),
+        (
+            r#"authorizer_url = "http://127.0.0.1:9100/authorize""#,
+            format!(r#"authorizer_url = "{}/authorize""#, hook.url()),
+        ),
+    ];
+    for (from, to) in replacements {
+        assert!(blocks.contains(from), "docs still contain {from}");
+        blocks = blocks.replace(from, &to);
+    }
+    format!("listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 500\n{blocks}")
+}
+
+#[tokio::test]
+async fn documented_configuration_works_for_every_mode() {
+    let w = World::from_toml(documented_config).await;
+    let t = now();
+    let api_key = json!({"host": w.host(), "x-api-key": "da2-local-development-key"});
+    let oidc = w.token_auth(&jwt(
+        &rsa(),
+        Algorithm::RS256,
+        "rsa-1",
+        &json!({"iss": w.oidc.url(), "sub": "doc-user", "aud": "herald-web", "iat": t, "exp": t + 600}),
+    ));
+    let cognito_token = jwt(
+        &EncodingKey::from_ec_pem(EC_PRIV).unwrap(),
+        Algorithm::ES256,
+        "ec-1",
+        &json!({"iss": w.cognito.url(), "sub": "doc-pool", "client_id": "1example23456789",
+                "token_use": "access", "iat": t, "exp": t + 600}),
+    );
+    let cognito = w.token_auth(&cognito_token);
+    let lambda = w.token_auth("Bearer allow-doc");
+    let publisher = ("AKIAHERALDPUBLISHER", "change-me-publisher-secret");
+    let reader = Key {
+        id: "AKIAHERALDREADER",
+        secret: "change-me-reader-secret",
+        session_token: Some("optional-session-token"),
+    };
+    let events = vec!["\"doc\"".to_owned()];
+    let chat = publish_body("/chat/room-1", &events);
+    let dflt = publish_body("/default/a", &events);
+
+    // Every mode connects.
+    for auth in [
+        &api_key,
+        &oidc,
+        &cognito,
+        &lambda,
+        &w.iam_auth(publisher, "{}"),
+        &w.iam_auth(reader, "{}"),
+    ] {
+        let (_, ack) = w.connect(auth).await;
+        assert_eq!(ack["type"], "connection_ack", "connect with {auth}: {ack}");
+    }
+    let mut c = w.ready(&api_key).await;
+
+    // chat: OIDC and Lambda subscribe; OIDC and Cognito publish.
+    for (id, auth) in [("o", &oidc), ("l", &lambda)] {
+        assert_success(
+            &subscribe(&mut c, id, "/chat/*", auth).await,
+            "subscribe_success",
+            id,
+        );
+    }
+    for (id, auth) in [
+        ("k", &api_key),
+        ("c", &cognito),
+        ("i", &w.iam_auth(reader, &subscribe_body("/chat/*"))),
+    ] {
+        assert_refused(
+            &subscribe(&mut c, id, "/chat/*", auth).await,
+            "subscribe_error",
+            id,
+        );
+    }
+    assert_success(
+        &publish(&mut c, "p", "/chat/room-1", &events, &oidc).await,
+        "publish_success",
+        "p",
+    );
+    assert_eq!(
+        post(&w, &chat, &[("Authorization", &cognito_token)])
+            .await
+            .0,
+        200
+    );
+    for _ in 0..4 {
+        assert_eq!(c.data().await["event"], "\"doc\"");
+    }
+    assert_refused(
+        &publish(&mut c, "x", "/chat/room-1", &events, &lambda).await,
+        "publish_error",
+        "x",
+    );
+    assert_eq!(post_iam(&w, publisher, &chat, false).await.0, 401);
+    assert_http_refused(&post(&w, &chat, &[("x-api-key", "da2-local-development-key")]).await);
+
+    // default: every mode subscribes (the reader key with its session token); API keys and the
+    // publisher key publish.
+    for (id, auth) in [
+        ("dk", api_key.clone()),
+        ("do", oidc.clone()),
+        ("dc", cognito.clone()),
+        ("dl", lambda.clone()),
+        ("di", w.iam_auth(reader, &subscribe_body("/default/a"))),
+    ] {
+        assert_success(
+            &subscribe(&mut c, id, "/default/a", &auth).await,
+            "subscribe_success",
+            id,
+        );
+    }
+    // The publisher key has no EventSubscribe.
+    assert_refused(
+        &subscribe(
+            &mut c,
+            "dp",
+            "/default/a",
+            &w.iam_auth(publisher, &subscribe_body("/default/a")),
+        )
+        .await,
+        "subscribe_error",
+        "dp",
+    );
+    assert_success(
+        &publish(
+            &mut c,
+            "pi",
+            "/default/a",
+            &events,
+            &w.iam_auth(publisher, &dflt),
+        )
+        .await,
+        "publish_success",
+        "pi",
+    );
+    assert_eq!(post_iam(&w, publisher, &dflt, false).await.0, 200);
+    for _ in 0..10 {
+        assert_eq!(c.data().await["event"], "\"doc\"");
+    }
+    assert_http_refused(&post(&w, &dflt, &[("Authorization", &cognito_token)]).await);
+
+    // The Lambda provider: tokens must match identity_validation_expression before any call,
+    // and every call carries the configured webhook header.
+    let calls = w.hook.bodies("/authorize").len();
+    assert_refused(
+        &subscribe(&mut c, "nb", "/chat/*", &w.token_auth("allow-doc")).await,
+        "subscribe_error",
+        "nb",
+    );
+    assert_eq!(w.hook.bodies("/authorize").len(), calls);
+    let secrets = w
+        .hook
+        .header_values("/authorize", "x-herald-webhook-secret");
+    assert_eq!(secrets.len(), calls);
+    assert!(secrets.iter().all(|v| v == "change-me"));
     w.stop().await;
 }
