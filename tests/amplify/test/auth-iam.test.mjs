@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { IAM_ALL, IAM_READER, eventsConfig, roundTrip, staticCredentialsOptions, startAuthWorld } from './auth-world.mjs';
+import { IAM_ALL, IAM_READER, IAM_SESSION, eventsConfig, roundTrip, staticCredentialsOptions, startAuthWorld } from './auth-world.mjs';
 import { assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
@@ -52,6 +52,21 @@ for (const form of ['http', 'https']) {
     await ch.close();
   });
 }
+
+test('iam: temporary credentials with a session token', { timeout: 30_000 }, async () => {
+  await events.closeAll();
+  credentials = IAM_SESSION;
+  configure(world.httpsEndpoint);
+  const r = await roundTrip({ events, label: 'iam-session' });
+  assert.deepEqual(r.got, r.socketEvent);
+  assert.deepEqual(r.gotHttp, r.httpEvent);
+  // Without the token the same key is refused.
+  credentials = { accessKeyId: IAM_SESSION.accessKeyId, secretAccessKey: IAM_SESSION.secretAccessKey };
+  await assert.rejects(withTimeout(events.post('/default/x', { x: 1 }), T, 'post without the session token settles'), (err) => {
+    assertPostError(err, { status: 401, errorType: 'UnauthorizedException' });
+    return true;
+  });
+});
 
 test('iam: a key without EventPublish may subscribe but not publish; a wrong secret is refused', { timeout: 30_000 }, async () => {
   await events.closeAll();

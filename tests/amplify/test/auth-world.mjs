@@ -17,6 +17,12 @@ export const OIDC_CLIENT = 'amplify-web';
 export const COGNITO_CLIENT = 'amplifyappclient';
 /** May connect, publish and subscribe in every namespace. */
 export const IAM_ALL = { accessKeyId: 'AKIAAMPLIFYALL', secretAccessKey: 'amplify/all+secret' };
+/** Temporary credentials: every request must carry the session token. */
+export const IAM_SESSION = {
+  accessKeyId: 'ASIAAMPLIFYSESSION',
+  secretAccessKey: 'amplify-session-secret',
+  sessionToken: 'FwoGZXIvYXdzEAMPLIFY//session+token==',
+};
 /** May connect and subscribe, never publish. */
 export const IAM_READER = { accessKeyId: 'AKIAAMPLIFYREADER', secretAccessKey: 'amplify-reader-secret' };
 
@@ -118,6 +124,13 @@ region = "${REGION}"
 access_key_id = "${IAM_ALL.accessKeyId}"
 secret_access_key = "${IAM_ALL.secretAccessKey}"
 principal = "amplify-all"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+
+[[auth.providers.keys]]
+access_key_id = "${IAM_SESSION.accessKeyId}"
+secret_access_key = "${IAM_SESSION.secretAccessKey}"
+session_token = "${IAM_SESSION.sessionToken}"
+principal = "amplify-session"
 actions = ["EventConnect", "EventPublish", "EventSubscribe"]
 
 [[auth.providers.keys]]
