@@ -185,7 +185,7 @@ impl Providers {
             },
         };
 
-        if token.starts_with("AWS4-HMAC-SHA256 ") {
+        if sigv4::is_sigv4(token) {
             let iam = self
                 .iam
                 .as_ref()

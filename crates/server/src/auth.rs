@@ -122,13 +122,22 @@ impl Authorizer {
             };
         }
         let pairs: Vec<(&str, &str)> = fields.iter().collect();
-        // SigV4 over WebSocket signs a body rebuilt from the decoded events.
+        // SigV4 over WebSocket signs a body rebuilt from the decoded events; only SigV4 needs
+        // them, so tokens skip the copy. Every event must decode: skipping one would leave it
+        // out of the signed body yet still publish it.
+        let sigv4 = fields
+            .get("authorization")
+            .is_some_and(herald_auth::sigv4::is_sigv4);
         let decoded: Vec<String> = match check.credential {
-            Presented::Fields { events, .. } => events
+            Presented::Fields { events, .. } if sigv4 => match events
                 .iter()
-                .filter_map(|e| serde_json::from_str::<String>(e.token()).ok())
-                .collect(),
-            Presented::Http { .. } => Vec::new(),
+                .map(|e| serde_json::from_str::<String>(e.token()))
+                .collect::<Result<_, _>>()
+            {
+                Ok(decoded) => decoded,
+                Err(e) => return refused(&format!("an event is not a JSON string: {e}")),
+            },
+            Presented::Fields { .. } | Presented::Http { .. } => Vec::new(),
         };
         let events: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let credential = match check.credential {

@@ -612,7 +612,10 @@ fn assert_refused(reply: &Value, kind: &str, id: &str) {
 /// A 401 carrying the spec's envelope and AWS's error-type header.
 fn assert_http_refused((status, body, error_type): &(u16, Value, Option<String>)) {
     assert_eq!(*status, 401, "{body}");
-    assert_eq!(body["errors"][0]["errorType"], UNAUTHORIZED, "{body}");
+    assert_eq!(
+        *body,
+        json!({"errors": [{"errorType": UNAUTHORIZED, "errorCode": 401, "message": "You are not authorized to make this call."}]})
+    );
     assert_eq!(error_type.as_deref(), Some(UNAUTHORIZED));
 }
 

@@ -29,6 +29,13 @@ use crate::identity::{IamIdentity, Identity, Operation, ct_eq};
 
 pub use synthetic::{connect_body, publish_body, subscribe_body};
 
+/// Whether an `Authorization` value is a SigV4 signature, which selects `AWS_IAM`.
+pub fn is_sigv4(authorization: &str) -> bool {
+    authorization
+        .strip_prefix(canonical::ALGORITHM)
+        .is_some_and(|rest| rest.starts_with(' '))
+}
+
 /// An IAM action a key may be granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IamAction {
@@ -446,5 +453,26 @@ fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sigv4;
+
+    #[test]
+    fn sigv4_is_told_from_other_tokens() {
+        assert!(is_sigv4(
+            "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/appsync/aws4_request"
+        ));
+        for other in [
+            "AWS4-HMAC-SHA256Credential=x",
+            "aws4-hmac-sha256 Credential=x",
+            "Bearer AWS4-HMAC-SHA256 x",
+            "eyJhbGciOiJSUzI1NiJ9.e30.sig",
+            "",
+        ] {
+            assert!(!is_sigv4(other), "{other}");
+        }
     }
 }
