@@ -29,6 +29,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Where channel history is stored, for namespaces that keep it.
     pub history: HistoryConfig,
+    /// The admin API (`POST /admin/reload`).
+    pub admin: AdminConfig,
     /// Limits of the handler engine (`docs/handlers.md`).
     #[serde(skip_serializing)]
     pub handlers: herald_handler::EngineConfig,
@@ -49,9 +51,18 @@ impl Default for Config {
             http: HttpConfig::default(),
             history: HistoryConfig::default(),
             handlers: herald_handler::EngineConfig::default(),
+            admin: AdminConfig::default(),
             shutdown_grace_ms: 10_000,
         }
     }
+}
+
+/// Keys for the admin API; without any, the admin API is off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Sent as `x-admin-key`.
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -271,6 +282,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http",
     "history",
     "handlers",
+    "admin",
     "shutdown_grace_ms",
 ];
 

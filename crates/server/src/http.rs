@@ -31,6 +31,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::OPTIONS, "/event") => preflight(req.headers()),
         (&Method::GET, "/event/realtime") => upgrade(state.clone(), req),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::POST, "/admin/reload") => admin_reload(&state, req.headers()),
         (&Method::GET, p) if p == "/console" || p.starts_with("/console/") => {
             crate::console::serve(p).unwrap_or_else(|| {
                 errors(
@@ -184,7 +185,7 @@ async fn publish_body(
         .ok_or_else(|| unknown_namespace(namespace))?;
     let identity = state
         .authorize(
-            modes,
+            &modes,
             Check {
                 operation: Operation::Publish,
                 namespace: Some(namespace),
@@ -280,7 +281,7 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
         .ok_or_else(|| unknown_namespace(namespace))?;
     let identity = state
         .authorize(
-            modes,
+            &modes,
             Check {
                 operation: Operation::Subscribe,
                 namespace: Some(namespace),
@@ -325,6 +326,40 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
         }),
     };
     Ok(json(StatusCode::OK, Bytes::from(body.to_string())))
+}
+
+/// `POST /admin/reload` with `x-admin-key`: reloads the configuration without dropping
+/// connections.
+fn admin_reload(state: &State, headers: &HeaderMap) -> Response<Body> {
+    let live = state.live();
+    let keys = &live.config.admin.keys;
+    let presented = headers
+        .get("x-admin-key")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    // Compare with every key, in time independent of where they differ.
+    let ok = keys.iter().fold(false, |found, k| {
+        let k = k.as_bytes();
+        let same = k.len() == presented.len()
+            && k.iter()
+                .zip(presented)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        found | same
+    });
+    if keys.is_empty() || !ok {
+        return errors(StatusCode::UNAUTHORIZED, WireError::unauthorized());
+    }
+    match state.reload_from_source() {
+        Ok(()) => json(StatusCode::OK, Bytes::from_static(b"{\"reloaded\":true}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "reload refused");
+            errors(
+                StatusCode::BAD_REQUEST,
+                WireError::new(ErrorType::BadRequest, e.to_string()),
+            )
+        }
+    }
 }
 
 fn preflight(headers: &HeaderMap) -> Response<Body> {

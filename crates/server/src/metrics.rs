@@ -86,25 +86,41 @@ pub struct Metrics {
     pub http_requests_5xx: Counter,
     /// Operations refused by authorization (any operation, any mode).
     pub unauthorized: Counter,
-    namespaces: BTreeMap<String, Namespace>,
+    /// Grows on reload when namespaces are added (kept when removed, so counters never reset).
+    namespaces: std::sync::RwLock<BTreeMap<String, std::sync::Arc<Namespace>>>,
     /// Stands in for a namespace that does not exist, so callers never need an `Option`.
-    unknown: Namespace,
+    unknown: std::sync::Arc<Namespace>,
 }
 
 impl Metrics {
     pub fn new<'a>(namespaces: impl IntoIterator<Item = &'a str>) -> Metrics {
         Metrics {
-            namespaces: namespaces
-                .into_iter()
-                .map(|n| (n.to_owned(), Namespace::default()))
-                .collect(),
+            namespaces: std::sync::RwLock::new(
+                namespaces
+                    .into_iter()
+                    .map(|n| (n.to_owned(), std::sync::Arc::default()))
+                    .collect(),
+            ),
             ..Metrics::default()
         }
     }
 
     /// The namespace's metrics (a shared sink for unknown names, which are never exported).
-    pub fn ns(&self, name: &str) -> &Namespace {
-        self.namespaces.get(name).unwrap_or(&self.unknown)
+    pub fn ns(&self, name: &str) -> std::sync::Arc<Namespace> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .unwrap_or(&self.unknown)
+            .clone()
+    }
+
+    /// Adds metrics for namespaces a reload introduced.
+    pub fn add_namespaces<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut map = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            map.entry(name.to_owned()).or_default();
+        }
     }
 
     pub fn http_status(&self, status: u16) {
@@ -309,7 +325,12 @@ impl Metrics {
                 out,
                 "# HELP herald_{name} {help}\n# TYPE herald_{name} {kind}"
             );
-            for (ns, m) in &self.namespaces {
+            for (ns, m) in self
+                .namespaces
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
                 let _ = writeln!(out, "herald_{name}{{namespace=\"{ns}\"}} {}", get(m));
             }
         }

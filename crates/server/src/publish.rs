@@ -56,7 +56,8 @@ pub async fn publish(
     let mut bodies: Vec<Cow<'_, str>> = Vec::with_capacity(events.len());
     let identifiers: Vec<String> = events.iter().map(|_| crate::id::uuid_v4()).collect();
     let namespace = channel.namespace();
-    let outcomes = match state
+    let live = state.live();
+    let outcomes = match live
         .handlers
         .as_ref()
         .filter(|h| h.has_on_publish(namespace))

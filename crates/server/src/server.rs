@@ -38,6 +38,16 @@ pub enum StartError {
     },
 }
 
+/// Reloads a running server's configuration.
+#[derive(Clone)]
+pub struct Reloader(Arc<State>);
+
+impl Reloader {
+    pub fn reload(&self) -> Result<(), crate::state::ReloadError> {
+        self.0.reload_from_source()
+    }
+}
+
 /// A bound, ready-to-run server.
 pub struct Server {
     state: Arc<State>,
@@ -75,6 +85,16 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or(self.state.config.listen)
+    }
+
+    /// Where reloads (SIGHUP, `POST /admin/reload`) read the configuration from.
+    pub fn set_reload_source(&self, source: crate::state::ReloadSource) {
+        self.state.set_reload_source(source);
+    }
+
+    /// A handle that reloads the running server's configuration.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.state.clone())
     }
 
     /// Whether connections may use TLS.

@@ -1,9 +1,13 @@
 //! What every connection and request shares: configuration, authorizer, broker, connection
 //! registry.
+//!
+//! The parts a reload may change (namespaces and their modes, rules and handlers; keys and
+//! providers; CORS) live in [`Live`], swapped whole on reload; an operation reads one snapshot.
+//! The rest (listener, TLS, limits, history store) is fixed at startup.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use herald_protocol::{ErrorType, EventLimits, WireError};
@@ -20,19 +24,84 @@ pub enum Access {
     Subscribe,
 }
 
-pub struct State {
+/// What a reload replaces, as one unit.
+pub struct Live {
     pub config: Config,
     pub authorizer: Authorizer,
+    /// Namespace handlers, when any namespace has them.
+    pub handlers: Option<herald_handler::Handlers>,
+    /// Access rules of the namespaces that have them.
+    rules: HashMap<String, crate::rules::Rules>,
+}
+
+impl Live {
+    fn build(config: Config) -> Result<Live, crate::server::StartError> {
+        let handlers = config.load_handlers()?;
+        let mut rules = HashMap::new();
+        for ns in &config.namespaces {
+            if let Some(r) = &ns.rules {
+                let parsed =
+                    crate::rules::Rules::parse(r, &ns.name, &format!("namespace {}", ns.name))
+                        .map_err(|problems| crate::config::ConfigError { problems })?;
+                rules.insert(ns.name.clone(), parsed);
+            }
+        }
+        let authorizer = Authorizer::new(&config.auth).map_err(|e| crate::config::ConfigError {
+            problems: vec![format!("auth.providers: {e}")],
+        })?;
+        Ok(Live {
+            config,
+            authorizer,
+            handlers,
+            rules,
+        })
+    }
+
+    /// The modes accepted for an operation in a namespace; `None` if the namespace does not exist.
+    pub fn modes(&self, namespace: &str, access: Access) -> Option<&[AuthMode]> {
+        let ns = self.config.namespace(namespace)?;
+        let auth = &self.config.auth;
+        Some(match access {
+            Access::Publish => ns
+                .publish_auth_modes
+                .as_deref()
+                .unwrap_or(&auth.default_publish_auth_modes),
+            Access::Subscribe => ns
+                .subscribe_auth_modes
+                .as_deref()
+                .unwrap_or(&auth.default_subscribe_auth_modes),
+        })
+    }
+}
+
+pub struct State {
+    /// The configuration at startup: the source of everything a reload cannot change.
+    pub config: Config,
+    live: RwLock<Arc<Live>>,
     pub broker: Arc<dyn Broker>,
     pub event_limits: EventLimits,
     pub connections: Registry,
     /// Stored history, when any namespace keeps it.
     pub history: Option<crate::history::History>,
     pub metrics: crate::metrics::Metrics,
-    /// Namespace handlers, when any namespace has them.
-    pub handlers: Option<herald_handler::Handlers>,
-    /// Access rules of the namespaces that have them.
-    rules: HashMap<String, crate::rules::Rules>,
+    /// Reads the configuration again (the file and flags the server started from).
+    reload_source: std::sync::OnceLock<ReloadSource>,
+}
+
+/// Produces a fresh configuration for a reload.
+pub type ReloadSource = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// A reload that was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Invalid(#[from] crate::server::StartError),
+    #[error("{0} cannot change without a restart; the running configuration is kept")]
+    NeedsRestart(String),
+    #[error("cannot read the configuration: {0}; the running configuration is kept")]
+    Source(String),
+    #[error("this server has no configuration source to reload from")]
+    NoSource,
 }
 
 impl State {
@@ -46,29 +115,76 @@ impl State {
         let history = crate::history::History::start(&config, broker.clone())?;
         let metrics =
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
-        let handlers = config.load_handlers()?;
-        let mut rules = HashMap::new();
-        for ns in &config.namespaces {
-            if let Some(r) = &ns.rules {
-                let parsed =
-                    crate::rules::Rules::parse(r, &ns.name, &format!("namespace {}", ns.name))
-                        .map_err(|problems| crate::config::ConfigError { problems })?;
-                rules.insert(ns.name.clone(), parsed);
-            }
-        }
+        let live = Live::build(config.clone())?;
         Ok(State {
             metrics,
-            handlers,
-            rules,
-            authorizer: Authorizer::new(&config.auth).map_err(|e| crate::config::ConfigError {
-                problems: vec![format!("auth.providers: {e}")],
-            })?,
+            live: RwLock::new(Arc::new(live)),
             broker,
             event_limits,
             connections: Registry::new(),
             history,
             config,
+            reload_source: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets where reloads read the configuration from (once).
+    pub fn set_reload_source(&self, source: ReloadSource) {
+        let _ = self.reload_source.set(source);
+    }
+
+    /// Reads the configuration from its source and applies it ([`State::reload`]).
+    pub fn reload_from_source(&self) -> Result<(), ReloadError> {
+        let source = self.reload_source.get().ok_or(ReloadError::NoSource)?;
+        let config = source().map_err(ReloadError::Source)?;
+        self.reload(config)
+    }
+
+    /// The current reloadable configuration.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces namespaces, keys, providers, rules, handlers and CORS without dropping
+    /// connections, then asks every connection to re-check its subscriptions. A configuration
+    /// that fails validation, or changes what needs a restart, is refused.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        config.validate().map_err(crate::server::StartError::from)?;
+        let fixed = |c: &Config| {
+            let history: Vec<_> = c
+                .namespaces
+                .iter()
+                .map(|n| (n.name.clone(), serde_json::to_value(&n.history).ok()))
+                .filter(|(_, h)| h.as_ref().is_some_and(|h| !h.is_null()))
+                .collect();
+            serde_json::json!({
+                "listen": c.listen, "data_dir": c.data_dir, "tls": c.tls, "limits": c.limits,
+                "websocket": c.websocket, "history": c.history, "namespace history": history,
+            })
+        };
+        let (old, new) = (fixed(&self.config), fixed(&config));
+        if old != new {
+            let changed: Vec<&str> = [
+                "listen",
+                "data_dir",
+                "tls",
+                "limits",
+                "websocket",
+                "history",
+                "namespace history",
+            ]
+            .into_iter()
+            .filter(|k| old.get(k) != new.get(k))
+            .collect();
+            return Err(ReloadError::NeedsRestart(changed.join(", ")));
+        }
+        let live = Live::build(config)?;
+        self.metrics
+            .add_namespaces(live.config.namespaces.iter().map(|n| n.name.as_str()));
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+        self.connections.broadcast(Out::Recheck);
+        tracing::info!("configuration reloaded");
+        Ok(())
     }
 
     /// Authorizes an operation, counting refusals.
@@ -77,7 +193,8 @@ impl State {
         modes: &[AuthMode],
         check: crate::auth::Check<'_>,
     ) -> Result<crate::auth::Identity, WireError> {
-        let r = self.authorizer.authorize(modes, check).await;
+        let live = self.live();
+        let r = live.authorizer.authorize(modes, check).await;
         if r.is_err() {
             self.metrics.unauthorized.inc();
         }
@@ -92,7 +209,8 @@ impl State {
         namespace: &str,
         target: Target<'_>,
     ) -> Result<(), WireError> {
-        let Some(rules) = self.rules.get(namespace) else {
+        let live = self.live();
+        let Some(rules) = live.rules.get(namespace) else {
             return Ok(());
         };
         let allowed = match target {
@@ -114,19 +232,10 @@ impl State {
     }
 
     /// The modes accepted for an operation in a namespace; `None` if the namespace does not exist.
-    pub fn modes(&self, namespace: &str, access: Access) -> Option<&[AuthMode]> {
-        let ns = self.config.namespace(namespace)?;
-        let auth = &self.config.auth;
-        Some(match access {
-            Access::Publish => ns
-                .publish_auth_modes
-                .as_deref()
-                .unwrap_or(&auth.default_publish_auth_modes),
-            Access::Subscribe => ns
-                .subscribe_auth_modes
-                .as_deref()
-                .unwrap_or(&auth.default_subscribe_auth_modes),
-        })
+    pub fn modes(&self, namespace: &str, access: Access) -> Option<Vec<AuthMode>> {
+        self.live()
+            .modes(namespace, access)
+            .map(<[AuthMode]>::to_vec)
     }
 }
 
@@ -228,6 +337,16 @@ impl Registry {
                 .sum::<u64>();
         }
         total
+    }
+
+    /// Queues an item on every connection.
+    pub fn broadcast(&self, item: Out) {
+        for shard in self.shards.iter() {
+            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for entry in map.values() {
+                let _ = entry.outbox.push(item.clone());
+            }
+        }
     }
 
     /// Asks every connection to close (shutdown).

@@ -165,6 +165,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 Out::Data { prefix, body } => {
                     ws::write_frame(&mut wbuf, ws::OP_TEXT, &[&prefix, &body])
                 }
+                Out::Recheck => session.recheck(),
                 Out::Close { code, reason } => {
                     ws::write_close(&mut wbuf, code, reason);
                     closing = Some(code);

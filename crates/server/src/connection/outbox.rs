@@ -22,6 +22,8 @@ pub enum Out {
     Data { prefix: Bytes, body: Bytes },
     /// Close the connection with this code and reason after what is already queued.
     Close { code: u16, reason: &'static str },
+    /// The configuration was reloaded: re-check every subscription against it.
+    Recheck,
 }
 
 impl Out {
@@ -29,7 +31,7 @@ impl Out {
         match self {
             Out::Text(b) => b.len(),
             Out::Data { prefix, body } => prefix.len() + body.len(),
-            Out::Close { .. } => 0,
+            Out::Close { .. } | Out::Recheck => 0,
         }
     }
 }

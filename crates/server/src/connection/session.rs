@@ -25,7 +25,8 @@ pub struct Session {
     /// Who connected; kept for handlers and rules.
     #[allow(dead_code)]
     identity: Identity,
-    subscriptions: HashMap<String, (Pattern, Arc<Subscriber>)>,
+    /// Live subscriptions, with the identity each was admitted with (re-checked on reload).
+    subscriptions: HashMap<String, (Pattern, Arc<Subscriber>, Identity)>,
     bucket: TokenBucket,
 }
 
@@ -94,7 +95,7 @@ impl Session {
                 }
             }
             ClientMessage::Unsubscribe { id } => match self.subscriptions.remove(&*id) {
-                Some((pattern, sub)) => {
+                Some((pattern, sub, _)) => {
                     let m = self.state.metrics.ns(pattern.namespace());
                     m.unsubscribe_success.inc();
                     m.active_subscriptions.dec();
@@ -203,7 +204,7 @@ impl Session {
         let identity = self
             .state
             .authorize(
-                modes,
+                &modes,
                 Check {
                     operation: Operation::Subscribe,
                     namespace: Some(namespace),
@@ -218,8 +219,8 @@ impl Session {
         // Order of checks: authorization, access rules, then the namespace's onSubscribe handler.
         self.state
             .check_rules(&identity, namespace, Target::Subscribe(&pattern))?;
-        if let Some(handlers) = self
-            .state
+        let live = self.state.live();
+        if let Some(handlers) = live
             .handlers
             .as_ref()
             .filter(|h| h.has_on_subscribe(namespace))
@@ -264,7 +265,8 @@ impl Session {
                 self.state.broker.subscribe(&pattern, sub.clone());
             }
         }
-        self.subscriptions.insert(id.to_owned(), (pattern, sub));
+        self.subscriptions
+            .insert(id.to_owned(), (pattern, sub, identity));
         Ok(())
     }
 
@@ -285,7 +287,7 @@ impl Session {
         let identity = self
             .state
             .authorize(
-                modes,
+                &modes,
                 Check {
                     operation: Operation::Publish,
                     namespace: Some(namespace),
@@ -299,9 +301,50 @@ impl Session {
         Ok((channel, identity))
     }
 
+    /// After a reload: ends every subscription the new configuration no longer allows (its
+    /// namespace is gone, its mode is no longer accepted, or the access rules refuse it), telling
+    /// the client with `subscribe_error` `UnauthorizedException`.
+    pub fn recheck(&mut self) {
+        let live = self.state.live();
+        let revoked: Vec<String> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, (pattern, _, identity))| {
+                let namespace = pattern.namespace();
+                let mode_ok = live
+                    .modes(namespace, Access::Subscribe)
+                    .is_some_and(|m| m.contains(&identity.mode()));
+                !mode_ok
+                    || self
+                        .state
+                        .check_rules(identity, namespace, Target::Subscribe(pattern))
+                        .is_err()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in revoked {
+            if let Some((pattern, sub, _)) = self.subscriptions.remove(&id) {
+                self.state.broker.unsubscribe(&pattern, &sub);
+                self.state
+                    .metrics
+                    .ns(pattern.namespace())
+                    .active_subscriptions
+                    .dec();
+                self.fail(
+                    ErrorKind::Subscribe,
+                    Some(&id),
+                    WireError::new(
+                        ErrorType::Unauthorized,
+                        "the subscription is no longer allowed after a configuration change",
+                    ),
+                );
+            }
+        }
+    }
+
     /// Removes every subscription (the connection is gone).
     pub fn end(&mut self) {
-        for (_, (pattern, sub)) in self.subscriptions.drain() {
+        for (_, (pattern, sub, _)) in self.subscriptions.drain() {
             self.state
                 .metrics
                 .ns(pattern.namespace())

@@ -68,7 +68,25 @@ pub fn config() -> Config {
 }
 
 pub async fn start(config: Config) -> TestServer {
+    start_with(config, None).await
+}
+
+/// Starts a server whose reloads (`POST /admin/reload`) read `source`.
+pub async fn start_reloadable(
+    config: Config,
+    source: herald_server::state::ReloadSource,
+) -> TestServer {
+    start_with(config, Some(source)).await
+}
+
+async fn start_with(
+    config: Config,
+    source: Option<herald_server::state::ReloadSource>,
+) -> TestServer {
     let server = Server::bind(config).await.expect("server starts");
+    if let Some(source) = source {
+        server.set_reload_source(source);
+    }
     let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(server.run(async move {
