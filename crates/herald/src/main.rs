@@ -1,4 +1,7 @@
-//! `herald`: the command line. `serve` runs the server; `check-config` validates a file.
+//! `herald`: the command line. `serve` runs the server; `check-config` validates a file;
+//! `publish` and `subscribe` are a client for any AppSync Events endpoint (see `client`).
+
+mod client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,12 +63,21 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Publish 1 to 5 events to a channel (Herald or AWS AppSync Events); prints the reply.
+    Publish(client::PublishArgs),
+    /// Subscribe to a channel and print each event as a JSON line.
+    Subscribe(client::SubscribeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // The client subcommands log nothing: their stdout is JSON lines, and the log goes to stdout.
+    if !matches!(cli.command, Command::Publish(_) | Command::Subscribe(_)) {
+        init_logs(cli.log_format);
+    }
     let result = match cli.command {
+        Command::Publish(args) => client::publish(args),
+        Command::Subscribe(args) => client::subscribe(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve {
             config,

@@ -1,0 +1,393 @@
+//! `herald publish` and `herald subscribe` against a real Herald started here: the real binary on
+//! both sides, over plain HTTP/WebSocket and over `--dev-tls` with `--ca`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const KEY: &str = "da2-clicliclicli0000";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `herald` with no ambient client settings, so the developer's environment cannot leak in.
+fn herald() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    for var in [
+        "HERALD_ENDPOINT",
+        "HERALD_API_KEY",
+        "HERALD_TOKEN",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A Herald process, killed (by its own handle) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = herald()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--api-key", KEY, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("herald serve starts");
+        let server = Server { child, port, dir };
+        server.wait_ready();
+        server
+    }
+
+    /// With a config file for a `chat` namespace that keeps history (positions, resume).
+    fn start_with_history() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("herald.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n[[auth.api_keys]]\nkey = \"{KEY}\"\n\
+                 [history]\nbackend = \"memory\"\n[[namespaces]]\nname = \"chat\"\nhistory = {{}}\n",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+        let child = herald()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("herald serve starts");
+        let server = Server { child, port, dir };
+        server.wait_ready();
+        server
+    }
+
+    /// Polls `GET /healthz` in plain HTTP (a `--dev-tls` port takes both).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
+                s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+                let mut reply = String::new();
+                s.read_to_string(&mut reply)?;
+                Ok(reply.starts_with("HTTP/1.1 200"))
+            });
+            if ok.unwrap_or(false) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "herald did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn http(&self) -> String {
+        format!("http://127.0.0.1:{}/event", self.port)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("data/dev-tls/ca.pem")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `herald subscribe`, with its stderr read line by line on a thread.
+struct Subscriber {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    fn start(endpoint: &str, args: &[&str]) -> Subscriber {
+        let mut child = herald()
+            .args(["subscribe", "--endpoint", endpoint, "--api-key", KEY])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald subscribe starts");
+        let (tx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Subscriber { child, stderr }
+    }
+
+    /// Waits for the "subscribed to …" line: from then on, publishes reach it.
+    fn wait_subscribed(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.starts_with("subscribed to ") => return line,
+                Ok(_) => {}
+                Err(e) => panic!("subscriber never said it subscribed: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit (it has a --timeout-secs of its own) and returns its
+    /// stdout lines parsed as JSON.
+    fn finish(mut self) -> (bool, Vec<Value>) {
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        let lines = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (status.success(), lines)
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn publish(endpoint: &str, args: &[&str]) -> Output {
+    herald()
+        .args(["publish", "--endpoint", endpoint])
+        .args(args)
+        .output()
+        .expect("herald publish runs")
+}
+
+/// Runs a publish that must succeed and returns its one-line reply.
+fn publish_ok(endpoint: &str, args: &[&str]) -> Value {
+    let out = publish(endpoint, args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "publish {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one reply line: {stdout}");
+    let reply: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(reply["failed"], json!([]), "{reply}");
+    reply
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Subscribe `--count 2`, publish once over HTTP and once over the socket, see both events.
+fn round_trip(endpoint: &str, ca: Option<&Path>) {
+    let ca_args: Vec<&str> = match ca {
+        Some(path) => vec!["--ca", path.to_str().unwrap()],
+        None => vec![],
+    };
+    let mut sub_args = vec!["--count", "2", "--timeout-secs", "30", "/default/cli"];
+    sub_args.extend(&ca_args);
+    let sub = Subscriber::start(endpoint, &sub_args);
+    assert_eq!(sub.wait_subscribed(), "subscribed to /default/cli");
+
+    let mut args = vec![
+        "--api-key",
+        KEY,
+        "/default/cli",
+        "{ \"n\": 1,\n \"s\": \"a b\" }",
+    ];
+    args.extend(&ca_args);
+    let reply = publish_ok(endpoint, &args);
+    assert_eq!(reply["successful"][0]["index"], 0, "{reply}");
+    assert_eq!(reply["successful"][0]["delivered"], 1, "{reply}");
+
+    let mut args = vec!["--ws", "--api-key", KEY, "/default/cli", "\"two\""];
+    args.extend(&ca_args);
+    let reply = publish_ok(endpoint, &args);
+    assert_eq!(reply["successful"][0]["delivered"], 1, "{reply}");
+
+    let (ok, lines) = sub.finish();
+    assert!(ok, "subscriber exits 0 after --count events");
+    assert_eq!(
+        lines,
+        vec![
+            json!({"channel": "/default/cli", "event": {"n": 1, "s": "a b"}, "position": null}),
+            json!({"channel": "/default/cli", "event": "two", "position": null}),
+        ]
+    );
+}
+
+#[test]
+fn publish_and_subscribe_over_plain_http_and_websocket() {
+    let server = Server::start(&[]);
+    round_trip(&server.http(), None);
+}
+
+#[test]
+fn publish_and_subscribe_over_dev_tls_with_ca() {
+    let server = Server::start(&["--dev-tls"]);
+    let https = format!("https://127.0.0.1:{}/event", server.port);
+    round_trip(&https, Some(&server.ca()));
+
+    // Without --ca the development certificate is not trusted, on either transport.
+    for transport in [&[][..], &["--ws"][..]] {
+        let mut args = vec!["--api-key", KEY, "/default/cli", "1"];
+        args.extend(transport);
+        let out = publish(&https, &args);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("UnknownIssuer"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn publish_errors_exit_non_zero_with_the_server_error() {
+    let server = Server::start(&[]);
+    let endpoint = server.http();
+    for transport in [&[][..], &["--ws"][..]] {
+        let mut args = vec!["--api-key", "da2-wrongwrongwrong", "/default/a", "1"];
+        args.extend(transport);
+        let out = publish(&endpoint, &args);
+        assert!(!out.status.success(), "{transport:?}");
+        assert!(out.stdout.is_empty(), "{transport:?}");
+        assert!(
+            stderr(&out).contains("UnauthorizedException: You are not authorized"),
+            "{transport:?}: {}",
+            stderr(&out)
+        );
+
+        let mut args = vec!["--api-key", KEY, "/nowhere/a", "1"];
+        args.extend(transport);
+        let out = publish(&endpoint, &args);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("NotFoundException"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    let out = publish(&endpoint, &["--api-key", KEY, "/default/a", "{}", "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("event 2 is not JSON"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = publish(&endpoint, &["/default/a", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--api-key"), "{}", stderr(&out));
+}
+
+#[test]
+fn positions_wildcards_and_resume_on_a_history_namespace() {
+    let server = Server::start_with_history();
+    let endpoint = server.http();
+    let first = publish_ok(&endpoint, &["--api-key", KEY, "/chat/room1", "{\"i\":1}"]);
+    let epoch = first["successful"][0]["position"]["epoch"]
+        .as_str()
+        .expect("a history namespace returns positions")
+        .to_owned();
+    publish_ok(&endpoint, &["--api-key", KEY, "/chat/room1", "{\"i\":2}"]);
+
+    // A wildcard subscriber learns the concrete channel from the position.
+    let sub = Subscriber::start(
+        &endpoint,
+        &["--count", "1", "--timeout-secs", "30", "/chat/*"],
+    );
+    sub.wait_subscribed();
+    publish_ok(&endpoint, &["--ws", "--api-key", KEY, "/chat/room2", "[3]"]);
+    let (ok, lines) = sub.finish();
+    assert!(ok);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["channel"], "/chat/room2");
+    assert_eq!(lines[0]["event"], json!([3]));
+    assert_eq!(lines[0]["position"]["offset"], 1);
+
+    // Resume after offset 1: only the second event is replayed.
+    let from = format!("{epoch}:1");
+    let sub = Subscriber::start(
+        &endpoint,
+        &[
+            "--count",
+            "1",
+            "--timeout-secs",
+            "30",
+            "--resume-from",
+            &from,
+            "/chat/room1",
+        ],
+    );
+    assert_eq!(
+        sub.wait_subscribed(),
+        "subscribed to /chat/room1 (resumed: 1 replayed)"
+    );
+    let (ok, lines) = sub.finish();
+    assert!(ok);
+    assert_eq!(lines[0]["event"], json!({"i": 2}));
+    assert_eq!(lines[0]["position"]["offset"], 2);
+
+    // --since-ms 0: everything stored.
+    let sub = Subscriber::start(
+        &endpoint,
+        &[
+            "--count",
+            "2",
+            "--timeout-secs",
+            "30",
+            "--since-ms",
+            "0",
+            "/chat/room1",
+        ],
+    );
+    let (ok, lines) = sub.finish();
+    assert!(ok);
+    let events: Vec<&Value> = lines.iter().map(|l| &l["event"]).collect();
+    assert_eq!(events, [&json!({"i": 1}), &json!({"i": 2})]);
+}
+
+#[test]
+fn subscribe_timeout_without_enough_events_is_an_error() {
+    let server = Server::start(&[]);
+    let sub = Subscriber::start(
+        &server.http(),
+        &["--count", "1", "--timeout-secs", "1", "/default/quiet"],
+    );
+    sub.wait_subscribed();
+    let (ok, lines) = sub.finish();
+    assert!(!ok, "timed out before --count events");
+    assert!(lines.is_empty());
+}
