@@ -59,20 +59,16 @@ impl Server {
         server
     }
 
-    /// With a config file for a `chat` namespace that keeps history (positions, resume).
-    fn start_with_history() -> Server {
+    /// With a config file: `listen` and `data_dir` are set here, the rest is `toml`.
+    fn start_with_config(toml: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("herald.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n[[auth.api_keys]]\nkey = \"{KEY}\"\n\
-                 [history]\nbackend = \"memory\"\n[[namespaces]]\nname = \"chat\"\nhistory = {{}}\n",
-                dir.path().join("data")
-            ),
-        )
-        .unwrap();
+        let head = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n",
+            dir.path().join("data")
+        );
+        std::fs::write(&config, head + toml).unwrap();
         let child = herald()
             .args(["serve", "--config"])
             .arg(&config)
@@ -126,9 +122,18 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// With the test API key.
     fn start(endpoint: &str, args: &[&str]) -> Subscriber {
-        let mut child = herald()
-            .args(["subscribe", "--endpoint", endpoint, "--api-key", KEY])
+        Subscriber::start_with(
+            herald().args(["subscribe", "--api-key", KEY]),
+            endpoint,
+            args,
+        )
+    }
+
+    fn start_with(cmd: &mut Command, endpoint: &str, args: &[&str]) -> Subscriber {
+        let mut child = cmd
+            .args(["--endpoint", endpoint])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -314,7 +319,11 @@ fn publish_errors_exit_non_zero_with_the_server_error() {
 
 #[test]
 fn positions_wildcards_and_resume_on_a_history_namespace() {
-    let server = Server::start_with_history();
+    // A `chat` namespace that keeps history: positions and resume.
+    let server = Server::start_with_config(&format!(
+        "[[auth.api_keys]]\nkey = \"{KEY}\"\n[history]\nbackend = \"memory\"\n\
+         [[namespaces]]\nname = \"chat\"\nhistory = {{}}\n"
+    ));
     let endpoint = server.http();
     let first = publish_ok(&endpoint, &["--api-key", KEY, "/chat/room1", "{\"i\":1}"]);
     let epoch = first["successful"][0]["position"]["epoch"]
@@ -390,4 +399,103 @@ fn subscribe_timeout_without_enough_events_is_an_error() {
     let (ok, lines) = sub.finish();
     assert!(!ok, "timed out before --count events");
     assert!(lines.is_empty());
+}
+
+/// A Lambda-style authorizer webhook on loopback: allows exactly `Authorization: Bearer good`,
+/// and records every request it was asked about.
+fn authorizer() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end().to_ascii_lowercase();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(n) = line.strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                let allowed = request["authorizationToken"] == "Bearer good";
+                log.lock().unwrap().push(request);
+                let reply = json!({"isAuthorized": allowed}).to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn token_mode_through_a_lambda_authorizer() {
+    let (authorizer_port, seen) = authorizer();
+    let modes = r#"["API_KEY", "AWS_LAMBDA"]"#;
+    let server = Server::start_with_config(&format!(
+        "[auth]\nconnection_auth_modes = {modes}\ndefault_publish_auth_modes = {modes}\n\
+         default_subscribe_auth_modes = {modes}\n[[auth.api_keys]]\nkey = \"{KEY}\"\n\
+         [[auth.providers]]\nauth_type = \"AWS_LAMBDA\"\n\
+         authorizer_url = \"http://127.0.0.1:{authorizer_port}/authorize\"\n\
+         [[namespaces]]\nname = \"default\"\n"
+    ));
+    let endpoint = server.http();
+
+    // The token comes from HERALD_TOKEN here, from --token below.
+    let sub = Subscriber::start_with(
+        herald().arg("subscribe").env("HERALD_TOKEN", "Bearer good"),
+        &endpoint,
+        &["--count", "2", "--timeout-secs", "30", "/default/t"],
+    );
+    sub.wait_subscribed();
+    publish_ok(&endpoint, &["--token", "Bearer good", "/default/t", "1"]);
+    publish_ok(
+        &endpoint,
+        &["--ws", "--token", "Bearer good", "/default/t", "2"],
+    );
+    let (ok, lines) = sub.finish();
+    assert!(ok);
+    let events: Vec<&Value> = lines.iter().map(|l| &l["event"]).collect();
+    assert_eq!(events, [&json!(1), &json!(2)]);
+
+    for transport in [&[][..], &["--ws"][..]] {
+        let mut args = vec!["--token", "Bearer bad", "/default/t", "1"];
+        args.extend(transport);
+        let out = publish(&endpoint, &args);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("UnauthorizedException"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // Over the socket, the authorizer sees the auth object's `host`: the HTTP endpoint's host:port.
+    let host = format!("127.0.0.1:{}", server.port);
+    let seen = seen.lock().unwrap();
+    let operations: Vec<&str> = seen
+        .iter()
+        .filter(|r| r["requestHeaders"]["host"] == host.as_str())
+        .filter_map(|r| r["requestContext"]["operation"].as_str())
+        .collect();
+    for op in ["EVENT_CONNECT", "EVENT_SUBSCRIBE", "EVENT_PUBLISH"] {
+        assert!(operations.contains(&op), "{op} with host {host}: {seen:?}");
+    }
 }
