@@ -99,8 +99,9 @@ pub enum AuthError {
 
     // ---- JWT ----
     /// The token's `alg` is not among the accepted asymmetric algorithms (covers `none` and HS*).
+    // The hint names what can be configured: `none` and HS* never can (algorithm confusion).
     #[error(
-        "JWT algorithm {0} is not accepted: configure it in `algorithms` if the issuer really uses it"
+        "JWT algorithm {0} is not accepted: only the asymmetric algorithms listed in `algorithms` are (never none or HS*)"
     )]
     AlgorithmNotAllowed(String),
     /// `exp` (plus leeway) is in the past.

@@ -76,7 +76,8 @@ impl<'a> From<(&'a str, &'a str)> for Key<'a> {
 
 // ------------------------------------------------------------------------------- fixtures
 
-type Handler = dyn Fn(&str, &str) -> (u16, String) + Send + Sync;
+/// Status and body, or `None` to never answer.
+type Handler = dyn Fn(&str, &str) -> Option<(u16, String)> + Send + Sync;
 
 /// A loopback HTTP server answering `handler(path, body)`, recording each request body by path.
 struct Fixture {
@@ -121,7 +122,10 @@ impl Fixture {
                                 headers,
                                 body: body.clone(),
                             });
-                            let (status, text) = handler(&path, &body);
+                            let Some((status, text)) = handler(&path, &body) else {
+                                // Hang until the client gives up.
+                                return std::future::pending().await;
+                            };
                             let resp = hyper::Response::builder()
                                 .status(status)
                                 .header("content-type", "application/json")
@@ -182,16 +186,18 @@ async fn idp() -> Fixture {
         ],
     };
     let jwks = serde_json::to_string(&jwks).unwrap();
-    let f = Fixture::serve(Arc::new(move |path: &str, _: &str| match path {
-        "/.well-known/openid-configuration" => {
-            let iss = iss.lock().unwrap().clone();
-            (
-                200,
-                json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}).to_string(),
-            )
-        }
-        "/jwks" => (200, jwks.clone()),
-        _ => (404, "{}".into()),
+    let f = Fixture::serve(Arc::new(move |path: &str, _: &str| {
+        Some(match path {
+            "/.well-known/openid-configuration" => {
+                let iss = iss.lock().unwrap().clone();
+                (
+                    200,
+                    json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}).to_string(),
+                )
+            }
+            "/jwks" => (200, jwks.clone()),
+            _ => (404, "{}".into()),
+        })
     }))
     .await;
     *issuer.lock().unwrap() = f.url();
@@ -199,8 +205,8 @@ async fn idp() -> Fixture {
 }
 
 /// The Lambda-style authorizer. Tokens `allow-<name>` are authorized for everything,
-/// `readonly-<name>` for everything but publishing, any other token is refused. A `Bearer `
-/// prefix is ignored.
+/// `readonly-<name>` for everything but publishing, `hang-<name>` gets no answer, any other token
+/// is refused. A `Bearer ` prefix is ignored.
 async fn authorizer() -> Fixture {
     Fixture::serve(Arc::new(|_: &str, body: &str| {
         let req: Value = serde_json::from_str(body).unwrap_or_default();
@@ -209,12 +215,15 @@ async fn authorizer() -> Fixture {
         let op = req["requestContext"]["operation"]
             .as_str()
             .unwrap_or_default();
+        if token.starts_with("hang-") {
+            return None;
+        }
         let ok = token.starts_with("allow-")
             || (token.starts_with("readonly-") && op != "EVENT_PUBLISH");
-        (
+        Some((
             200,
             json!({"isAuthorized": ok, "handlerContext": {"user": token}}).to_string(),
-        )
+        ))
     }))
     .await
 }
@@ -313,7 +322,8 @@ issuer = "{cognito}"
 [[auth.providers]]
 auth_type = "AWS_LAMBDA"
 authorizer_url = "{hook}/authorize"
-timeout_ms = 5000
+# Short, so the hanging-webhook test is quick; a loopback answer takes milliseconds.
+timeout_ms = 1500
 
 [[auth.providers]]
 auth_type = "AWS_IAM"
@@ -396,6 +406,11 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
     /// The WebSocket `authorization` object amplify-js builds for IAM: the headers of the
     /// synthetic `POST /event` (spec §4.2) signed over `body`.
     fn iam_auth<'k>(&self, key: impl Into<Key<'k>>, body: &str) -> Value {
+        self.iam_auth_at(key, body, SystemTime::now())
+    }
+
+    /// [`World::iam_auth`] signed at `time`.
+    fn iam_auth_at<'k>(&self, key: impl Into<Key<'k>>, body: &str, time: SystemTime) -> Value {
         let base = vec![
             ("accept", "application/json, text/javascript".to_owned()),
             ("content-encoding", "amz-1.0".to_owned()),
@@ -403,13 +418,14 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
             ("host", self.host()),
         ];
         let url = format!("https://{}/event", self.host());
-        let signed = sigv4(key.into(), &url, &base, body.as_bytes(), false);
+        let signed = sigv4_at(key.into(), &url, &base, body.as_bytes(), false, time);
         let mut auth = serde_json::Map::new();
         for (k, v) in base {
             auth.insert(k.to_owned(), Value::String(v));
         }
         for (k, v) in signed {
-            // amplify-js sends these two with AWS's capitalisation.
+            // AppSync's documentation capitalises it (amplify-js does not); names are
+            // case-insensitive.
             let k = if k == "authorization" {
                 "Authorization".to_owned()
             } else {
@@ -463,6 +479,18 @@ fn sigv4(
     body: &[u8],
     content_sha256: bool,
 ) -> Vec<(String, String)> {
+    sigv4_at(key, url, headers, body, content_sha256, SystemTime::now())
+}
+
+/// [`sigv4`] with the signing time given.
+fn sigv4_at(
+    key: Key<'_>,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    content_sha256: bool,
+    time: SystemTime,
+) -> Vec<(String, String)> {
     let identity = Credentials::new(
         key.id,
         key.secret,
@@ -479,7 +507,7 @@ fn sigv4(
         .identity(&identity)
         .region(REGION)
         .name("appsync")
-        .time(SystemTime::now())
+        .time(time)
         .settings(settings)
         .build()
         .unwrap()
@@ -1402,5 +1430,228 @@ async fn documented_configuration_works_for_every_mode() {
         .header_values("/authorize", "x-herald-webhook-secret");
     assert_eq!(secrets.len(), calls);
     assert!(secrets.iter().all(|v| v == "change-me"));
+    w.stop().await;
+}
+
+// ------------------------------------------------------------------------------- security
+
+/// Collects every log line (event and span fields) emitted on this thread while installed;
+/// the server runs on the test's current-thread runtime, so its refusals are caught here.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for LogCapture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut log = self.0.lock().unwrap();
+        span.record(&mut Fields(&mut log));
+        log.push('\n');
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut log = self.0.lock().unwrap();
+        values.record(&mut Fields(&mut log));
+        log.push('\n');
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut log = self.0.lock().unwrap();
+        log.push_str(event.metadata().target());
+        log.push(' ');
+        event.record(&mut Fields(&mut log));
+        log.push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The security list, end to end: each credential is refused on connect, subscribe,
+/// publish and HTTP publish with `UnauthorizedException`/401, and nothing secret is logged.
+#[tokio::test]
+async fn attacks_are_refused_with_the_spec_error_and_not_logged() {
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(logs.clone());
+    let w = World::start().await;
+    let t = now();
+    let claims = json!({"iss": w.oidc.url(), "sub": "mallory", "aud": OIDC_CLIENT, "iat": t, "exp": t + 600});
+    let b64 = |v: &Value| b64url(&v.to_string());
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": "rsa-1"})),
+        b64(&claims)
+    );
+    // Algorithm confusion: HS256 keyed with the RSA public key the JWKS publishes.
+    let rsa_public = include_bytes!("../../auth/tests/data/rsa_public.pem");
+    let hs256 = jwt(
+        &EncodingKey::from_secret(rsa_public),
+        Algorithm::HS256,
+        "rsa-1",
+        &claims,
+    );
+    let mut not_yet = claims.clone();
+    not_yet["nbf"] = json!(t + 3600);
+    let not_yet = jwt(&rsa(), Algorithm::RS256, "rsa-1", &not_yet);
+    let mut evil = claims.clone();
+    evil["iss"] = json!("https://evil.example");
+    let wrong_issuer = jwt(&rsa(), Algorithm::RS256, "rsa-1", &evil);
+    let tokens = [&alg_none, &hs256, &not_yet, &wrong_issuer];
+
+    let key_auth = json!({"host": w.host(), "x-api-key": KEY});
+    let mut c = w.ready(&key_auth).await;
+    let events = vec!["1".to_owned()];
+    let body = publish_body("/default/a", &events);
+    for token in tokens {
+        let auth = w.token_auth(token);
+        assert_connect_refused(&w, &auth).await;
+        assert_refused(
+            &subscribe(&mut c, "s", "/default/a", &auth).await,
+            "subscribe_error",
+            "s",
+        );
+        assert_refused(
+            &publish(&mut c, "p", "/default/a", &events, &auth).await,
+            "publish_error",
+            "p",
+        );
+        assert_http_refused(&post(&w, &body, &[("Authorization", token)]).await);
+    }
+
+    // SigV4 ten minutes old (the window is ±5 minutes), on every operation.
+    let old = SystemTime::now() - std::time::Duration::from_secs(600);
+    let key = (AK_ALL, SK_ALL);
+    assert_connect_refused(&w, &w.iam_auth_at(key, "{}", old)).await;
+    assert_refused(
+        &subscribe(
+            &mut c,
+            "s",
+            "/default/a",
+            &w.iam_auth_at(key, &subscribe_body("/default/a"), old),
+        )
+        .await,
+        "subscribe_error",
+        "s",
+    );
+    let old_pub = w.iam_auth_at(key, &body, old);
+    assert_refused(
+        &publish(&mut c, "p", "/default/a", &events, &old_pub).await,
+        "publish_error",
+        "p",
+    );
+    let base = vec![
+        ("content-type", "application/json".to_owned()),
+        ("host", w.host()),
+    ];
+    let url = format!("http://{}/event", w.host());
+    let signed = sigv4_at(key.into(), &url, &base, body.as_bytes(), false, old);
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_http_refused(&post(&w, &body, &headers).await);
+
+    // A webhook that never answers: refused once the timeout passes.
+    let hang = w.token_auth("hang-mallory");
+    assert_connect_refused(&w, &hang).await;
+    assert_refused(
+        &subscribe(&mut c, "h", "/default/a", &hang).await,
+        "subscribe_error",
+        "h",
+    );
+    assert_http_refused(&post(&w, &body, &[("Authorization", "hang-mallory")]).await);
+    // The connection is still served.
+    assert_success(
+        &subscribe(&mut c, "ok", "/default/a", &key_auth).await,
+        "subscribe_success",
+        "ok",
+    );
+    w.stop().await;
+
+    let logs = logs.0.lock().unwrap().clone();
+    assert!(
+        logs.contains("authorization refused"),
+        "refusals are logged:\n{logs}"
+    );
+    let signature = |auth: &Value| {
+        auth["Authorization"]
+            .as_str()
+            .and_then(|a| a.rsplit_once("Signature="))
+            .map(|(_, s)| s.to_owned())
+            .unwrap()
+    };
+    let mut secrets: Vec<String> = tokens.iter().map(|t| (*t).clone()).collect();
+    // The signature part of each JWT on its own.
+    secrets.extend(
+        tokens
+            .iter()
+            .filter_map(|t| t.rsplit('.').next())
+            .filter(|s| s.len() > 8)
+            .map(str::to_owned),
+    );
+    secrets.extend([
+        SK_ALL.to_owned(),
+        signature(&old_pub),
+        "hang-mallory".to_owned(),
+        KEY.to_owned(),
+    ]);
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "the log contains a secret ({secret}):\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_provider_mode_is_refused_when_not_configured() {
+    // API keys only: no [[auth.providers]] at all.
+    let server = start(common::config()).await;
+    let host = server.addr.to_string();
+    let (oidc, cognito, hook) = (idp().await, idp().await, authorizer().await);
+    let tokens = [
+        oidc_token(&oidc, "x"),
+        cognito_token(&cognito, "x"),
+        "allow-x".to_owned(),
+    ];
+    let body = publish_body("/default/a", &["1".to_owned()]);
+    let w = World {
+        oidc,
+        cognito,
+        hook,
+        server,
+    };
+    let mut iam_auths = vec![w.iam_auth((AK_ALL, SK_ALL), "{}")];
+    iam_auths.extend(
+        tokens
+            .iter()
+            .map(|t| json!({"host": host, "Authorization": t})),
+    );
+    for auth in &iam_auths {
+        assert_connect_refused(&w, auth).await;
+    }
+    let mut c = w.ready(&json!({"host": host, "x-api-key": KEY})).await;
+    for auth in &iam_auths {
+        assert_refused(
+            &subscribe(&mut c, "s", "/default/a", auth).await,
+            "subscribe_error",
+            "s",
+        );
+    }
+    for token in &tokens {
+        assert_http_refused(&post(&w, &body, &[("Authorization", token)]).await);
+    }
+    assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &body, false).await.0, 401);
+    assert!(w.hook.bodies("/authorize").is_empty());
+    assert!(w.oidc.hits.lock().unwrap().is_empty(), "no IdP is asked");
     w.stop().await;
 }
