@@ -20,6 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// amplify-js gives the connection and the subscription acknowledgements 15 s each.
@@ -28,6 +29,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_millis(300_000);
 /// AppSync accepts 1 to 5 events per publish.
 const MAX_EVENTS: usize = 5;
+/// The most we read of one reply or socket message. Events are at most 240 KB and requests
+/// 1.2 MB, so anything larger is a broken or hostile server, not something to buffer.
+const MAX_MESSAGE: usize = 4 << 20;
 
 /// Where and how to connect; shared by `publish` and `subscribe`.
 #[derive(clap::Args)]
@@ -104,12 +108,12 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
             if args.ws {
                 publish_ws(&target, &args.channel, &events).await
             } else {
-                publish_http(&target, &args.channel, &events, timeout).await
+                publish_http(&target, &args.channel, &events).await
             }
         })
         .await
         .map_err(|_| anyhow!("no reply within {} s", args.timeout_secs))??;
-        print_line(&Value::Object(reply.clone()).to_string())?;
+        print_line(&serde_json::to_string(&reply)?)?;
         failed_events(&reply)
     })
 }
@@ -302,7 +306,6 @@ async fn publish_http(
     target: &Target,
     channel: &str,
     events: &[String],
-    timeout: Duration,
 ) -> anyhow::Result<Map<String, Value>> {
     // reqwest is built without a bundled crypto provider; TLS uses our config, but the builder
     // still wants a process default. Losing the race to another installer is fine.
@@ -313,12 +316,11 @@ async fn publish_http(
         .tls_backend_preconfigured((*target.tls).clone())
         // Straight to the endpoint, like the socket (which knows nothing of proxies).
         .no_proxy()
-        .timeout(timeout)
         .build()
         .context("cannot build the HTTP client")?;
     let body = json!({"channel": channel, "events": events});
     let url = &target.http;
-    let resp = client
+    let mut resp = client
         .post(url.clone())
         .header("content-type", "application/json")
         .header(target.header.0, &target.header.1)
@@ -327,10 +329,18 @@ async fn publish_http(
         .await
         .with_context(|| format!("POST {url} failed"))?;
     let status = resp.status();
-    let text = resp
-        .text()
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .with_context(|| format!("reading the reply to POST {url}"))?;
+        .with_context(|| format!("reading the reply to POST {url}"))?
+    {
+        if body.len() + chunk.len() > MAX_MESSAGE {
+            bail!("the reply to POST {url} is larger than {MAX_MESSAGE} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&body);
     let reply: Option<Map<String, Value>> = serde_json::from_str(&text).ok();
     match reply {
         Some(reply) if status.is_success() => Ok(reply),
@@ -561,7 +571,8 @@ async fn connect(target: &Target) -> anyhow::Result<(Socket, Duration)> {
             HeaderValue::from_str(&format!("aws-appsync-event-ws, header-{header}"))
                 .context("the credentials do not fit in a header")?,
         );
-        let (ws, _) = tokio_tungstenite::client_async(request, io)
+        let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
             .await
             .map_err(|e| upgrade_error(url, e))?;
         anyhow::Ok(ws)
