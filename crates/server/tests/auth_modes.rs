@@ -293,87 +293,8 @@ impl World {
     }
 
     async fn with_connection_modes(connection_modes: &str) -> World {
-        World::from_toml(|oidc, cognito, hook| {
-            format!(
-                r#"
-listen = "127.0.0.1:0"
-shutdown_grace_ms = 500
-
-[auth]
-connection_auth_modes = {connection_modes}
-default_publish_auth_modes = {ALL_MODES}
-default_subscribe_auth_modes = {ALL_MODES}
-
-[[auth.api_keys]]
-key = "{KEY}"
-
-[[auth.providers]]
-auth_type = "OPENID_CONNECT"
-issuer = "{oidc}"
-client_id = "{OIDC_CLIENT}"
-
-[[auth.providers]]
-auth_type = "AMAZON_COGNITO_USER_POOLS"
-user_pool_id = "us-east-1_HeraldTest"
-aws_region = "us-east-1"
-app_id_client_regex = "{COGNITO_CLIENT}"
-issuer = "{cognito}"
-
-[[auth.providers]]
-auth_type = "AWS_LAMBDA"
-authorizer_url = "{hook}/authorize"
-# Short, so the hanging-webhook test is quick; a loopback answer takes milliseconds.
-timeout_ms = 1500
-
-[[auth.providers]]
-auth_type = "AWS_IAM"
-region = "{REGION}"
-
-[[auth.providers.keys]]
-access_key_id = "{AK_ALL}"
-secret_access_key = "{SK_ALL}"
-principal = "arn:aws:iam::111122223333:user/all"
-actions = ["EventConnect", "EventPublish", "EventSubscribe"]
-
-[[auth.providers.keys]]
-access_key_id = "{AK_DEFAULT}"
-secret_access_key = "{SK_DEFAULT}"
-principal = "default-only"
-actions = ["EventConnect", "EventPublish", "EventSubscribe"]
-namespaces = ["default"]
-
-[[auth.providers.keys]]
-access_key_id = "{AK_SESSION}"
-secret_access_key = "{SK_SESSION}"
-session_token = "{SESSION_TOKEN}"
-principal = "session"
-actions = ["EventConnect", "EventPublish", "EventSubscribe"]
-
-[[auth.providers.keys]]
-access_key_id = "{AK_READER}"
-secret_access_key = "{SK_READER}"
-principal = "reader"
-actions = ["EventConnect", "EventSubscribe"]
-
-[[namespaces]]
-name = "default"
-
-[[namespaces]]
-name = "split"
-publish_auth_modes = ["AWS_IAM"]
-subscribe_auth_modes = ["OPENID_CONNECT", "AWS_LAMBDA"]
-
-[[namespaces]]
-name = "pool"
-publish_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
-subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
-"#,
-                oidc = oidc.url(),
-                cognito = cognito.url(),
-                hook = hook.url(),
-            )
-        })
-        .await
+        World::from_toml(|oidc, cognito, hook| test_config(connection_modes, oidc, cognito, hook))
+            .await
     }
 
     /// A server configured by `toml(oidc, cognito, webhook)`, which names the fixtures.
@@ -469,6 +390,93 @@ subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
     async fn stop(self) {
         self.server.stop().await;
     }
+}
+
+/// The configuration of [`World::start`]: every provider, `connection_modes` for connecting.
+fn test_config(
+    connection_modes: &str,
+    oidc: &Fixture,
+    cognito: &Fixture,
+    hook: &Fixture,
+) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+shutdown_grace_ms = 500
+
+[auth]
+connection_auth_modes = {connection_modes}
+default_publish_auth_modes = {ALL_MODES}
+default_subscribe_auth_modes = {ALL_MODES}
+
+[[auth.api_keys]]
+key = "{KEY}"
+
+[[auth.providers]]
+auth_type = "OPENID_CONNECT"
+issuer = "{oidc}"
+client_id = "{OIDC_CLIENT}"
+
+[[auth.providers]]
+auth_type = "AMAZON_COGNITO_USER_POOLS"
+user_pool_id = "us-east-1_HeraldTest"
+aws_region = "us-east-1"
+app_id_client_regex = "{COGNITO_CLIENT}"
+issuer = "{cognito}"
+
+[[auth.providers]]
+auth_type = "AWS_LAMBDA"
+authorizer_url = "{hook}/authorize"
+# Short, so the hanging-webhook test is quick; a loopback answer takes milliseconds.
+timeout_ms = 1500
+
+[[auth.providers]]
+auth_type = "AWS_IAM"
+region = "{REGION}"
+
+[[auth.providers.keys]]
+access_key_id = "{AK_ALL}"
+secret_access_key = "{SK_ALL}"
+principal = "arn:aws:iam::111122223333:user/all"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+
+[[auth.providers.keys]]
+access_key_id = "{AK_DEFAULT}"
+secret_access_key = "{SK_DEFAULT}"
+principal = "default-only"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+namespaces = ["default"]
+
+[[auth.providers.keys]]
+access_key_id = "{AK_SESSION}"
+secret_access_key = "{SK_SESSION}"
+session_token = "{SESSION_TOKEN}"
+principal = "session"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+
+[[auth.providers.keys]]
+access_key_id = "{AK_READER}"
+secret_access_key = "{SK_READER}"
+principal = "reader"
+actions = ["EventConnect", "EventSubscribe"]
+
+[[namespaces]]
+name = "default"
+
+[[namespaces]]
+name = "split"
+publish_auth_modes = ["AWS_IAM"]
+subscribe_auth_modes = ["OPENID_CONNECT", "AWS_LAMBDA"]
+
+[[namespaces]]
+name = "pool"
+publish_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
+subscribe_auth_modes = ["AMAZON_COGNITO_USER_POOLS"]
+"#,
+        oidc = oidc.url(),
+        cognito = cognito.url(),
+        hook = hook.url(),
+    )
 }
 
 /// Signs a request with `aws-sigv4` for `appsync` in [`REGION`]; returns the headers to add.
@@ -1653,5 +1661,35 @@ async fn every_provider_mode_is_refused_when_not_configured() {
     assert_eq!(post_iam(&w, (AK_ALL, SK_ALL), &body, false).await.0, 401);
     assert!(w.hook.bodies("/authorize").is_empty());
     assert!(w.oidc.hits.lock().unwrap().is_empty(), "no IdP is asked");
+    w.stop().await;
+}
+
+/// Delivery to a connection's existing subscriptions must not wait for another operation's
+/// authorization (a webhook or JWKS fetch can take up to its timeout). Ignored until
+/// `connection/` flushes the outbox while an operation is being authorized.
+#[tokio::test]
+#[ignore = "connection/ does not write queued frames while an operation awaits authorization"]
+async fn slow_authorization_does_not_delay_delivery() {
+    // The webhook never answers `hang-*`, and Herald waits longer than this test does.
+    let w = World::from_toml(|o, c, h| {
+        let config = test_config(ALL_MODES, o, c, h);
+        assert!(config.contains("timeout_ms = 1500"));
+        config.replace("timeout_ms = 1500", "timeout_ms = 60000")
+    })
+    .await;
+    let key_auth = json!({"host": w.host(), "x-api-key": KEY});
+    let mut c = w.ready(&key_auth).await;
+    assert_success(
+        &subscribe(&mut c, "s1", "/default/a", &key_auth).await,
+        "subscribe_success",
+        "s1",
+    );
+    // A subscribe whose authorization never completes.
+    c.send(json!({"type": "subscribe", "id": "h", "channel": "/default/b", "authorization": w.token_auth("hang-x")})).await;
+    let body = publish_body("/default/a", &["1".to_owned()]);
+    let (status, _, _) = post(&w, &body, &[("x-api-key", KEY)]).await;
+    assert_eq!(status, 200);
+    // Within the harness's wait bound, not after the 60 s authorizer timeout.
+    assert_eq!(next_event(&mut c, "s1").await, json!(1));
     w.stop().await;
 }
