@@ -165,8 +165,8 @@ impl Subscriber {
     }
 
     /// Waits for the process to exit (it has a --timeout-secs of its own) and returns its
-    /// stdout lines parsed as JSON.
-    fn finish(mut self) -> (bool, Vec<Value>) {
+    /// stdout lines parsed as JSON, and the stderr lines not read yet.
+    fn finish(mut self) -> (bool, Vec<Value>, Vec<String>) {
         let mut out = String::new();
         self.child
             .stdout
@@ -179,7 +179,9 @@ impl Subscriber {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        (status.success(), lines)
+        // The reader thread ends at EOF, which closes the channel.
+        let stderr = self.stderr.iter().collect();
+        (status.success(), lines, stderr)
     }
 }
 
@@ -244,7 +246,7 @@ fn round_trip(endpoint: &str, ca: Option<&Path>) {
     let reply = publish_ok(endpoint, &args);
     assert_eq!(reply["successful"][0]["delivered"], 1, "{reply}");
 
-    let (ok, lines) = sub.finish();
+    let (ok, lines, _) = sub.finish();
     assert!(ok, "subscriber exits 0 after --count events");
     assert_eq!(
         lines,
@@ -339,7 +341,7 @@ fn positions_wildcards_and_resume_on_a_history_namespace() {
     );
     sub.wait_subscribed();
     publish_ok(&endpoint, &["--ws", "--api-key", KEY, "/chat/room2", "[3]"]);
-    let (ok, lines) = sub.finish();
+    let (ok, lines, _) = sub.finish();
     assert!(ok);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["channel"], "/chat/room2");
@@ -364,7 +366,7 @@ fn positions_wildcards_and_resume_on_a_history_namespace() {
         sub.wait_subscribed(),
         "subscribed to /chat/room1 (resumed: 1 replayed)"
     );
-    let (ok, lines) = sub.finish();
+    let (ok, lines, _) = sub.finish();
     assert!(ok);
     assert_eq!(lines[0]["event"], json!({"i": 2}));
     assert_eq!(lines[0]["position"]["offset"], 2);
@@ -382,7 +384,7 @@ fn positions_wildcards_and_resume_on_a_history_namespace() {
             "/chat/room1",
         ],
     );
-    let (ok, lines) = sub.finish();
+    let (ok, lines, _) = sub.finish();
     assert!(ok);
     let events: Vec<&Value> = lines.iter().map(|l| &l["event"]).collect();
     assert_eq!(events, [&json!({"i": 1}), &json!({"i": 2})]);
@@ -395,10 +397,15 @@ fn subscribe_timeout_without_enough_events_is_an_error() {
         &server.http(),
         &["--count", "1", "--timeout-secs", "1", "/default/quiet"],
     );
-    sub.wait_subscribed();
-    let (ok, lines) = sub.finish();
+    // Not waiting for "subscribed": on a loaded machine the deadline may pass before it.
+    let (ok, lines, stderr) = sub.finish();
     assert!(!ok, "timed out before --count events");
     assert!(lines.is_empty());
+    assert_eq!(
+        stderr.last().map(String::as_str),
+        Some("error: timed out after 1 s with 0 of 1 events"),
+        "{stderr:?}"
+    );
 }
 
 /// A Lambda-style authorizer webhook on loopback: allows exactly `Authorization: Bearer good`,
@@ -470,7 +477,7 @@ fn token_mode_through_a_lambda_authorizer() {
         &endpoint,
         &["--ws", "--token", "Bearer good", "/default/t", "2"],
     );
-    let (ok, lines) = sub.finish();
+    let (ok, lines, _) = sub.finish();
     assert!(ok);
     let events: Vec<&Value> = lines.iter().map(|l| &l["event"]).collect();
     assert_eq!(events, [&json!(1), &json!(2)]);
