@@ -171,6 +171,12 @@ impl Authorizer {
         }
     }
 
+    /// Fetches every JWT issuer's keys now, so the first token does not wait for discovery and
+    /// the JWKS. Failures are logged and retried on demand; call it once after startup.
+    pub async fn prefetch_keys(&self) {
+        self.providers.prefetch_keys().await;
+    }
+
     fn check_api_key(&self, presented: &[u8], now: i64) -> Result<Identity, &'static str> {
         // Compare against every key so timing does not reveal which prefix matched.
         let mut found: Option<&ApiKey> = None;

@@ -1693,3 +1693,35 @@ async fn slow_authorization_does_not_delay_delivery() {
     assert_eq!(next_event(&mut c, "s1").await, json!(1));
     w.stop().await;
 }
+
+#[tokio::test]
+async fn a_mode_list_naming_an_unconfigured_provider_stops_startup() {
+    use figment::providers::Format;
+    let toml = r#"
+listen = "127.0.0.1:0"
+[auth]
+connection_auth_modes = ["API_KEY", "OPENID_CONNECT"]
+default_subscribe_auth_modes = ["AWS_LAMBDA"]
+[[namespaces]]
+name = "default"
+publish_auth_modes = ["AWS_IAM"]
+"#;
+    let config: herald_server::Config =
+        figment::Figment::from(figment::providers::Toml::string(toml))
+            .extract()
+            .unwrap();
+    let Err(e) = herald_server::Server::bind(config).await else {
+        panic!("the server started without the providers its mode lists name");
+    };
+    let e = e.to_string();
+    for named in [
+        "auth.connection_auth_modes",
+        "OPENID_CONNECT",
+        "auth.default_subscribe_auth_modes",
+        "AWS_LAMBDA",
+        "publish_auth_modes",
+        "AWS_IAM",
+    ] {
+        assert!(e.contains(named), "{named} is named in: {e}");
+    }
+}
