@@ -122,6 +122,8 @@ run_cases() {
     FRESH_CASE=idle-10000
     run_case "$server" idle-10000 idle --connections 10000 --hold-secs 2
     run_case "$server" fanout-1x10000 fanout --subscribers 10000 --secs 10 "${PUB4[@]}"
+    # Sockudo answers an HTTP publish only after its fan-out: give every server 32 publishers too.
+    run_case "$server" fanout-1x10000-p32 fanout --subscribers 10000 --secs 10 "${PUB32[@]}"
     run_case "$server" channels-1000x10 channels --channels 1000 --subscribers 10 --wildcard-share 0 --batch 5 --secs 10 "${PUB32[@]}"
     run_case "$server" channels-1000x10-wild10 channels --channels 1000 --subscribers 10 --wildcard-share 0.1 --batch 5 --secs 10 "${PUB32[@]}"
     run_case "$server" unloaded-1x1 fanout --subscribers 1 --rate 100 --secs 5 "${PUB4[@]}"
