@@ -52,13 +52,10 @@ where
         refuse(&mut io, &err).await;
         return;
     };
-    let identity = match state
-        .authorize(
-            &state.config.auth.connection_auth_modes,
-            Check::connect(&fields),
-        )
-        .await
-    {
+    let live = state.live();
+    let modes = live.config.auth.connection_auth_modes.clone();
+    drop(live);
+    let identity = match Box::pin(state.authorize(&modes, Check::connect(&fields))).await {
         Ok(identity) => identity,
         Err(err) => {
             metrics.connect_client_error.inc();
@@ -213,7 +210,9 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                     match message {
                         Message::Text(text) => {
                             state.metrics.inbound_messages.inc();
-                            session.handle(&text).await
+                            // Boxed: handling may await large futures (identity providers,
+                            // handlers); inline, they would enlarge every idle connection's task.
+                            Box::pin(session.handle(&text)).await
                         }
                         Message::Binary => session.binary(),
                         Message::Ping(payload) => ws::write_frame(&mut wbuf, ws::OP_PONG, &[&payload]),
