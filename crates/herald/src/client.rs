@@ -100,15 +100,17 @@ pub struct SubscribeArgs {
 }
 
 pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let events = check_events(&args.events)?;
+    check_events(&args.events)?;
+    // Sent as given: Herald forwards event strings byte for byte.
+    let events = &args.events;
     let target = Target::new(&args.connection)?;
     let timeout = Duration::from_secs(args.timeout_secs);
     runtime()?.block_on(async {
         let reply = tokio::time::timeout(timeout, async {
             if args.ws {
-                publish_ws(&target, &args.channel, &events).await
+                publish_ws(&target, &args.channel, events).await
             } else {
-                publish_http(&target, &args.channel, &events).await
+                publish_http(&target, &args.channel, events).await
             }
         })
         .await
@@ -145,7 +147,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Checks every argument locally, so a typo is reported before anything is sent.
-fn check_events(events: &[String]) -> anyhow::Result<Vec<String>> {
+fn check_events(events: &[String]) -> anyhow::Result<()> {
     if events.len() > MAX_EVENTS {
         bail!(
             "{} events given; a publish takes 1 to {MAX_EVENTS}",
@@ -160,8 +162,7 @@ fn check_events(events: &[String]) -> anyhow::Result<Vec<String>> {
             );
         }
     }
-    // Sent as given: Herald forwards event strings byte for byte.
-    Ok(events.to_vec())
+    Ok(())
 }
 
 fn resume_request(args: &SubscribeArgs) -> anyhow::Result<Option<Value>> {
