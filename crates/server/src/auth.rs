@@ -266,3 +266,86 @@ mod tests {
         assert!(a.authorize(&other, Check::connect(&f)).await.is_err());
     }
 }
+
+#[cfg(test)]
+mod http_sigv4_tests {
+    //! SigV4 over a real HTTP request other than `POST /event` (e.g. `GET /event/history`):
+    //! `Presented::Http` verifies the request as sent, so a server route only has to pass it.
+    use super::*;
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    use herald_auth::ProviderConfig;
+    use herald_auth::sigv4::{AccessKeyConfig, IamAction, SigV4Config};
+
+    #[tokio::test]
+    async fn a_signed_get_is_verified_as_sent() {
+        let authorizer = Authorizer::new(&AuthConfig {
+            providers: vec![ProviderConfig::Iam(SigV4Config {
+                keys: vec![AccessKeyConfig {
+                    access_key_id: "AKIDREADER".into(),
+                    secret_access_key: "reader-secret".into(),
+                    session_token: None,
+                    actions: vec![IamAction::EventSubscribe],
+                    namespaces: vec!["hist".into()],
+                    principal: "reader".into(),
+                    account_id: None,
+                }],
+                ..SigV4Config::default()
+            })],
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        let url = "http://127.0.0.1:8080/event/history?channel=/hist/a&limit=10";
+        let identity = Credentials::new("AKIDREADER", "reader-secret", None, None, "t").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("appsync")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "GET",
+            url,
+            [("host", "127.0.0.1:8080")].into_iter(),
+            SignableBody::Bytes(b""),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut request = hyper::Request::builder()
+            .method("GET")
+            .uri("/event/history?channel=/hist/a&limit=10")
+            .header("host", "127.0.0.1:8080");
+        let mut fields = AuthFields::new();
+        for (k, v) in instructions.headers() {
+            request = request.header(k, v);
+            fields.insert(k, v);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        let check = |namespace| Check {
+            operation: Operation::Subscribe,
+            namespace: Some(namespace),
+            channel: Some("/hist/a"),
+            credential: Presented::Http {
+                parts: &parts,
+                body: b"",
+                fields: &fields,
+            },
+        };
+        let id = authorizer
+            .authorize(&[AuthMode::Iam], check("hist"))
+            .await
+            .unwrap();
+        assert_eq!(id.mode(), AuthMode::Iam);
+        // The key's namespace grant still applies.
+        assert!(
+            authorizer
+                .authorize(&[AuthMode::Iam], check("other"))
+                .await
+                .is_err()
+        );
+    }
+}
