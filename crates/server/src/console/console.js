@@ -108,13 +108,20 @@ function addLog({ dir, type, summary, raw, channel, cls }) {
   text.textContent = summary ?? '';
   li.append(text);
   if (raw !== undefined) {
-    const details = document.createElement('details');
-    const sum = document.createElement('summary');
-    sum.textContent = 'frame';
+    const toggle = document.createElement('button');
+    toggle.type = 'button';
+    toggle.className = 'raw-toggle';
+    toggle.textContent = '{ }';
+    toggle.title = 'Show the whole frame';
+    toggle.setAttribute('aria-expanded', 'false');
     const pre = document.createElement('pre');
+    pre.hidden = true;
     pre.textContent = typeof raw === 'string' ? raw : JSON.stringify(redact(raw), null, 2);
-    details.append(sum, pre);
-    li.append(details);
+    toggle.addEventListener('click', () => {
+      pre.hidden = !pre.hidden;
+      toggle.setAttribute('aria-expanded', String(!pre.hidden));
+    });
+    li.append(toggle, pre);
   }
   applyFilter(li);
   const follow = $('autoscroll').checked;
@@ -802,7 +809,7 @@ function showAuthFields() {
 function showEndpointHint() {
   try {
     const u = endpoints($('endpoint').value);
-    $('endpoint-hint').textContent = `WebSocket ${u.realtime} · HTTP ${u.http}`;
+    $('endpoint-hint').textContent = `WebSocket ${u.realtime}\nHTTP ${u.http}`;
     $('endpoint-hint').classList.remove('error');
   } catch (e) {
     $('endpoint-hint').textContent = e.message;
