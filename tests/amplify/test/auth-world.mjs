@@ -201,10 +201,14 @@ subscribe_auth_modes = ["OPENID_CONNECT", "AWS_LAMBDA"]
   };
 }
 
-/** What amplify-js expects from a token provider: `{ payload, toString() }` per token. */
-export function amplifyJwt(token) {
-  const payload = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
-  return { payload, toString: () => token };
+/**
+ * What amplify-js expects from a token provider: `{ payload, toString() }` per token.
+ * The same code as docs/authorization.md's example (browser APIs only).
+ */
+export function amplifyJwt(jwt) {
+  const base64 = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return { payload: JSON.parse(new TextDecoder().decode(bytes)), toString: () => jwt };
 }
 
 /** Amplify options whose token provider hands out `token()` as the access token. */
