@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { eventsConfig, roundTrip, startAuthWorld } from './auth-world.mjs';
-import { assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
+import { assertPostError, frameMark, framesSince, subscribeInbox, uniqueSegment, waitForFrame, withTimeout } from './helpers.mjs';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
 
@@ -58,4 +58,18 @@ test('lambda: the authorizer refusing publish or everything surfaces as Unauthor
   const denied = subscribeInbox(ch, 'denied subscriber', deny);
   await assert.rejects(withTimeout(denied.sub.ready, T, 'denied subscribe settles'), /Unauthorized/);
   await ch.close();
+});
+
+test('lambda: a connection the authorizer denies rejects events.connect, without retrying', { timeout: 30_000 }, async () => {
+  await events.closeAll();
+  const mark = frameMark();
+  await assert.rejects(
+    withTimeout(events.connect('/default/denied', { authMode: 'lambda', authToken: 'deny-amplify-frank' }), 20_000, 'denied connect settles'),
+    /UnauthorizedException/,
+  );
+  const refusal = await waitForFrame((f) => f.dir === 'in' && f.json?.type === 'connection_error', { since: mark });
+  assert.equal(refusal.json.errors?.[0]?.errorType, 'UnauthorizedException');
+  assert.equal(framesSince(mark).filter((f) => f.dir === 'open').length, 1, 'no retry');
+  const asked = world.hookCalls.filter((c) => c.authorizationToken === 'deny-amplify-frank');
+  assert.deepEqual(asked.map((c) => c.requestContext.operation), ['EVENT_CONNECT']);
 });
