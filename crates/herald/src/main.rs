@@ -115,6 +115,56 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `serve` was given on the command line; applied on start and again on every reload.
+#[derive(Clone)]
+struct ServeArgs {
+    file: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    api_keys: Vec<String>,
+    dev_tls: bool,
+    data_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The file (or defaults), environment and flags, as one configuration. `generated` is the
+    /// key generated at first start, kept across reloads.
+    fn config(&self, generated: Option<&str>) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.file.as_deref())?;
+        if self.file.is_none() && config.namespaces.is_empty() {
+            config.namespaces.push(NamespaceConfig {
+                name: "default".into(),
+                publish_auth_modes: None,
+                subscribe_auth_modes: None,
+                history: None,
+                handlers: None,
+                rules: None,
+            });
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config.tls.dev |= self.dev_tls;
+        for key in &self.api_keys {
+            config.auth.api_keys.push(ApiKeyConfig {
+                key: key.clone(),
+                name: Some("command-line".into()),
+                expires: None,
+            });
+        }
+        if let Some(key) = generated {
+            config.auth.api_keys.push(ApiKeyConfig {
+                key: key.to_owned(),
+                name: Some("generated".into()),
+                expires: None,
+            });
+        }
+        Ok(config)
+    }
+}
+
 fn serve(
     file: Option<PathBuf>,
     listen: Option<SocketAddr>,
@@ -122,39 +172,18 @@ fn serve(
     dev_tls: bool,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut config = Config::load(file.as_deref())?;
-    if file.is_none() && config.namespaces.is_empty() {
-        config.namespaces.push(NamespaceConfig {
-            name: "default".into(),
-            publish_auth_modes: None,
-            subscribe_auth_modes: None,
-            history: None,
-            handlers: None,
-            rules: None,
-        });
-    }
-    if let Some(listen) = listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
-    config.tls.dev |= dev_tls;
-    for key in api_keys {
-        config.auth.api_keys.push(ApiKeyConfig {
-            key,
-            name: Some("command-line".into()),
-            expires: None,
-        });
-    }
+    let args = ServeArgs {
+        file,
+        listen,
+        api_keys,
+        dev_tls,
+        data_dir,
+    };
+    let mut config = args.config(None)?;
     let mut generated = None;
     if config.auth.api_keys.is_empty() {
         let key = herald_server::id::api_key();
-        config.auth.api_keys.push(ApiKeyConfig {
-            key: key.clone(),
-            name: Some("generated".into()),
-            expires: None,
-        });
+        config = args.config(Some(&key))?;
         generated = Some(key);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -163,6 +192,12 @@ fn serve(
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
+        let source_key = generated.clone();
+        server.set_reload_source(Box::new(move || {
+            args.config(source_key.as_deref())
+                .map_err(|e| format!("{e:#}"))
+        }));
+        spawn_reload_on_sighup(server.reloader());
         let addr = server.local_addr();
         let host = if addr.ip().is_unspecified() {
             format!("localhost:{}", addr.port())
@@ -187,6 +222,27 @@ fn serve(
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// SIGHUP reloads namespaces, keys, providers, rules and handlers without dropping connections;
+/// a configuration that fails validation is refused and the running one kept.
+fn spawn_reload_on_sighup(reloader: herald_server::server::Reloader) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload instead");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(()) => tracing::info!("reloaded on SIGHUP"),
+                Err(e) => tracing::error!(error = %e, "reload on SIGHUP refused"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_history::{
-    FjallOptions, FjallStore, HistoryError, HistoryStore, MemoryOptions, MemoryStore, Position,
-    ReadOutcome, Retention, Since, StoredEvent, SyncPolicy, UnrecoverableReason,
+    AnyStore, FjallOptions, FjallStore, HistoryError, HistoryStore, MemoryOptions, MemoryStore,
+    Position, ReadOutcome, Retention, Since, StoredEvent, SyncPolicy, UnrecoverableReason,
 };
 use herald_protocol::reply::{self, ResumeReport, StreamPosition};
 use herald_protocol::{Channel, ErrorType, Pattern, Resume, WireError};
@@ -33,48 +33,7 @@ const ROUND_EVENTS: usize = 2048;
 const READ_PAGE: usize = 500;
 
 /// The store, whichever backend the configuration picked.
-pub enum Store {
-    Memory(MemoryStore),
-    Fjall(FjallStore),
-}
-
-macro_rules! each {
-    ($self:expr, $s:ident => $e:expr) => {
-        match $self {
-            Store::Memory($s) => $e,
-            Store::Fjall($s) => $e,
-        }
-    };
-}
-
-impl Store {
-    async fn append(
-        &self,
-        ns: &str,
-        channel: &str,
-        events: Vec<Bytes>,
-        time_ms: u64,
-    ) -> Result<Vec<Position>, HistoryError> {
-        each!(self, s => s.append(ns, channel, events, time_ms).await)
-    }
-
-    pub async fn read(
-        &self,
-        channel: &str,
-        since: Since,
-        limit: usize,
-    ) -> Result<ReadOutcome, HistoryError> {
-        each!(self, s => s.read(channel, since, limit).await)
-    }
-
-    async fn channels_under(&self, prefix: &str) -> Result<Vec<String>, HistoryError> {
-        each!(self, s => s.channels_under(prefix).await)
-    }
-
-    fn set_retention(&self, ns: &str, retention: Retention) {
-        each!(self, s => s.set_retention(ns, retention))
-    }
-}
+pub type Store = AnyStore;
 
 /// What a publish got from history.
 pub struct Appended {

@@ -236,7 +236,7 @@ const HISTORY_PAGE_MAX: usize = 1000;
 /// `GET /event/history?channel=/ns/a&since=<epoch>:<offset>|<ms>&limit=N` (Herald extension),
 /// authorized like a subscription to the channel.
 async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body>, WireError> {
-    use herald_history::{Position, ReadOutcome, Since};
+    use herald_history::{HistoryStore, Position, ReadOutcome, Since};
     let bad = |m: &str| WireError::new(ErrorType::BadRequest, m);
     let mut channel = None;
     let mut since = Since::Start;
