@@ -128,7 +128,7 @@ run_cases() {
     run_case "$server" channels-1000x10-wild10 channels --channels 1000 --subscribers 10 --wildcard-share 0.1 --batch 5 --secs 10 "${PUB32[@]}"
     run_case "$server" unloaded-1x1 fanout --subscribers 1 --rate 100 --secs 5 "${PUB4[@]}"
     run_case "$server" unloaded-1x100 fanout --subscribers 100 --rate 100 --secs 5 "${PUB4[@]}"
-    run_case "$server" sweep-1x1000 sweep --subscribers 1000 --start-rate 50 --factor 2 --max-steps 12 --step-secs 3 "${PUB32[@]}"
+    run_case "$server" sweep-1x1000 sweep --subscribers 1000 --start-rate 50 --factor 2 --max-steps 12 --step-secs 3 --max-p99-ms 1000 "${PUB32[@]}"
     run_case "$server" connect-20000 connect --connections 20000 --concurrency 64 --secs 10
     stop_server "$SPID"
 }
