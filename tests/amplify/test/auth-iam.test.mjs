@@ -53,6 +53,28 @@ for (const form of ['http', 'https']) {
   });
 }
 
+test('iam: socket publish of events with every kind of JSON escaping verifies', { timeout: 30_000 }, async () => {
+  await events.closeAll();
+  credentials = IAM_ALL;
+  configure(world.httpEndpoint);
+  // Herald rebuilds the body amplify-js signed (JSON.stringify of channel and event strings).
+  const payloads = [
+    { s: '\u0001\u001f\b\f\n\r\t "quoted" \\ back / slash \u007f é \u2028\u2029 😀 </script>' },
+    'just a string with \\ and "',
+    [1, -0.5, 1e21, null, true, {}],
+  ];
+  const seg = uniqueSegment('iam-escapes');
+  const ch = await withTimeout(events.connect(`/default/${seg}`), T, 'connect');
+  const s = subscribeInbox(ch, 'escapes subscriber');
+  await withTimeout(s.sub.ready, T, 'subscription ready');
+  await withTimeout(ch.publish(payloads), T, 'IAM publish of tricky events resolves');
+  for (const p of payloads) {
+    const got = await s.events.waitFor((e) => JSON.stringify(e) === JSON.stringify(p), { timeoutMs: T, what: JSON.stringify(p) });
+    assert.deepEqual(got, p);
+  }
+  await ch.close();
+});
+
 test('iam: temporary credentials with a session token', { timeout: 30_000 }, async () => {
   await events.closeAll();
   credentials = IAM_SESSION;
