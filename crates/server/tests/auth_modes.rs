@@ -1801,3 +1801,84 @@ async fn history_read_with_sigv4_over_the_real_request() {
     assert_eq!(reply["events"][0]["event"], "\"kept\"", "{reply}");
     w.stop().await;
 }
+
+/// A handler that copies `ctx.identity` into each event, so the test can see what handlers get.
+const IDENTITY_ECHO: &str = r#"
+export function onPublish(ctx) {
+  return ctx.events.map(e => ({ id: e.id, payload: { ...e.payload, identity: ctx.identity ?? null } }));
+}
+"#;
+
+#[tokio::test]
+async fn handlers_see_the_identity_each_mode_established() {
+    let w = World::from_toml(|o, c, h| {
+        format!(
+            "{}\n[[namespaces]]\nname = \"who\"\nhandlers = {{ code = '''{IDENTITY_ECHO}''' }}\n",
+            test_config(ALL_MODES, o, c, h)
+        )
+    })
+    .await;
+    let key_auth = json!({"host": w.host(), "x-api-key": KEY});
+    let mut c = w.ready(&key_auth).await;
+    assert_success(
+        &subscribe(&mut c, "s", "/who/*", &key_auth).await,
+        "subscribe_success",
+        "s",
+    );
+    let oidc = oidc_token(&w.oidc, "olivia");
+    let cognito = cognito_token(&w.cognito, "paul");
+    let events = vec!["{\"n\":1}".to_owned()];
+    let body = publish_body("/who/a", &events);
+    let iam_socket = w.iam_auth((AK_ALL, SK_ALL), &body);
+    let cases: [(&str, Value); 4] = [
+        ("oidc", w.token_auth(&oidc)),
+        ("cognito", w.token_auth(&cognito)),
+        ("lambda", w.token_auth("allow-quinn")),
+        ("iam", iam_socket),
+    ];
+    let mut seen = std::collections::HashMap::new();
+    for (name, auth) in &cases {
+        // Over the socket, then over HTTP with the same mode: both get the same identity.
+        assert_success(
+            &publish(&mut c, name, "/who/a", &events, auth).await,
+            "publish_success",
+            name,
+        );
+        let socket = next_event(&mut c, "s").await["identity"].clone();
+        let (status, reply) = if *name == "iam" {
+            post_iam(&w, (AK_ALL, SK_ALL), &body, false).await
+        } else {
+            let token = auth["Authorization"].as_str().unwrap();
+            let (status, reply, _) = post(&w, &body, &[("Authorization", token)]).await;
+            (status, reply)
+        };
+        assert_eq!(status, 200, "{reply}");
+        let http = next_event(&mut c, "s").await["identity"].clone();
+        assert_eq!(socket, http, "{name}: socket and HTTP identities agree");
+        seen.insert(*name, socket);
+    }
+    let oidc_id = &seen["oidc"];
+    assert_eq!(oidc_id["sub"], "olivia", "{oidc_id}");
+    assert_eq!(oidc_id["issuer"], w.oidc.url());
+    assert_eq!(oidc_id["username"], "olivia");
+    assert_eq!(oidc_id["claims"]["aud"], OIDC_CLIENT);
+    let pool = &seen["cognito"];
+    assert_eq!(pool["sub"], "sub-paul", "{pool}");
+    assert_eq!(pool["username"], "paul");
+    assert_eq!(pool["claims"]["client_id"], COGNITO_CLIENT);
+    assert_eq!(
+        seen["lambda"],
+        json!({"handlerContext": {"user": "allow-quinn"}})
+    );
+    let iam = &seen["iam"];
+    assert_eq!(
+        iam["username"], "arn:aws:iam::111122223333:user/all",
+        "{iam}"
+    );
+    assert_eq!(iam["userArn"], "arn:aws:iam::111122223333:user/all");
+    // API keys carry no identity, as in AppSync.
+    let (status, _, _) = post(&w, &body, &[("x-api-key", KEY)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(next_event(&mut c, "s").await["identity"], Value::Null);
+    w.stop().await;
+}
