@@ -561,14 +561,24 @@ const NS_COLUMNS = [
   ['Publishes', ['herald_publish_success_total'], true],
   ['Events', ['herald_broadcast_events_total'], true],
   ['Deliveries', ['herald_deliveries_total'], true],
-  ['Publish errors', ['herald_publish_client_errors_total', 'herald_publish_server_errors_total'], true],
-  ['Subscribe errors', ['herald_subscribe_client_errors_total'], true],
-  ['Failed events', ['herald_failed_events_total'], true],
-  ['Denied', ['herald_rule_denials_total'], true],
+  [
+    'Errors',
+    [
+      'herald_publish_client_errors_total',
+      'herald_publish_server_errors_total',
+      'herald_subscribe_client_errors_total',
+      'herald_failed_events_total',
+      'herald_rule_denials_total',
+      'herald_history_errors_total',
+    ],
+    true,
+  ],
   ['Stored', ['herald_history_appends_total'], true],
 ];
 
 let previous = null; // { at, values: Map(key -> value) }
+const SPARK_POINTS = 40;
+const activity = new Map(); // namespace -> recent events/s (oldest first)
 let metricsTimer = null;
 
 async function refreshMetrics() {
@@ -677,9 +687,10 @@ function renderNamespaces(samples, types, rate) {
 
   const table = $('ns-table');
   const head = document.createElement('tr');
-  for (const label of ['Namespace', ...columns.map((c) => c[0])]) {
+  for (const label of ['Namespace', 'Events/s', ...columns.map((c) => c[0])]) {
     const th = document.createElement('th');
     th.textContent = label;
+    if (label === 'Events/s') th.className = 'spark';
     head.append(th);
   }
   table.tHead.replaceChildren(head);
@@ -691,7 +702,7 @@ function renderNamespaces(samples, types, rate) {
   if (byNs.size === 0) {
     const tr = document.createElement('tr');
     const td = document.createElement('td');
-    td.colSpan = columns.length + 1;
+    td.colSpan = columns.length + 2;
     td.className = 'empty';
     td.textContent = 'No namespace metrics.';
     tr.append(td);
@@ -704,12 +715,17 @@ function renderNamespaces(samples, types, rate) {
     const name = document.createElement('th');
     name.scope = 'row';
     name.textContent = ns;
-    tr.append(name);
+    const spark = document.createElement('td');
+    spark.className = 'spark';
+    spark.append(sparkline(ns, list, rate));
+    tr.append(name, spark);
     for (const [label, names, withRate] of columns) {
       const picked = list.filter((s) => names.includes(s.name));
       const td = document.createElement('td');
       td.dataset.column = label;
       const total = picked.reduce((a, s) => a + s.value, 0);
+      if (picked.length > 1) td.title = picked.map((s) => `${s.name.replace(/^herald_/, '')}: ${s.value}`).join('\n');
+      td.classList.toggle('nonzero', label === 'Errors' && total > 0);
       const v = document.createElement('span');
       v.className = 'value';
       v.textContent = fmt(total);
@@ -742,6 +758,48 @@ function renderNamespaces(samples, types, rate) {
     section.append(h, dl);
     all.append(section);
   }
+}
+
+/** A small line of the namespace's recent events/s (broadcast events), newest on the right. */
+function sparkline(ns, list, rate) {
+  const events = list.filter((s) => s.name === 'herald_broadcast_events_total');
+  const rates = events.map((s) => rate(sampleKey(s)));
+  const points = activity.get(ns) ?? [];
+  if (rates.length && rates.every((r) => r !== null)) {
+    points.push(rates.reduce((a, b) => a + b, 0));
+    if (points.length > SPARK_POINTS) points.shift();
+  }
+  activity.set(ns, points);
+
+  const NS = 'http://www.w3.org/2000/svg';
+  const w = 120;
+  const h = 26;
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('width', String(w));
+  svg.setAttribute('height', String(h));
+  svg.setAttribute('aria-hidden', 'true');
+  const max = Math.max(1, ...points);
+  const step = w / (SPARK_POINTS - 1);
+  const x0 = w - (points.length - 1) * step;
+  const xy = points.map((v, i) => `${(x0 + i * step).toFixed(1)},${(h - 2 - (v / max) * (h - 4)).toFixed(1)}`);
+  if (xy.length > 1) {
+    const area = document.createElementNS(NS, 'polygon');
+    area.setAttribute('points', `${xy[0].split(',')[0]},${h} ${xy.join(' ')} ${w},${h}`);
+    area.setAttribute('class', 'area');
+    const line = document.createElementNS(NS, 'polyline');
+    line.setAttribute('points', xy.join(' '));
+    line.setAttribute('class', 'line');
+    svg.append(area, line);
+  }
+  const wrap = document.createElement('span');
+  wrap.className = 'spark-wrap';
+  const last = document.createElement('span');
+  last.className = 'spark-last';
+  last.textContent = points.length ? fmt(points[points.length - 1]) : '—';
+  wrap.title = `events per second, last ${points.length} refreshes (peak ${fmt(Math.max(0, ...points))})`;
+  wrap.append(svg, last);
+  return wrap;
 }
 
 function startMetrics() {
@@ -852,6 +910,7 @@ function init() {
   $('endpoint').addEventListener('input', () => {
     showEndpointHint();
     previous = null;
+    activity.clear();
   });
   $('namespace').addEventListener('input', followNamespace);
   $('subscribe-form').addEventListener('submit', (e) => {
