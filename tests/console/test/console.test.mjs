@@ -130,6 +130,17 @@ before(async () => {
     timeout: 30_000,
   });
   context.setDefaultTimeout(10_000);
+  // Record how the page opens sockets, to check the subprotocols it offers.
+  await context.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.openedSockets = [];
+    window.WebSocket = class extends Native {
+      constructor(url, protocols) {
+        super(url, protocols);
+        window.openedSockets.push({ url: String(url), protocols });
+      }
+    };
+  });
   page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => console.error('page error:', e.message));
   failed = false;
@@ -158,6 +169,14 @@ async function screenshot(name) {
 
 /** Log lines of data frames whose text includes `text`. */
 const dataEntries = (text) => page.locator('#log li[data-type="data"]', { hasText: text });
+
+/** The URL and the decoded `header-` credentials of the last socket the page opened. */
+async function lastSocket() {
+  const { url, protocols } = await page.evaluate(() => window.openedSockets.at(-1));
+  assert.equal(protocols[0], 'aws-appsync-event-ws');
+  assert.match(protocols[1], /^header-[A-Za-z0-9_-]+$/, 'base64url without padding');
+  return { url, header: JSON.parse(Buffer.from(protocols[1].slice('header-'.length), 'base64url').toString()) };
+}
 
 /** Publishes over HTTP from the test itself (not the page). */
 async function publishOutside(channel, event) {
@@ -189,6 +208,19 @@ describe('web console', { timeout: 50_000 }, () => {
     await page.click('#connect');
     await page.locator('#status[data-state="error"]').waitFor();
     await page.locator('#log li[data-type="connection_error"]', { hasText: 'UnauthorizedException' }).waitFor();
+    const { url, header } = await lastSocket();
+    assert.equal(url, `${base.replace('http:', 'ws:')}/event/realtime`);
+    assert.deepEqual(header, { host: new URL(base).host, 'x-api-key': 'da2-notthekey0000000000' });
+  });
+
+  step('token mode sends an Authorization token (refused: this Herald takes API keys)', async () => {
+    await page.selectOption('#auth-mode', 'token');
+    assert.equal(await page.isVisible('#api-key'), false);
+    await page.fill('#auth-token', 'eyJ.not-a-jwt');
+    await page.click('#connect');
+    await page.locator('#log li[data-type="connection_error"]').nth(1).waitFor();
+    assert.deepEqual((await lastSocket()).header, { host: new URL(base).host, Authorization: 'eyJ.not-a-jwt' });
+    await page.selectOption('#auth-mode', 'apiKey');
   });
 
   step('connects, subscribes to a wildcard, and sees its own WebSocket publish', async () => {
