@@ -12,9 +12,9 @@ use hyper_util::rt::TokioIo;
 
 use herald_protocol::{AuthFields, Channel, ErrorType, HttpPublish, WireError, reply};
 
-use crate::auth::{Check, Operation, Presented};
+use crate::auth::Presented;
 use crate::connection;
-use crate::state::{Access, State, Target, unknown_namespace};
+use crate::state::{Access, State, Target};
 use crate::transport::ws;
 
 pub type Body = Full<Bytes>;
@@ -180,23 +180,13 @@ async fn publish_body(
     let channel = Channel::parse(&request.channel)
         .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
     let namespace = channel.namespace();
-    let modes = state
-        .modes(namespace, Access::Publish)
-        .ok_or_else(|| unknown_namespace(namespace))?;
+    let credential = Presented::Http {
+        parts,
+        body,
+        fields,
+    };
     let identity = state
-        .authorize(
-            &modes,
-            Check {
-                operation: Operation::Publish,
-                namespace: Some(namespace),
-                channel: Some(&request.channel),
-                credential: Presented::Http {
-                    parts,
-                    body,
-                    fields,
-                },
-            },
-        )
+        .admit(namespace, Access::Publish, &request.channel, credential)
         .await?;
     state.check_rules(&identity, namespace, Target::Publish(&channel))?;
     let caller = crate::publish::Caller {
@@ -276,22 +266,13 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
     let channel = Channel::parse(&channel)
         .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
     let namespace = channel.namespace();
-    let modes = state
-        .modes(namespace, Access::Subscribe)
-        .ok_or_else(|| unknown_namespace(namespace))?;
+    let fields = header_fields(req.headers());
+    let credential = Presented::Fields {
+        fields: &fields,
+        events: &[],
+    };
     let identity = state
-        .authorize(
-            &modes,
-            Check {
-                operation: Operation::Subscribe,
-                namespace: Some(namespace),
-                channel: Some(channel.as_str()),
-                credential: Presented::Fields {
-                    fields: &header_fields(req.headers()),
-                    events: &[],
-                },
-            },
-        )
+        .admit(namespace, Access::Subscribe, channel.as_str(), credential)
         .await?;
     let exact = herald_protocol::Pattern::Exact(channel.clone());
     state.check_rules(&identity, namespace, Target::Subscribe(&exact))?;

@@ -201,6 +201,34 @@ impl State {
         r
     }
 
+    /// Authorizes a subscribe or publish on a channel of `namespace` with that namespace's modes.
+    /// `raw_channel` is the channel as the client sent it (SigV4 signs it verbatim).
+    pub async fn admit(
+        &self,
+        namespace: &str,
+        access: Access,
+        raw_channel: &str,
+        credential: crate::auth::Presented<'_>,
+    ) -> Result<crate::auth::Identity, WireError> {
+        let modes = self
+            .modes(namespace, access)
+            .ok_or_else(|| unknown_namespace(namespace))?;
+        let operation = match access {
+            Access::Publish => crate::auth::Operation::Publish,
+            Access::Subscribe => crate::auth::Operation::Subscribe,
+        };
+        self.authorize(
+            &modes,
+            crate::auth::Check {
+                operation,
+                namespace: Some(namespace),
+                channel: Some(raw_channel),
+                credential,
+            },
+        )
+        .await
+    }
+
     /// Applies the namespace's access rules (after authorization, before handlers). A refusal is
     /// `UnauthorizedException`, counted in `herald_rule_denials_total`.
     pub fn check_rules(

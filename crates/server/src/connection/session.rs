@@ -11,10 +11,10 @@ use herald_protocol::reply::{self, ErrorKind, SuccessKind};
 use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, Resume, WireError};
 
 use super::outbox::{Out, Outbox};
-use crate::auth::{Check, Identity, Operation, Presented};
+use crate::auth::{Identity, Presented};
 use crate::hub::Subscriber;
 use crate::publish;
-use crate::state::{Access, State, Target, unknown_namespace};
+use crate::state::{Access, State, Target};
 use herald_protocol::message::Event;
 
 pub struct Session {
@@ -196,25 +196,14 @@ impl Session {
         let pattern = Pattern::parse(channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
         let namespace = pattern.namespace();
-        let modes = self
-            .state
-            .modes(namespace, Access::Subscribe)
-            .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
+        let credential = Presented::Fields {
+            fields,
+            events: &[],
+        };
         let identity = self
             .state
-            .authorize(
-                &modes,
-                Check {
-                    operation: Operation::Subscribe,
-                    namespace: Some(namespace),
-                    channel: Some(channel),
-                    credential: Presented::Fields {
-                        fields,
-                        events: &[],
-                    },
-                },
-            )
+            .admit(namespace, Access::Subscribe, channel, credential)
             .await?;
         // Order of checks: authorization, access rules, then the namespace's onSubscribe handler.
         self.state
@@ -279,21 +268,14 @@ impl Session {
         let channel = Channel::parse(raw_channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
         let namespace = channel.namespace();
-        let modes = self
-            .state
-            .modes(namespace, Access::Publish)
-            .ok_or_else(|| unknown_namespace(namespace))?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
         let identity = self
             .state
-            .authorize(
-                &modes,
-                Check {
-                    operation: Operation::Publish,
-                    namespace: Some(namespace),
-                    channel: Some(raw_channel),
-                    credential: Presented::Fields { fields, events },
-                },
+            .admit(
+                namespace,
+                Access::Publish,
+                raw_channel,
+                Presented::Fields { fields, events },
             )
             .await?;
         self.state
