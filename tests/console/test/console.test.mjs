@@ -66,7 +66,14 @@ function killHerald() {
     }
   }
 }
-process.on('exit', killHerald); // also when the runner is interrupted
+process.on('exit', killHerald);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    killHerald();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    process.exit(1);
+  });
+}
 
 function heraldLog() {
   try {
