@@ -466,6 +466,10 @@ function publishTarget() {
 }
 
 function publishWs() {
+  if (!ws || !conn) {
+    addLog({ dir: 'error', type: 'error', summary: 'Connect first, or publish over HTTP.' });
+    return;
+  }
   const t = publishTarget();
   if (!t) return;
   const id = newId('pub');
