@@ -290,6 +290,16 @@ describe('web console', { timeout: 50_000 }, () => {
     await screenshot('pubsub');
   });
 
+  step('replays stored events on subscribe (Herald resume extension)', async () => {
+    await page.fill('#sub-channel', '/chat/room7');
+    await page.selectOption('#sub-replay', 'all');
+    await page.click('#subscribe');
+    await page.locator('#subscriptions li[data-channel="/chat/room7"][data-state="active"]').waitFor();
+    await page.locator('#log li[data-type="subscribe_success"]', { hasText: 'replayed 1' }).waitFor();
+    await page.locator('#log li[data-type="data"][data-channel="/chat/room7"]', { hasText: '#1' }).nth(1).waitFor();
+    await page.selectOption('#sub-replay', '');
+  });
+
   step('unsubscribes', async () => {
     const sub = page.locator('#subscriptions li[data-channel="/default/*"]');
     await sub.locator('button').click();

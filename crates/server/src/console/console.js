@@ -280,7 +280,12 @@ function receive(text) {
     case 'subscribe_success': {
       const sub = subs.get(msg.id);
       if (sub) setSubState(msg.id, 'active');
-      const resume = msg.resume ? ` resume: ${JSON.stringify(msg.resume)}` : '';
+      const r = msg.resume;
+      const resume = !r
+        ? ''
+        : r.recovered
+          ? `, replayed ${r.replayed}`
+          : `, replayed ${r.replayed ?? 0}, not everything: ${r.reason ?? 'unknown reason'}`;
       addLog({ dir: 'in', type, channel: sub?.channel, summary: `id ${msg.id}${resume}`, raw: msg, cls: 'good' });
       return;
     }
@@ -353,7 +358,11 @@ function subscribe() {
   $('subscriptions').querySelector('.empty')?.remove();
   $('subscriptions').append(li);
   setSubState(id, 'pending');
-  if (!send({ type: 'subscribe', id, channel, authorization: authObject(conn.host) })) removeSub(id);
+  const frame = { type: 'subscribe', id, channel, authorization: authObject(conn.host) };
+  // Herald's resume extension (docs/extensions.md): replay what is stored since then, then live.
+  const replay = $('sub-replay').value;
+  if (replay) frame.resume = { since_ms: replay === 'all' ? 0 : Date.now() - Number(replay) };
+  if (!send(frame)) removeSub(id);
 }
 
 function setSubState(id, state, detail) {
