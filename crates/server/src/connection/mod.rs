@@ -24,8 +24,11 @@ use session::Session;
 
 /// Bytes read into the task's own small buffer while no message is in progress.
 const TINY_READ: usize = 64;
-/// Largest write buffer kept between writes.
-const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+/// Largest drained-queue allocation kept between writes, in items.
+const KEEP_QUEUE: usize = 32;
+/// Largest write buffer kept between writes: busy connections reallocate per batch rather than
+/// every connection holding its peak.
+const KEEP_WRITE_BUFFER: usize = 2 * 1024;
 
 /// Runs a connection until it closes. `fields` is the connect authorization (from the
 /// `header-` subprotocol or the upgrade request's headers).
@@ -170,7 +173,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if queue.capacity() > 256 {
+        if queue.capacity() > KEEP_QUEUE {
             queue = VecDeque::new();
         }
         if !wbuf.is_empty() {

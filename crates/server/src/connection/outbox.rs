@@ -130,7 +130,7 @@ impl Outbox {
         }
         s.bytes = 0;
         // An idle connection should not keep a large queue allocation around.
-        if s.queue.capacity() > 64 {
+        if s.queue.capacity() > 32 {
             s.queue = VecDeque::new();
         }
     }
