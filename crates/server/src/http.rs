@@ -49,7 +49,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             );
             r
         }
-        (&Method::GET, "/event/history") => match history(&state, &req).await {
+        (&Method::GET, "/event/history") => match history(&state, req).await {
             Ok(r) => r,
             Err(e) => error_response(e),
         },
@@ -225,13 +225,15 @@ const HISTORY_PAGE_MAX: usize = 1000;
 
 /// `GET /event/history?channel=/ns/a&since=<epoch>:<offset>|<ms>&limit=N` (Herald extension),
 /// authorized like a subscription to the channel.
-async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body>, WireError> {
+async fn history(state: &State, req: Request<Incoming>) -> Result<Response<Body>, WireError> {
+    // SigV4 clients sign this GET itself, so it is verified as the real request.
+    let (parts, _) = req.into_parts();
     use herald_history::{HistoryStore, Position, ReadOutcome, Since};
     let bad = |m: &str| WireError::new(ErrorType::BadRequest, m);
     let mut channel = None;
     let mut since = Since::Start;
     let mut limit = 100usize;
-    for pair in req.uri().query().unwrap_or_default().split('&') {
+    for pair in parts.uri.query().unwrap_or_default().split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
         match k {
@@ -266,10 +268,11 @@ async fn history(state: &State, req: &Request<Incoming>) -> Result<Response<Body
     let channel = Channel::parse(&channel)
         .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
     let namespace = channel.namespace();
-    let fields = header_fields(req.headers());
-    let credential = Presented::Fields {
+    let fields = header_fields(&parts.headers);
+    let credential = Presented::Http {
+        parts: &parts,
+        body: &[],
         fields: &fields,
-        events: &[],
     };
     let identity = state
         .admit(namespace, Access::Subscribe, channel.as_str(), credential)

@@ -24,6 +24,14 @@ pub enum Access {
     Subscribe,
 }
 
+/// Fetches identity providers' signing keys in the background, so the first token does not wait
+/// for discovery.
+fn prefetch_keys(live: Arc<Live>) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move { live.authorizer.prefetch_keys().await });
+    }
+}
+
 /// What a reload replaces, as one unit.
 pub struct Live {
     pub config: Config,
@@ -115,10 +123,11 @@ impl State {
         let history = crate::history::History::start(&config, broker.clone())?;
         let metrics =
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
-        let live = Live::build(config.clone())?;
+        let live = Arc::new(Live::build(config.clone())?);
+        prefetch_keys(live.clone());
         Ok(State {
             metrics,
-            live: RwLock::new(Arc::new(live)),
+            live: RwLock::new(live),
             broker,
             event_limits,
             connections: Registry::new(),
@@ -181,7 +190,9 @@ impl State {
         let live = Live::build(config)?;
         self.metrics
             .add_namespaces(live.config.namespaces.iter().map(|n| n.name.as_str()));
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+        let live = Arc::new(live);
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
+        prefetch_keys(live);
         self.connections.broadcast(Out::Recheck);
         tracing::info!("configuration reloaded");
         Ok(())

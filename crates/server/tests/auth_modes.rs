@@ -1668,7 +1668,6 @@ async fn every_provider_mode_is_refused_when_not_configured() {
 /// authorization (a webhook or JWKS fetch can take up to its timeout). Ignored until
 /// `connection/` flushes the outbox while an operation is being authorized.
 #[tokio::test]
-#[ignore = "connection/ does not write queued frames while an operation awaits authorization"]
 async fn slow_authorization_does_not_delay_delivery() {
     // The webhook never answers `hang-*`, and Herald waits longer than this test does.
     let w = World::from_toml(|o, c, h| {
@@ -1763,7 +1762,6 @@ async fn history_read_with_token_modes() {
 
 /// HTTP clients sign the request they send; for `GET /event/history` that is the GET itself.
 #[tokio::test]
-#[ignore = "http.rs verifies GET /event/history as a WebSocket subscribe (synthetic POST body)"]
 async fn history_read_with_sigv4_over_the_real_request() {
     let w = history_world().await;
     let body = publish_body("/hist/a", &["\"kept\"".to_owned()]);

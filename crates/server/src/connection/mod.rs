@@ -139,6 +139,49 @@ async fn read_some<S: AsyncRead + Unpin>(
     Ok((n, n == room))
 }
 
+/// Runs one message's handling while writing what other tasks queue meanwhile, so a slow
+/// authorizer, identity provider or handler never holds up this connection's deliveries or
+/// keep-alives. Items that need the session (`Recheck`, `Close`) wait in `held` until it is free.
+async fn write_while<S: AsyncWrite + Unpin>(
+    mut handling: std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
+    state: &State,
+    io: &mut S,
+    outbox: &Outbox,
+    held: &mut VecDeque<Out>,
+) -> std::io::Result<()> {
+    let mut batch = VecDeque::new();
+    let mut buf = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut handling => return Ok(()),
+            _ = outbox.ready() => {
+                outbox.drain(&mut batch);
+                let mut frames = 0u64;
+                for item in batch.drain(..) {
+                    match item {
+                        Out::Text(b) => ws::write_frame(&mut buf, ws::OP_TEXT, &[&b]),
+                        Out::Data { prefix, body } => {
+                            ws::write_frame(&mut buf, ws::OP_TEXT, &[&prefix, &body])
+                        }
+                        other => {
+                            held.push_back(other);
+                            continue;
+                        }
+                    }
+                    frames += 1;
+                }
+                if !buf.is_empty() {
+                    state.metrics.outbound_messages.add(frames);
+                    state.metrics.outbound_bytes.add(buf.len() as u64);
+                    io.write_all(&buf).await?;
+                    buf.clear();
+                }
+            }
+        }
+    }
+}
+
 async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     state: &State,
     io: &mut S,
@@ -154,9 +197,14 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     let mut busy = false;
     let mut wbuf: Vec<u8> = Vec::new();
     let mut queue: VecDeque<Out> = VecDeque::new();
+    // Items that need the session, set aside while it was busy with a message.
+    let mut held: VecDeque<Out> = VecDeque::new();
     let mut reader = Reader::default();
     loop {
         outbox.drain(&mut queue);
+        while let Some(item) = held.pop_back() {
+            queue.push_front(item);
+        }
         let mut closing = None;
         let (frames, before) = (queue.len() as u64, wbuf.len());
         for item in queue.drain(..) {
@@ -215,7 +263,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                             state.metrics.inbound_messages.inc();
                             // Boxed: handling may await large futures (identity providers,
                             // handlers); inline, they would enlarge every idle connection's task.
-                            Box::pin(session.handle(&text)).await
+                            let handling = Box::pin(session.handle(&text));
+                            write_while(handling, state, io, outbox, &mut held).await?;
                         }
                         Message::Binary => session.binary(),
                         Message::Ping(payload) => ws::write_frame(&mut wbuf, ws::OP_PONG, &[&payload]),
