@@ -19,6 +19,19 @@ use crate::transport::ws;
 
 pub type Body = Full<Bytes>;
 
+/// The client's address, attached to each request by the listener (handlers see it as
+/// `ctx.identity.sourceIp`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// `sourceIp` for handlers: the peer address.
+pub fn source_ip(extensions: &hyper::http::Extensions) -> Vec<String> {
+    extensions
+        .get::<Peer>()
+        .map(|p| vec![p.0.ip().to_string()])
+        .unwrap_or_default()
+}
+
 /// The one subprotocol Herald speaks.
 const SUBPROTOCOL: &str = "aws-appsync-event-ws";
 
@@ -189,9 +202,11 @@ async fn publish_body(
         .admit(namespace, Access::Publish, &request.channel, credential)
         .await?;
     state.check_rules(&identity, namespace, Target::Publish(&channel))?;
+    let source = source_ip(&parts.extensions);
     let caller = crate::publish::Caller {
         identity: &identity,
         headers: fields,
+        source_ip: &source,
     };
     crate::publish::publish(state, &channel, &request.events, &caller).await
 }
@@ -414,10 +429,11 @@ fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
         .iter()
         .find_map(|p| AuthFields::from_subprotocol(p))
         .unwrap_or_else(|| header_fields(headers));
+    let source = source_ip(req.extensions());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => connection::run(state, TokioIo::new(upgraded), fields).await,
+            Ok(upgraded) => connection::run(state, TokioIo::new(upgraded), fields, source).await,
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
     });

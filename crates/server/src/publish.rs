@@ -18,6 +18,8 @@ pub struct Caller<'a> {
     pub identity: &'a Identity,
     /// Request headers (HTTP) or connect headers (WebSocket); credentials are left out.
     pub headers: &'a herald_protocol::AuthFields,
+    /// The client's address (`ctx.identity.sourceIp`).
+    pub source_ip: &'a [String],
 }
 
 /// Headers shown to handlers: everything but credentials and cookies.
@@ -65,7 +67,7 @@ pub async fn publish(
         Some(handlers) => {
             let ctx = PublishContext {
                 channel: channel.as_str().to_owned(),
-                identity: Some(caller.identity.verified.to_context_value(&[]))
+                identity: Some(caller.identity.verified.to_context_value(caller.source_ip))
                     .filter(|v| !v.is_null()),
                 request: request_info(caller.headers),
                 events: events

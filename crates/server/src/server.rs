@@ -183,22 +183,28 @@ async fn serve_tcp(
         ) && first[0] == 0x16;
         if is_tls {
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, watcher).await,
+                Ok(Ok(stream)) => serve_http(state, stream, peer, watcher).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
             return;
         }
     }
-    serve_http(state, tcp, watcher).await;
+    serve_http(state, tcp, peer, watcher).await;
 }
 
-async fn serve_http<S>(state: Arc<State>, io: S, mut stop: tokio::sync::watch::Receiver<bool>)
-where
+async fn serve_http<S>(
+    state: Arc<State>,
+    io: S,
+    peer: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
         let state = state.clone();
+        let mut req = req;
+        req.extensions_mut().insert(crate::http::Peer(peer));
         async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()

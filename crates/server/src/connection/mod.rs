@@ -32,7 +32,7 @@ const KEEP_WRITE_BUFFER: usize = 2 * 1024;
 
 /// Runs a connection until it closes. `fields` is the connect authorization (from the
 /// `header-` subprotocol or the upgrade request's headers).
-pub async fn run<S>(state: Arc<State>, mut io: S, fields: AuthFields)
+pub async fn run<S>(state: Arc<State>, mut io: S, fields: AuthFields, source_ip: Vec<String>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -68,7 +68,7 @@ where
     };
     metrics.connect_success.inc();
     metrics.active_connections.inc();
-    let mut session = Session::new(state.clone(), outbox.clone(), fields, identity);
+    let mut session = Session::new(state.clone(), outbox.clone(), fields, identity, source_ip);
     let reason = pump(&state, &mut io, &outbox, &mut session).await;
     session.end();
     metrics.active_connections.dec();

@@ -27,6 +27,8 @@ pub struct Session {
     identity: Identity,
     /// Live subscriptions, with the identity each was admitted with (re-checked on reload).
     subscriptions: HashMap<String, (Pattern, Arc<Subscriber>, Identity)>,
+    /// The client's address, for handlers' `ctx.identity.sourceIp`.
+    source_ip: Vec<String>,
     bucket: TokenBucket,
 }
 
@@ -36,6 +38,7 @@ impl Session {
         outbox: Arc<Outbox>,
         connect_fields: AuthFields,
         identity: Identity,
+        source_ip: Vec<String>,
     ) -> Session {
         let rate = state.config.limits.max_publishes_per_second;
         Session {
@@ -44,6 +47,7 @@ impl Session {
             connect_fields,
             identity,
             subscriptions: HashMap::new(),
+            source_ip,
             bucket: TokenBucket::new(rate),
         }
     }
@@ -144,6 +148,7 @@ impl Session {
                 let caller = publish::Caller {
                     identity: &identity,
                     headers: &self.connect_fields,
+                    source_ip: &self.source_ip,
                 };
                 match publish::publish(&self.state, &channel, &events, &caller).await {
                     Ok(result) => {
@@ -216,7 +221,8 @@ impl Session {
         {
             let ctx = herald_handler::SubscribeContext {
                 channel: pattern.to_string(),
-                identity: Some(identity.verified.to_context_value(&[])).filter(|v| !v.is_null()),
+                identity: Some(identity.verified.to_context_value(&self.source_ip))
+                    .filter(|v| !v.is_null()),
                 request: publish::request_info(&self.connect_fields),
             };
             handlers
