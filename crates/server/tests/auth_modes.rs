@@ -1880,3 +1880,78 @@ async fn handlers_see_the_identity_each_mode_established() {
     assert_eq!(next_event(&mut c, "s").await["identity"], Value::Null);
     w.stop().await;
 }
+
+// ------------------------------------------------------------------------------- access rules
+
+/// Access rules bind to the identity each mode produces: a JWT's `sub` (OIDC, Cognito), the
+/// authorizer's `handlerContext`, the SigV4 key's principal. Own channels are allowed, another
+/// user's and a wildcard over all users are refused.
+#[tokio::test]
+async fn access_rules_bind_to_every_modes_identity() {
+    let w = World::from_toml(|oidc, cognito, hook| {
+        format!(
+            "{}\n[[namespaces]]\nname = \"iso\"\n[namespaces.rules]\nsubscribe = [\"/iso/u/{{identity.sub}}/*\", \"/iso/h/{{handlerContext.user}}/*\"]\n",
+            test_config(ALL_MODES, oidc, cognito, hook)
+        )
+    })
+    .await;
+    let oidc = oidc_token(&w.oidc, "alice");
+    let cognito = cognito_token(&w.cognito, "bob");
+    let cases: Vec<(&str, Value, Box<dyn Fn(&str) -> Value>)> = vec![
+        (
+            "oidc",
+            w.token_auth(&oidc),
+            Box::new(|_: &str| w.token_auth(&oidc)),
+        ),
+        (
+            "cognito",
+            w.token_auth(&cognito),
+            Box::new(|_: &str| w.token_auth(&cognito)),
+        ),
+        (
+            "lambda",
+            w.token_auth("allow-carol"),
+            Box::new(|_: &str| w.token_auth("allow-carol")),
+        ),
+        (
+            "iam",
+            w.iam_auth((AK_READER, SK_READER), "{}"),
+            Box::new(|ch: &str| w.iam_auth((AK_READER, SK_READER), &subscribe_body(ch))),
+        ),
+    ];
+    let own = |mode: &str| match mode {
+        "oidc" => "/iso/u/alice/inbox",
+        "cognito" => "/iso/u/sub-bob/inbox",
+        "lambda" => "/iso/h/allow-carol/inbox",
+        _ => "/iso/u/reader/inbox",
+    };
+    for (mode, connect, auth) in &cases {
+        let mut c = w.ready(connect).await;
+        let mine = own(mode);
+        assert_success(
+            &subscribe(&mut c, "own", mine, &auth(mine)).await,
+            "subscribe_success",
+            "own",
+        );
+        for (i, foreign) in ["/iso/u/mallory/inbox", "/iso/u/*", "/iso/h/*", "/iso/*"]
+            .iter()
+            .enumerate()
+        {
+            let id = format!("f{i}");
+            let r = subscribe(&mut c, &id, foreign, &auth(foreign)).await;
+            assert_refused(&r, "subscribe_error", &id);
+        }
+        // Events on another user's channel never reach this connection; its own still do.
+        let body = publish_body("/iso/u/mallory/inbox", &["\"not yours\"".to_owned()]);
+        assert_eq!(post(&w, &body, &[("x-api-key", KEY)]).await.0, 200);
+        let body = publish_body(mine, &[format!("\"for {mode}\"")]);
+        assert_eq!(post(&w, &body, &[("x-api-key", KEY)]).await.0, 200);
+        assert_eq!(
+            next_event(&mut c, "own").await,
+            json!(format!("for {mode}")),
+            "{mode}"
+        );
+    }
+    drop(cases);
+    w.stop().await;
+}
