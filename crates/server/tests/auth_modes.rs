@@ -1897,7 +1897,8 @@ async fn access_rules_bind_to_every_modes_identity() {
     .await;
     let oidc = oidc_token(&w.oidc, "alice");
     let cognito = cognito_token(&w.cognito, "bob");
-    let cases: Vec<(&str, Value, Box<dyn Fn(&str) -> Value>)> = vec![
+    type AuthFor<'a> = Box<dyn Fn(&str) -> Value + 'a>;
+    let cases: Vec<(&str, Value, AuthFor)> = vec![
         (
             "oidc",
             w.token_auth(&oidc),
