@@ -29,6 +29,7 @@ SOCKUDO_PORT=16001
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 PIDS=()
+FAILED=0
 
 log() { echo "== $*" | tee -a "$LOG" >&2; }
 
@@ -108,7 +109,10 @@ run_case() {
         log "$server $case run $i: herald-bench $*"
         echo "load: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOG"
         timeout 300 "$BENCH" "${COMMON[@]}" "${SMOKE[@]}" --server-pid "$SPID" --label "$server/$case" \
-            --json "$OUT/$server-$case-$i.json" "$@" 2>>"$LOG" | tee -a "$LOG" || log "$server $case run $i failed (exit $?)"
+            --json "$OUT/$server-$case-$i.json" "$@" 2>>"$LOG" | tee -a "$LOG" || {
+            log "$server $case run $i failed or was incomplete"
+            FAILED=1
+        }
     done
 }
 
@@ -217,3 +221,7 @@ fi
 
 "$BENCH" summarize "$OUT" | tee "$OUT/summary.md"
 log "results in $OUT"
+# Smoke runs (CI) fail when any run failed or lost, duplicated or reordered an event.
+if [ "$MODE" = smoke ] && [ "$FAILED" -ne 0 ]; then
+    exit 1
+fi

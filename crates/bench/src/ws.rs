@@ -303,6 +303,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn masked_frame_roundtrip() {
@@ -319,6 +320,90 @@ mod tests {
             .map(|(i, b)| b ^ mask[i & 3])
             .collect();
         assert_eq!(unmasked, payload);
+    }
+
+    /// Server frame (unmasked) with FIN set or not.
+    fn server_frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8]) {
+        out.push(if fin { 0x80 } else { 0 } | opcode);
+        if payload.len() < 126 {
+            out.push(payload.len() as u8);
+        } else {
+            out.push(126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(payload);
+    }
+
+    #[tokio::test]
+    async fn reads_batched_fragmented_and_split_frames() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = vec![0u8; 4096];
+            let mut n = 0;
+            while find(&req[..n], b"\r\n\r\n").is_none() {
+                n += s.read(&mut req[n..]).await.unwrap();
+            }
+            let req = String::from_utf8_lossy(&req[..n]).to_string();
+            // Headers, then two frames in the same write as the 101 response.
+            let mut out =
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+            server_frame(&mut out, true, OP_TEXT, b"one");
+            server_frame(&mut out, true, OP_TEXT, &[b'x'; 300]);
+            server_frame(&mut out, false, OP_TEXT, b"frag");
+            server_frame(&mut out, true, OP_CONT, b"mented");
+            let mut tail = Vec::new();
+            server_frame(&mut tail, true, OP_TEXT, &[b'y'; 20_000]);
+            // Split the large frame over two writes so the reader must grow and refill.
+            out.extend_from_slice(&tail[..100]);
+            s.write_all(&out).await.unwrap();
+            s.flush().await.unwrap();
+            tokio::task::yield_now().await;
+            s.write_all(&tail[100..]).await.unwrap();
+            // Echo back one masked client frame, unmasked, to check encoding.
+            let mut hdr = [0u8; 6];
+            s.read_exact(&mut hdr).await.unwrap();
+            let len = (hdr[1] & 0x7f) as usize;
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).await.unwrap();
+            let plain: Vec<u8> = body
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ hdr[2 + (i & 3)])
+                .collect();
+            (req, plain)
+        });
+        let protocols = vec!["aws-appsync-event-ws".to_owned(), "header-abc".to_owned()];
+        let up = Upgrade {
+            addr,
+            bind: None,
+            host: "127.0.0.1",
+            path: "/event/realtime",
+            protocols: &protocols,
+        };
+        let (mut r, mut w) = connect(&up).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            while let Some(f) = r.next_frame().unwrap() {
+                got.push((f.opcode, r.payload(&f).to_vec()));
+            }
+            if got.len() < 4 {
+                assert!(r.fill().await.unwrap());
+            }
+        }
+        assert_eq!(got[0], (OP_TEXT, b"one".to_vec()));
+        assert_eq!(got[1].1.len(), 300);
+        assert_eq!(got[2], (OP_TEXT, b"fragmented".to_vec()));
+        assert_eq!(got[3].1, vec![b'y'; 20_000]);
+        w.send(OP_TEXT, b"hello").await.unwrap();
+        let (req, plain) = server.await.unwrap();
+        assert!(req.starts_with("GET /event/realtime HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.contains("Sec-WebSocket-Protocol: aws-appsync-event-ws, header-abc\r\n"),
+            "{req}"
+        );
+        assert_eq!(plain, b"hello");
     }
 
     #[test]
