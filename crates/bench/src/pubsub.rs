@@ -121,11 +121,11 @@ pub async fn run(
             let h = tokio::spawn(subscriber::run(
                 sh.clone(),
                 idx,
-                name,
+                name.clone(),
                 gate.clone(),
                 stop_rx.clone(),
             ));
-            subs.push((h, covers));
+            subs.push((h, covers, name, idx));
             idx += 1;
         }
     }
@@ -253,7 +253,7 @@ pub async fn run(
     // Drain: wait for every acknowledged event to reach every connected subscriber.
     let expected_total: u64 = subs
         .iter()
-        .map(|(_, covers)| {
+        .map(|(_, covers, _, _)| {
             covers
                 .iter()
                 .map(|&c| acked_per_channel[c as usize])
@@ -278,10 +278,10 @@ pub async fn run(
     let resources = window.finish();
     let _ = stop_tx.send(true);
     let mut completeness = Completeness::default();
-    for (h, covers) in subs {
+    for (h, covers, name, idx) in subs {
         if let Some(t) = h.await? {
             let expected = covers.iter().map(|&c| acked_per_channel[c as usize]).sum();
-            completeness.add(&t, expected);
+            completeness.add(idx, &name, &t, expected);
         }
     }
     let deliveries = sh.counters.delivered();

@@ -128,6 +128,15 @@ impl Report {
                 c.expected, c.missing, c.duplicated, c.out_of_order, c.unexpected, c.incomplete_subscribers, c.subscribers
             ),
         ));
+        for i in c.incomplete.iter().take(5) {
+            rows.push((
+                format!("  subscriber {}", i.subscriber),
+                format!(
+                    "{}: expected {}, received {}, missing {}, duplicated {}, out of order {}, unexpected {}",
+                    i.channel, i.expected, i.received, i.missing, i.duplicated, i.out_of_order, i.unexpected
+                ),
+            ));
+        }
         for s in &o.steps {
             rows.push((
                 format!("step {:.0} ev/s", s.offered_events_per_s),

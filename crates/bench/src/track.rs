@@ -75,20 +75,53 @@ pub struct Completeness {
     /// Events received beyond what was acknowledged to publishers (e.g. a publish that timed out
     /// client-side but was delivered).
     pub unexpected: u64,
+    /// The first incomplete subscribers, individually (at most [`LISTED_SUBSCRIBERS`]).
+    pub incomplete: Vec<SubscriberIssue>,
+}
+
+/// How many incomplete subscribers a report lists one by one.
+pub const LISTED_SUBSCRIBERS: usize = 20;
+
+/// Completeness of one subscriber that did not get exactly what it should have.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SubscriberIssue {
+    pub subscriber: u64,
+    pub channel: String,
+    pub expected: u64,
+    pub received: u64,
+    pub missing: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub unexpected: u64,
 }
 
 impl Completeness {
-    pub fn add(&mut self, t: &SubTracker, expected: u64) {
+    pub fn add(&mut self, subscriber: u64, channel: &str, t: &SubTracker, expected: u64) {
         let unique = t.unique();
         let missing = expected.saturating_sub(unique);
+        let unexpected = unique.saturating_sub(expected);
+        if (missing > 0 || unexpected > 0 || t.duplicated > 0 || t.out_of_order > 0)
+            && self.incomplete.len() < LISTED_SUBSCRIBERS
+        {
+            self.incomplete.push(SubscriberIssue {
+                subscriber,
+                channel: channel.to_owned(),
+                expected,
+                received: t.received,
+                missing,
+                duplicated: t.duplicated,
+                out_of_order: t.out_of_order,
+                unexpected,
+            });
+        }
         self.subscribers += 1;
         self.expected += expected;
         self.received += t.received;
         self.missing += missing;
         self.duplicated += t.duplicated;
         self.out_of_order += t.out_of_order;
-        self.unexpected += unique.saturating_sub(expected);
-        if missing > 0 || t.duplicated > 0 || t.out_of_order > 0 {
+        self.unexpected += unexpected;
+        if missing > 0 || unexpected > 0 || t.duplicated > 0 || t.out_of_order > 0 {
             self.incomplete_subscribers += 1;
         }
     }
@@ -224,7 +257,7 @@ mod tests {
         let mut t = SubTracker::default();
         (0..100).for_each(|s| t.record(&m(s)));
         let mut c = Completeness::default();
-        c.add(&t, 100);
+        c.add(0, "/default/c", &t, 100);
         assert!(c.is_complete(), "{c:?}");
     }
 
@@ -237,9 +270,11 @@ mod tests {
         assert_eq!(t.duplicated, 2);
         assert_eq!(t.out_of_order, 1);
         let mut c = Completeness::default();
-        c.add(&t, 7); // 0..=6 expected: 4 and 6 missing
+        c.add(3, "/default/c", &t, 7); // 0..=6 expected: 4 and 6 missing
         assert_eq!(c.missing, 2);
         assert_eq!(c.incomplete_subscribers, 1);
+        assert_eq!(c.incomplete[0].subscriber, 3);
+        assert_eq!(c.incomplete[0].missing, 2);
         assert!(!c.is_complete());
     }
 
