@@ -200,6 +200,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     // Items that need the session, set aside while it was busy with a message.
     let mut held: VecDeque<Out> = VecDeque::new();
     let mut reader = Reader::default();
+    let write_delay = Duration::from_micros(state.config.websocket.write_delay_us);
     loop {
         outbox.drain(&mut queue);
         while let Some(item) = held.pop_back() {
@@ -241,7 +242,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(End::Closed(code));
         }
         tokio::select! {
-            _ = outbox.ready() => {}
+            _ = outbox.ready() => {
+                if !write_delay.is_zero() {
+                    tokio::time::sleep(write_delay).await;
+                }
+            }
             read = read_some(io, &mut rbuf, &mut tiny, initial, busy) => {
                 let (n, full) = read?;
                 if n == 0 {
