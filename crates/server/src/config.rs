@@ -31,6 +31,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// The admin API (`POST /admin/reload`).
     pub admin: AdminConfig,
+    /// Several nodes over NATS (`docs/cluster.md`); empty `nats_url`: a single node.
+    pub cluster: crate::cluster::ClusterConfig,
     /// Limits of the handler engine (`docs/handlers.md`).
     #[serde(skip_serializing)]
     pub handlers: herald_handler::EngineConfig,
@@ -52,6 +54,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             handlers: herald_handler::EngineConfig::default(),
             admin: AdminConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
             shutdown_grace_ms: 10_000,
         }
     }
@@ -288,6 +291,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "history",
     "handlers",
     "admin",
+    "cluster",
     "shutdown_grace_ms",
 ];
 
@@ -458,6 +462,13 @@ impl Config {
                 }
             }
             (None, None) => {}
+        }
+        if self.cluster.enabled() {
+            for (i, ns) in self.namespaces.iter().enumerate() {
+                if ns.history.is_some() {
+                    p.push(format!("namespaces[{i}].history: history is not available in cluster mode yet (it needs JetStream); remove it or run a single node"));
+                }
+            }
         }
         let l = &self.limits;
         for (key, value) in [

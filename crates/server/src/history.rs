@@ -39,8 +39,8 @@ pub type Store = AnyStore;
 pub struct Appended {
     pub positions: Vec<Position>,
     pub time_ms: u64,
-    /// Subscriptions each event was delivered to.
-    pub delivered: usize,
+    /// Subscriptions each event was delivered to, when the broker can count them.
+    pub delivered: Option<usize>,
 }
 
 enum Job {
@@ -336,7 +336,14 @@ impl Lane {
                         reply::data_body_at(token, channel.as_str(), wire(*p), time_ms)
                     })
                     .collect();
-                let delivered = self.broker.publish(&channel, &bodies).await.unwrap_or(0);
+                let delivered = match self.broker.publish(&channel, &bodies).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Stored but not fanned out: resuming subscribers will still get it.
+                        tracing::warn!(error = %e, "stored events could not be fanned out");
+                        Some(0)
+                    }
+                };
                 let _ = reply.send(Ok(Appended {
                     positions: mine,
                     time_ms,

@@ -34,16 +34,27 @@ pub enum BrokerError {
     Unavailable(String),
 }
 
-/// Future returned by [`Broker::publish`].
-pub type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<usize, BrokerError>> + Send + 'a>>;
+/// Future returned by [`Broker::publish`]: subscriptions reached per event, when known.
+pub type PublishFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<usize>, BrokerError>> + Send + 'a>>;
+
+/// Future returned by [`Broker::prepare`].
+pub type ReadyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>>;
 
 /// Where events go to reach subscribers. Single-node Herald uses [`Hub`] directly; cluster mode
 /// wraps it with a backplane. Contract: events of one `publish` call are delivered to each
 /// subscription in order, and one publisher's successive calls on a channel keep their order.
 pub trait Broker: Send + Sync + 'static {
-    /// Delivers each body to every matching subscription; resolves to the number of local
-    /// subscriptions reached per event.
+    /// Delivers each body to every matching subscription; resolves to the number of
+    /// subscriptions reached per event when the broker can count them (a single node can; a
+    /// cluster cannot see other nodes' subscribers).
     fn publish<'a>(&'a self, channel: &'a Channel, bodies: &'a [Bytes]) -> PublishFuture<'a>;
+    /// Makes sure events for `pattern` will reach this node, before the client is told its
+    /// subscription is live. A single node has nothing to do.
+    fn prepare<'a>(&'a self, _pattern: &'a Pattern) -> ReadyFuture<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// Registers a local subscription (after [`Broker::prepare`]).
     fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>);
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>);
 }
@@ -153,6 +164,20 @@ impl Hub {
         }
     }
 
+    /// Delivers to local subscriptions of exactly this channel.
+    pub fn deliver_exact(&self, channel: &Channel, bodies: &[Bytes]) -> usize {
+        self.exact.deliver(channel.as_str(), bodies)
+    }
+
+    /// Delivers to local wildcard subscriptions on `prefix` (which `channel` is below).
+    pub fn deliver_below(&self, prefix: &str, channel: &Channel, bodies: &[Bytes]) -> usize {
+        if channel.ancestors().any(|a| a == prefix) {
+            self.below.deliver(prefix, bodies)
+        } else {
+            0
+        }
+    }
+
     /// Delivers synchronously to local subscribers; returns subscriptions reached.
     pub fn deliver(&self, channel: &Channel, bodies: &[Bytes]) -> usize {
         let mut reached = self.exact.deliver(channel.as_str(), bodies);
@@ -166,7 +191,7 @@ impl Hub {
 impl Broker for Hub {
     fn publish<'a>(&'a self, channel: &'a Channel, bodies: &'a [Bytes]) -> PublishFuture<'a> {
         let reached = self.deliver(channel, bodies);
-        Box::pin(std::future::ready(Ok(reached)))
+        Box::pin(std::future::ready(Ok(Some(reached))))
     }
 
     fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>) {

@@ -8,6 +8,7 @@
 //! its queued frames in one go through [`transport::ws`].
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod console;

@@ -156,14 +156,15 @@ pub async fn publish(
             m.history_errors.inc();
         })?;
         m.history_appends.add(appended.positions.len() as u64);
-        m.deliveries
-            .add((appended.delivered * appended.positions.len()) as u64);
+        if let Some(d) = appended.delivered {
+            m.deliveries.add((d * appended.positions.len()) as u64);
+        }
         let delivered_events = result
             .successful
             .iter_mut()
             .filter(|a| a.delivered.is_none());
         for (accepted, position) in delivered_events.zip(appended.positions) {
-            accepted.delivered = Some(appended.delivered);
+            accepted.delivered = appended.delivered;
             accepted.position = Some(crate::history::wire(position));
         }
         return Ok(result);
@@ -174,13 +175,15 @@ pub async fn publish(
         .publish(channel, &bodies)
         .await
         .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
-    m.deliveries.add((delivered * bodies.len()) as u64);
+    if let Some(d) = delivered {
+        m.deliveries.add((d * bodies.len()) as u64);
+    }
     for accepted in result
         .successful
         .iter_mut()
         .filter(|a| a.delivered.is_none())
     {
-        accepted.delivered = Some(delivered);
+        accepted.delivered = delivered;
     }
     Ok(result)
 }

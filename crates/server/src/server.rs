@@ -27,6 +27,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Handler(#[from] herald_handler::LoadError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot open the history store: {0}")]
     History(#[from] herald_history::HistoryError),
     #[error(
@@ -69,7 +71,12 @@ impl Server {
             _ => (None, None),
         };
         let addr = config.listen;
-        let state = Arc::new(State::new(config)?);
+        let state = if config.cluster.enabled() {
+            let broker = crate::cluster::NatsBroker::connect(&config.cluster).await?;
+            Arc::new(State::with_broker(config, Arc::new(broker))?)
+        } else {
+            Arc::new(State::new(config)?)
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;

@@ -115,11 +115,18 @@ pub enum ReloadError {
 impl State {
     /// Builds the shared state; opens the history store when a namespace keeps history.
     pub fn new(config: Config) -> Result<State, crate::server::StartError> {
+        State::with_broker(config, Arc::new(Hub::new()))
+    }
+
+    /// Builds the shared state around a broker (the local hub, or the cluster backplane).
+    pub fn with_broker(
+        config: Config,
+        broker: Arc<dyn Broker>,
+    ) -> Result<State, crate::server::StartError> {
         let event_limits = EventLimits {
             max_event_bytes: config.limits.max_event_bytes,
             max_events: config.limits.max_events_per_publish,
         };
-        let broker: Arc<dyn Broker> = Arc::new(Hub::new());
         let history = crate::history::History::start(&config, broker.clone())?;
         let metrics =
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
@@ -169,6 +176,7 @@ impl State {
             serde_json::json!({
                 "listen": c.listen, "data_dir": c.data_dir, "tls": c.tls, "limits": c.limits,
                 "websocket": c.websocket, "history": c.history, "namespace history": history,
+                "cluster": c.cluster,
             })
         };
         let (old, new) = (fixed(&self.config), fixed(&config));
@@ -181,6 +189,7 @@ impl State {
                 "websocket",
                 "history",
                 "namespace history",
+                "cluster",
             ]
             .into_iter()
             .filter(|k| old.get(k) != new.get(k))

@@ -230,6 +230,14 @@ impl Session {
                 .await
                 .map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
         }
+        // In cluster mode, events for this pattern must reach this node before the client is
+        // told the subscription is live.
+        self.state.broker.prepare(&pattern).await.map_err(|e| {
+            WireError::new(
+                ErrorType::Internal,
+                format!("the subscription could not be set up: {e}"),
+            )
+        })?;
         let sub = Arc::new(Subscriber {
             outbox: self.outbox.clone(),
             prefix: reply::data_prefix(id),
@@ -237,7 +245,14 @@ impl Session {
         match (resume, self.state.history_of(namespace)) {
             (Some(from), Some(history)) => {
                 // The lane replies, replays, then registers: see `history`.
-                let report = history.resume(id, &pattern, from, sub.clone()).await?;
+                let report = match history.resume(id, &pattern, from, sub.clone()).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Releases what `prepare` took.
+                        self.state.broker.unsubscribe(&pattern, &sub);
+                        return Err(e);
+                    }
+                };
                 let m = self.state.metrics.ns(namespace);
                 m.resumes.inc();
                 if !report.recovered {
