@@ -281,10 +281,14 @@ impl Lane {
     async fn commit(&self, round: Vec<AppendJob>) {
         // Group by channel, keeping arrival order within each channel.
         let mut groups: Vec<(Channel, Vec<AppendJob>)> = Vec::new();
+        let mut index: HashMap<Channel, usize> = HashMap::new();
         for job in round {
-            match groups.iter_mut().find(|(c, _)| *c == job.0) {
+            match index.get(&job.0).and_then(|&i| groups.get_mut(i)) {
                 Some((_, jobs)) => jobs.push(job),
-                None => groups.push((job.0.clone(), vec![job])),
+                None => {
+                    index.insert(job.0.clone(), groups.len());
+                    groups.push((job.0.clone(), vec![job]));
+                }
             }
         }
         let time_ms = crate::time::now_unix_ms();
