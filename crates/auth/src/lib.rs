@@ -26,6 +26,7 @@ pub mod jwt;
 pub mod lambda;
 mod providers;
 pub mod sigv4;
+pub mod time;
 
 pub use config::ProviderConfig;
 pub use error::{AuthError, ConfigError};

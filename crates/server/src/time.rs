@@ -18,17 +18,6 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Days from 1970-01-01 to a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds; a bare date means midnight UTC.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -45,7 +34,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let date = days_from_civil(y, mo, d) * 86_400;
+    let date = herald_auth::time::days_from_civil(y, mo, d) * 86_400;
     if s.len() == 10 {
         return Some(date);
     }
