@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::fjall_store::FjallStore;
+use crate::jetstream::JetStreamStore;
 use crate::memory::MemoryStore;
 use crate::store::HistoryStore;
 use crate::types::{HistoryError, Position, ReadOutcome, Retention, Since};
@@ -14,6 +15,8 @@ pub enum AnyStore {
     Memory(MemoryStore),
     /// Durable history in a directory.
     Fjall(FjallStore),
+    /// History in NATS JetStream, shared by a cluster.
+    JetStream(JetStreamStore),
 }
 
 impl From<MemoryStore> for AnyStore {
@@ -39,6 +42,7 @@ impl HistoryStore for AnyStore {
         match self {
             Self::Memory(s) => s.append(namespace, channel, events, time_ms).await,
             Self::Fjall(s) => s.append(namespace, channel, events, time_ms).await,
+            Self::JetStream(s) => s.append(namespace, channel, events, time_ms).await,
         }
     }
 
@@ -51,6 +55,7 @@ impl HistoryStore for AnyStore {
         match self {
             Self::Memory(s) => s.read(channel, since, limit).await,
             Self::Fjall(s) => s.read(channel, since, limit).await,
+            Self::JetStream(s) => s.read(channel, since, limit).await,
         }
     }
 
@@ -58,6 +63,7 @@ impl HistoryStore for AnyStore {
         match self {
             Self::Memory(s) => s.top(channel).await,
             Self::Fjall(s) => s.top(channel).await,
+            Self::JetStream(s) => s.top(channel).await,
         }
     }
 
@@ -65,6 +71,7 @@ impl HistoryStore for AnyStore {
         match self {
             Self::Memory(s) => s.channels_under(prefix).await,
             Self::Fjall(s) => s.channels_under(prefix).await,
+            Self::JetStream(s) => s.channels_under(prefix).await,
         }
     }
 
@@ -72,6 +79,7 @@ impl HistoryStore for AnyStore {
         match self {
             Self::Memory(s) => s.set_retention(namespace, retention),
             Self::Fjall(s) => s.set_retention(namespace, retention),
+            Self::JetStream(s) => s.set_retention(namespace, retention),
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   one writer thread group-commits concurrent appends into one batch and one fsync
 //!   (`fjall_store/writer.rs`), a maintenance thread prunes by age and fsyncs on an interval, and
 //!   `fjall_store/recovery.rs` rebuilds channel state and epochs on open.
+//! * [`JetStreamStore`] (`jetstream.rs`) keeps history in NATS JetStream for cluster mode: one
+//!   stream per namespace, gapless offsets across nodes by compare-and-set on each channel's
+//!   newest batch, and a [`Follower`] that hands every node the stored batches in order.
 //! * [`AnyStore`] (`any.rs`) holds whichever of the two the config chose (the trait returns
 //!   `impl Future`, so it is not object-safe).
 //! * `common.rs` is shared logic: the read planner that decides between events and
@@ -47,6 +50,7 @@
 mod any;
 mod common;
 mod fjall_store;
+mod jetstream;
 mod memory;
 mod store;
 mod types;
@@ -54,6 +58,7 @@ mod types;
 pub use any::AnyStore;
 pub use common::MAX_EVENT_BYTES;
 pub use fjall_store::{FjallOptions, FjallStats, FjallStore};
+pub use jetstream::{Followed, Follower, JetStreamOptions, JetStreamStore};
 pub use memory::{MemoryOptions, MemoryStore};
 pub use store::HistoryStore;
 pub use types::{
