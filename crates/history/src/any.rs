@@ -16,7 +16,7 @@ pub enum AnyStore {
     /// Durable history in a directory.
     Fjall(FjallStore),
     /// History in NATS JetStream, shared by a cluster.
-    JetStream(JetStreamStore),
+    JetStream(Box<JetStreamStore>),
 }
 
 impl From<MemoryStore> for AnyStore {

@@ -11,7 +11,8 @@
 //! event that matches both an exact and a wildcard key arrives once per NATS subscription; each
 //! copy is delivered only to the index that subscription serves, so nobody gets it twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -30,6 +31,25 @@ pub struct ClusterConfig {
     pub subject_prefix: String,
     /// A name for this node in NATS's monitoring.
     pub node_name: Option<String>,
+    /// User name for NATS (with `password`).
+    pub user: Option<String>,
+    /// Password for NATS (with `user`).
+    pub password: Option<String>,
+    /// Token for NATS.
+    pub token: Option<String>,
+    /// A NATS `.creds` file (JWT and NKey seed, as `nsc` issues them).
+    pub credentials_file: Option<PathBuf>,
+    /// PEM CA certificate(s) that signed the NATS servers' certificates; implies TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate, when NATS requires mutual TLS (with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS, even for a `nats://` URL.
+    pub tls_required: bool,
+    /// Copies JetStream keeps of each history stream: 1 for a single NATS server, 3 for a NATS
+    /// cluster (so history survives losing a NATS server). Default 1.
+    pub history_replicas: usize,
 }
 
 impl ClusterConfig {
@@ -37,7 +57,7 @@ impl ClusterConfig {
         !self.nats_url.trim().is_empty()
     }
 
-    fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         if self.subject_prefix.is_empty() {
             "herald"
         } else {
@@ -66,32 +86,71 @@ pub struct NatsBroker {
     hub: Arc<Hub>,
     prefix: String,
     remote: Mutex<HashMap<(Kind, String), Remote>>,
+    /// Namespaces whose events reach this node from their JetStream stream (`history`), not
+    /// from core NATS subscriptions.
+    followed: HashSet<String>,
 }
 
 /// The cluster could not be joined.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot connect to NATS at {url}: {source} (check cluster.nats_url, and that NATS is running)"
-)]
-pub struct ClusterError {
-    url: String,
-    source: async_nats::ConnectError,
+pub enum ClusterError {
+    #[error(
+        "cannot connect to NATS at {url}: {source} (check cluster.nats_url, its credentials and TLS settings, and that NATS is running)"
+    )]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot read cluster.credentials_file {path}: {source}")]
+    Credentials {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl NatsBroker {
     /// Connects to NATS. Later disconnections are retried by the client, which restores every
     /// subscription on reconnect; local subscribers stay connected meanwhile.
-    pub async fn connect(config: &ClusterConfig) -> Result<NatsBroker, ClusterError> {
+    /// `followed`: the history namespaces, whose events this node gets from JetStream.
+    pub async fn connect(
+        config: &ClusterConfig,
+        followed: HashSet<String>,
+    ) -> Result<NatsBroker, ClusterError> {
         let mut options = async_nats::ConnectOptions::new()
-            .event_callback(|event| async move { tracing::info!(%event, "NATS") });
+            .event_callback(|event| async move { tracing::info!(%event, "NATS") })
+            // Keep retrying while down: the node stays up and reports NATS errors per request.
+            .max_reconnects(None);
         if let Some(name) = &config.node_name {
             options = options.name(name);
+        }
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        if let Some(path) = &config.credentials_file {
+            options = options.credentials_file(path).await.map_err(|source| {
+                ClusterError::Credentials {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        if let Some(ca) = &config.tls_ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if config.tls_required || config.tls_ca_file.is_some() {
+            options = options.require_tls(true);
         }
         let url = config.nats_url.trim().to_owned();
         let client = options
             .connect(url.as_str())
             .await
-            .map_err(|source| ClusterError { url, source })?;
+            .map_err(|source| ClusterError::Connect { url, source })?;
         // `connect` can return before the handshake is done; until it is, subscriptions would
         // only be queued, and the first subscribers could miss events.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -105,7 +164,13 @@ impl NatsBroker {
             hub: Arc::new(Hub::new()),
             prefix: config.prefix().to_owned(),
             remote: Mutex::new(HashMap::new()),
+            followed,
         })
+    }
+
+    /// The NATS connection, shared with JetStream history.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     async fn round_trip(&self) -> Result<(), BrokerError> {
@@ -166,6 +231,10 @@ impl Broker for NatsBroker {
 
     fn prepare<'a>(&'a self, pattern: &'a Pattern) -> ReadyFuture<'a> {
         Box::pin(async move {
+            if self.followed.contains(pattern.namespace()) {
+                // Every node follows the namespace's stream already.
+                return Ok(());
+            }
             let (kind, key) = Self::key(pattern);
             let fresh = {
                 let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,8 +304,15 @@ impl Broker for NatsBroker {
         self.hub.subscribe(pattern, subscriber);
     }
 
+    fn local(&self) -> &Hub {
+        &self.hub
+    }
+
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>) {
         self.hub.unsubscribe(pattern, subscriber);
+        if self.followed.contains(pattern.namespace()) {
+            return;
+        }
         let (kind, key) = Self::key(pattern);
         let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = remote.get_mut(&(kind, key.clone())) {

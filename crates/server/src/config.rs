@@ -464,10 +464,31 @@ impl Config {
             (None, None) => {}
         }
         if self.cluster.enabled() {
-            for (i, ns) in self.namespaces.iter().enumerate() {
-                if ns.history.is_some() {
-                    p.push(format!("namespaces[{i}].history: history is not available in cluster mode yet (it needs JetStream); remove it or run a single node"));
+            let c = &self.cluster;
+            if c.user.is_some() != c.password.is_some() {
+                p.push("cluster.user / cluster.password: set both, or neither".into());
+            }
+            if c.tls_cert_file.is_some() != c.tls_key_file.is_some() {
+                p.push("cluster.tls_cert_file / cluster.tls_key_file: set both, or neither".into());
+            }
+            for (key, file) in [
+                ("cluster.credentials_file", &c.credentials_file),
+                ("cluster.tls_ca_file", &c.tls_ca_file),
+                ("cluster.tls_cert_file", &c.tls_cert_file),
+                ("cluster.tls_key_file", &c.tls_key_file),
+            ] {
+                if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+                    p.push(format!("{key}: {} is not a readable file", f.display()));
                 }
+            }
+            if c.history_replicas > 5 {
+                p.push("cluster.history_replicas: JetStream allows 1 to 5 replicas".into());
+            }
+            if c.subject_prefix.contains(['*', '>', ' '])
+                || c.subject_prefix.starts_with('.')
+                || c.subject_prefix.ends_with('.')
+            {
+                p.push(format!("cluster.subject_prefix: {:?} is not a NATS subject prefix (tokens separated by '.', no wildcards or spaces)", c.subject_prefix));
             }
         }
         let l = &self.limits;

@@ -57,6 +57,9 @@ pub trait Broker: Send + Sync + 'static {
     /// Registers a local subscription (after [`Broker::prepare`]).
     fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>);
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>);
+    /// This node's subscriptions, for events that reach the node another way (a cluster
+    /// node's JetStream history follower).
+    fn local(&self) -> &Hub;
 }
 
 const SHARDS: usize = 64;
@@ -202,6 +205,10 @@ impl Broker for Hub {
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>) {
         self.index(pattern)
             .remove(pattern.key().as_str(), subscriber);
+    }
+
+    fn local(&self) -> &Hub {
+        self
     }
 }
 

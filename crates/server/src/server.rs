@@ -72,8 +72,18 @@ impl Server {
         };
         let addr = config.listen;
         let state = if config.cluster.enabled() {
-            let broker = crate::cluster::NatsBroker::connect(&config.cluster).await?;
-            Arc::new(State::with_broker(config, Arc::new(broker))?)
+            let followed = config
+                .namespaces
+                .iter()
+                .filter(|n| n.history.is_some())
+                .map(|n| n.name.clone())
+                .collect();
+            let broker = crate::cluster::NatsBroker::connect(&config.cluster, followed).await?;
+            let client = broker.client();
+            let broker: Arc<dyn crate::hub::Broker> = Arc::new(broker);
+            let history =
+                crate::history::History::start_cluster(&config, broker.clone(), client).await?;
+            Arc::new(State::with_broker(config, broker, history)?)
         } else {
             Arc::new(State::new(config)?)
         };

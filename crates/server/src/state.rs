@@ -115,19 +115,22 @@ pub enum ReloadError {
 impl State {
     /// Builds the shared state; opens the history store when a namespace keeps history.
     pub fn new(config: Config) -> Result<State, crate::server::StartError> {
-        State::with_broker(config, Arc::new(Hub::new()))
+        let broker: Arc<dyn Broker> = Arc::new(Hub::new());
+        let history = crate::history::History::start(&config, broker.clone())?;
+        State::with_broker(config, broker, history)
     }
 
-    /// Builds the shared state around a broker (the local hub, or the cluster backplane).
+    /// Builds the shared state around a broker (the local hub, or the cluster backplane) and
+    /// the history it delivers with.
     pub fn with_broker(
         config: Config,
         broker: Arc<dyn Broker>,
+        history: Option<crate::history::History>,
     ) -> Result<State, crate::server::StartError> {
         let event_limits = EventLimits {
             max_event_bytes: config.limits.max_event_bytes,
             max_events: config.limits.max_events_per_publish,
         };
-        let history = crate::history::History::start(&config, broker.clone())?;
         let metrics =
             crate::metrics::Metrics::new(config.namespaces.iter().map(|n| n.name.as_str()));
         let live = Arc::new(Live::build(config.clone())?);

@@ -1,72 +1,23 @@
 //! Cluster mode over a real `nats-server` (started by the test on a free loopback port) with
-//! three Herald nodes: cross-node delivery counts are exact, and a NATS outage makes publishes
-//! fail clearly, then heals by itself.
+//! three Herald nodes: cross-node delivery counts are exact; a NATS outage makes publishes fail
+//! clearly, then heals by itself; history lives in JetStream, and a client resumes on another
+//! node with no gap and no duplicate.
 
 mod common;
+#[path = "../../history/tests/support/nats.rs"]
+mod nats;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use herald_server::Config;
+use herald_server::config::{NamespaceConfig, NamespaceHistory};
+use nats::{Nats, free_port};
 use serde_json::{Value, json};
-
-struct Nats {
-    child: Child,
-    port: u16,
-}
-
-impl Nats {
-    fn start(port: u16) -> Nats {
-        let bin = [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "/usr/local/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("nats-server is installed (.ci/run installs Debian's nats-server)");
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not open its port"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats { child, port }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn node(nats: &Nats, name: &str) -> Config {
     let mut c = config();
-    c.cluster.nats_url = format!("nats://127.0.0.1:{}", nats.port);
+    c.cluster.nats_url = nats.url();
     c.cluster.node_name = Some(name.into());
     c.cluster.subject_prefix = format!("herald-test-{}", nats.port);
     c
@@ -224,7 +175,7 @@ async fn nats_outage_fails_publishes_clearly_and_heals() {
 
     // NATS comes back on the same port: nodes reconnect and restore their subscriptions;
     // the local subscriber stayed connected throughout.
-    let _nats = Nats::start(port);
+    nats.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, _) = post(
@@ -263,4 +214,163 @@ async fn nats_outage_fails_publishes_clearly_and_heals() {
     }
     n1.stop().await;
     n2.stop().await;
+}
+
+/// A node whose `hist` namespace keeps history (in JetStream, since it is clustered).
+fn history_node(nats: &Nats, name: &str) -> Config {
+    let mut c = node(nats, name);
+    c.namespaces.push(NamespaceConfig {
+        name: "hist".into(),
+        publish_auth_modes: None,
+        subscribe_auth_modes: None,
+        handlers: None,
+        rules: None,
+        history: Some(NamespaceHistory {
+            max_age_secs: Some(3600),
+            max_count: None,
+        }),
+    });
+    c
+}
+
+fn position(frame: &Value) -> (String, u64) {
+    let p = &frame["position"];
+    (
+        p["epoch"].as_str().unwrap_or_default().to_owned(),
+        p["offset"].as_u64().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_in_jetstream_resumes_on_another_node_without_gap() {
+    let nats = Nats::start(free_port());
+    let n1 = start(history_node(&nats, "n1")).await;
+    let n2 = start(history_node(&nats, "n2")).await;
+    let n3 = start(history_node(&nats, "n3")).await;
+
+    let mut a = Client::ready(&n1).await;
+    assert_eq!(
+        a.subscribe("s", "/hist/room").await["type"],
+        "subscribe_success"
+    );
+    assert_eq!(
+        a.subscribe("w", "/hist/*").await["type"],
+        "subscribe_success"
+    );
+    // Published on node 2 (HTTP) and node 3 (WebSocket); positions come back in the replies.
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    for i in 0..5 {
+        let (status, reply) = post(
+            &n2,
+            KEY,
+            &json!({"channel": "/hist/room", "events": [i.to_string()]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        acked.push(position(&reply["successful"][0]));
+    }
+    let mut p3 = Client::ready(&n3).await;
+    let r = p3.publish("p", "/hist/room", &[json!(5), json!(6)]).await;
+    assert_eq!(r["type"], "publish_success", "{r}");
+    acked.push(position(&r["successful"][0]));
+    acked.push(position(&r["successful"][1]));
+    let epoch = acked[0].0.clone();
+    let first = acked[0].1;
+    assert_eq!(
+        acked,
+        (first..first + 7)
+            .map(|o| (epoch.clone(), o))
+            .collect::<Vec<_>>(),
+        "offsets are dense across nodes"
+    );
+    // Node 1 delivers each event once per subscription, in offset order, with its position.
+    let mut exact = Vec::new();
+    let mut wild = Vec::new();
+    for _ in 0..14 {
+        let f = a.recv().await;
+        let entry = (
+            f["event"].as_str().unwrap_or_default().to_owned(),
+            position(&f),
+        );
+        match f["id"].as_str() {
+            Some("s") => exact.push(entry),
+            Some("w") => wild.push(entry),
+            other => panic!("unexpected frame for {other:?}: {f}"),
+        }
+    }
+    let expect: Vec<_> = (0..7).map(|i| (i.to_string(), acked[i].clone())).collect();
+    assert_eq!(exact, expect);
+    assert_eq!(wild, expect);
+
+    // The client goes away after event 3 (as if its node had died); 4 more are published on
+    // node 2 meanwhile.
+    drop(a);
+    let last_seen = acked[3].clone();
+    for i in 7..11 {
+        let (status, reply) = post(
+            &n2,
+            KEY,
+            &json!({"channel": "/hist/room", "events": [i.to_string()]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        acked.push(position(&reply["successful"][0]));
+    }
+    // It resumes on node 3: exactly the missed events, in order, then live ones.
+    let mut c = Client::ready(&n3).await;
+    c.send(
+        json!({"type": "subscribe", "id": "r", "channel": "/hist/room",
+        "authorization": {"x-api-key": KEY},
+        "resume": {"epoch": last_seen.0, "offset": last_seen.1}}),
+    )
+    .await;
+    let ok = c.recv().await;
+    assert_eq!(ok["type"], "subscribe_success", "{ok}");
+    assert_eq!(
+        ok["resume"],
+        json!({"recovered": true, "replayed": 7}),
+        "{ok}"
+    );
+    let (status, reply) = post(
+        &n1,
+        KEY,
+        &json!({"channel": "/hist/room", "events": ["11"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    acked.push(position(&reply["successful"][0]));
+    let mut got = Vec::new();
+    for _ in 0..8 {
+        let f = c.recv().await;
+        got.push((
+            f["event"].as_str().unwrap_or_default().to_owned(),
+            position(&f),
+        ));
+    }
+    let expect: Vec<_> = (4..12).map(|i| (i.to_string(), acked[i].clone())).collect();
+    assert_eq!(got, expect, "replay then live: no gap, no duplicate");
+
+    // The HTTP history endpoint reads the same stream on any node.
+    let (status, _, body) = http(
+        &n1,
+        "GET",
+        &format!(
+            "/event/history?channel=/hist/room&since={}:{}",
+            epoch,
+            first + 9
+        ),
+        &[("x-api-key", KEY)],
+        b"",
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&body).unwrap_or_default();
+    assert_eq!(status, 200, "{page}");
+    let events: Vec<&str> = page["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["event"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(events, ["10", "11"], "{page}");
+    for n in [n1, n2, n3] {
+        n.stop().await;
+    }
 }

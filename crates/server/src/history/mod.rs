@@ -8,14 +8,18 @@
 //! each channel's events in offset order and answers the publishers. A resume runs between rounds,
 //! so nothing is delivered in its namespace while it reads history and registers the
 //! subscription: the replay ends exactly where live delivery starts — no gap, no duplicate.
+//!
+//! In cluster mode the store is JetStream and the lane only appends; each node follows every
+//! history namespace's stream and delivers from it, and resumes run in that follower (`cluster`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_history::{
-    AnyStore, FjallOptions, FjallStore, HistoryError, HistoryStore, MemoryOptions, MemoryStore,
-    Position, ReadOutcome, Retention, Since, StoredEvent, SyncPolicy, UnrecoverableReason,
+    AnyStore, FjallOptions, FjallStore, HistoryError, HistoryStore, JetStreamOptions,
+    JetStreamStore, MemoryOptions, MemoryStore, Position, ReadOutcome, Retention, Since,
+    StoredEvent, SyncPolicy, UnrecoverableReason,
 };
 use herald_protocol::reply::{self, ResumeReport, StreamPosition};
 use herald_protocol::{Channel, ErrorType, Pattern, Resume, WireError};
@@ -24,6 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, HistoryBackend, HistorySync};
 use crate::connection::outbox::Out;
 use crate::hub::{Broker, Subscriber};
+
+mod cluster;
 
 /// Most publish requests waiting in one lane; publishers wait for room beyond it.
 const LANE_QUEUE: usize = 4096;
@@ -58,10 +64,17 @@ enum Job {
     },
 }
 
+/// Where one namespace's jobs go: appends to its lane; resumes to the lane too, or to the
+/// namespace's follower in cluster mode (where deliveries come from).
+struct Lanes {
+    append: mpsc::Sender<Job>,
+    resume: mpsc::Sender<Job>,
+}
+
 /// History for every namespace that keeps it.
 pub struct History {
     store: Arc<Store>,
-    lanes: HashMap<String, mpsc::Sender<Job>>,
+    lanes: HashMap<String, Lanes>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> WireError {
@@ -79,11 +92,7 @@ impl History {
         config: &Config,
         broker: Arc<dyn Broker>,
     ) -> Result<Option<History>, HistoryError> {
-        let namespaces: Vec<_> = config
-            .namespaces
-            .iter()
-            .filter_map(|ns| ns.history.as_ref().map(|h| (ns.name.clone(), h)))
-            .collect();
+        let namespaces = kept(config);
         if namespaces.is_empty() {
             return Ok(None);
         }
@@ -111,22 +120,45 @@ impl History {
         let store = Arc::new(store);
         let mut lanes = HashMap::new();
         for (name, retention) in namespaces {
-            store.set_retention(
-                &name,
-                Retention {
-                    max_age: retention.max_age_secs.map(std::time::Duration::from_secs),
-                    max_count: retention.max_count,
-                },
-            );
+            store.set_retention(&name, retention);
             let (tx, rx) = mpsc::channel(LANE_QUEUE);
-            let lane = Lane {
-                namespace: name.clone(),
-                store: store.clone(),
-                broker: broker.clone(),
-                max_replay: h.max_replay_events,
-            };
+            let lane = Lane::new(&name, &store, &broker, config, true);
             tokio::spawn(lane.run(rx));
-            lanes.insert(name, tx);
+            let resume = tx.clone();
+            lanes.insert(name, Lanes { append: tx, resume });
+        }
+        Ok(Some(History { store, lanes }))
+    }
+
+    /// Cluster mode: history in JetStream over the node's NATS connection. Each namespace gets
+    /// a lane that appends and a follower that delivers what any node stored, in stream order.
+    pub async fn start_cluster(
+        config: &Config,
+        broker: Arc<dyn Broker>,
+        client: async_nats::Client,
+    ) -> Result<Option<History>, HistoryError> {
+        let namespaces = kept(config);
+        if namespaces.is_empty() {
+            return Ok(None);
+        }
+        let options = JetStreamOptions {
+            subject_prefix: config.cluster.prefix().to_owned(),
+            replicas: config.cluster.history_replicas.max(1),
+        };
+        let js = JetStreamStore::open(client, &options, &namespaces).await?;
+        let mut followers = Vec::new();
+        for (name, _) in &namespaces {
+            followers.push((name.clone(), js.follow(name).await?));
+        }
+        let store = Arc::new(Store::JetStream(Box::new(js)));
+        let mut lanes = HashMap::new();
+        for (name, follower) in followers {
+            let (append, rx) = mpsc::channel(LANE_QUEUE);
+            tokio::spawn(Lane::new(&name, &store, &broker, config, false).run(rx));
+            let (resume, jobs) = mpsc::channel(LANE_QUEUE);
+            let lane = Lane::new(&name, &store, &broker, config, false);
+            tokio::spawn(cluster::follow(lane, jobs, follower));
+            lanes.insert(name, Lanes { append, resume });
         }
         Ok(Some(History { store, lanes }))
     }
@@ -151,13 +183,14 @@ impl History {
             .get(channel.namespace())
             .ok_or_else(|| unavailable("no history lane for this namespace"))?;
         let (reply, answer) = oneshot::channel();
-        lane.send(Job::Append {
-            channel: channel.clone(),
-            tokens,
-            reply,
-        })
-        .await
-        .map_err(|_| unavailable("history lane stopped"))?;
+        lane.append
+            .send(Job::Append {
+                channel: channel.clone(),
+                tokens,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable("history lane stopped"))?;
         answer
             .await
             .map_err(|_| unavailable("history lane stopped"))?
@@ -178,15 +211,16 @@ impl History {
             .get(pattern.namespace())
             .ok_or_else(|| unavailable("no history lane for this namespace"))?;
         let (reply, done) = oneshot::channel();
-        lane.send(Job::Resume {
-            id: id.to_owned(),
-            pattern: pattern.clone(),
-            from,
-            subscriber,
-            reply,
-        })
-        .await
-        .map_err(|_| unavailable("history lane stopped"))?;
+        lane.resume
+            .send(Job::Resume {
+                id: id.to_owned(),
+                pattern: pattern.clone(),
+                from,
+                subscriber,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable("history lane stopped"))?;
         done.await.map_err(|_| unavailable("history lane stopped"))
     }
 }
@@ -212,11 +246,31 @@ pub fn reason(r: UnrecoverableReason) -> &'static str {
     }
 }
 
+/// The namespaces that keep history, with their retention.
+fn kept(config: &Config) -> Vec<(String, Retention)> {
+    config
+        .namespaces
+        .iter()
+        .filter_map(|ns| {
+            let h = ns.history.as_ref()?;
+            Some((
+                ns.name.clone(),
+                Retention {
+                    max_age: h.max_age_secs.map(std::time::Duration::from_secs),
+                    max_count: h.max_count,
+                },
+            ))
+        })
+        .collect()
+}
+
 struct Lane {
     namespace: String,
     store: Arc<Store>,
     broker: Arc<dyn Broker>,
     max_replay: usize,
+    /// Whether the lane delivers what it stored (a single node), or a follower does (cluster).
+    deliver: bool,
 }
 
 type AppendJob = (
@@ -226,6 +280,36 @@ type AppendJob = (
 );
 
 impl Lane {
+    fn new(
+        namespace: &str,
+        store: &Arc<Store>,
+        broker: &Arc<dyn Broker>,
+        config: &Config,
+        deliver: bool,
+    ) -> Lane {
+        Lane {
+            namespace: namespace.to_owned(),
+            store: store.clone(),
+            broker: broker.clone(),
+            max_replay: config.history.max_replay_events,
+            deliver,
+        }
+    }
+
+    /// A store read; `max_seq` caps a JetStream read at what this node's follower delivered.
+    async fn read(
+        &self,
+        channel: &str,
+        since: Since,
+        limit: usize,
+        max_seq: u64,
+    ) -> Result<ReadOutcome, HistoryError> {
+        match &*self.store {
+            AnyStore::JetStream(js) => js.read_until(channel, since, limit, max_seq).await,
+            store => store.read(channel, since, limit).await,
+        }
+    }
+
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
         let mut held: Option<Job> = None;
         loop {
@@ -244,7 +328,7 @@ impl Lane {
                     subscriber,
                     reply,
                 } => {
-                    let report = self.resume(&id, &pattern, from, subscriber).await;
+                    let report = self.resume(&id, &pattern, from, subscriber, u64::MAX).await;
                     let _ = reply.send(report);
                 }
                 Job::Append {
@@ -332,21 +416,11 @@ impl Lane {
             let mut positions = positions.into_iter();
             for (_, tokens, reply) in jobs {
                 let mine: Vec<Position> = positions.by_ref().take(tokens.len()).collect();
-                let bodies: Vec<Bytes> = tokens
-                    .iter()
-                    .zip(&mine)
-                    .map(|(t, p)| {
-                        let token = std::str::from_utf8(t).unwrap_or("null");
-                        reply::data_body_at(token, channel.as_str(), wire(*p), time_ms)
-                    })
-                    .collect();
-                let delivered = match self.broker.publish(&channel, &bodies).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        // Stored but not fanned out: resuming subscribers will still get it.
-                        tracing::warn!(error = %e, "stored events could not be fanned out");
-                        Some(0)
-                    }
+                let delivered = if self.deliver {
+                    self.fan_out(&channel, &tokens, &mine, time_ms).await
+                } else {
+                    // Every node's follower delivers it, from the stream.
+                    None
                 };
                 let _ = reply.send(Ok(Appended {
                     positions: mine,
@@ -357,12 +431,39 @@ impl Lane {
         }
     }
 
+    /// Delivers stored events with their positions.
+    async fn fan_out(
+        &self,
+        channel: &Channel,
+        tokens: &[Bytes],
+        positions: &[Position],
+        time_ms: u64,
+    ) -> Option<usize> {
+        let bodies: Vec<Bytes> = tokens
+            .iter()
+            .zip(positions)
+            .map(|(t, p)| {
+                let token = std::str::from_utf8(t).unwrap_or("null");
+                reply::data_body_at(token, channel.as_str(), wire(*p), time_ms)
+            })
+            .collect();
+        match self.broker.publish(channel, &bodies).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Stored but not fanned out: resuming subscribers will still get it.
+                tracing::warn!(error = %e, "stored events could not be fanned out");
+                Some(0)
+            }
+        }
+    }
+
     async fn resume(
         &self,
         id: &str,
         pattern: &Pattern,
         from: Resume,
         subscriber: Arc<Subscriber>,
+        max_seq: u64,
     ) -> ResumeReport {
         let mut frames: Vec<Bytes> = Vec::new();
         let mut report = ResumeReport {
@@ -415,7 +516,7 @@ impl Lane {
                 if room == 0 {
                     // Anything left? Then the client must page through the HTTP endpoint.
                     if let Ok(ReadOutcome::Events { events, .. }) =
-                        self.store.read(&channel, since, 1).await
+                        self.read(&channel, since, 1, max_seq).await
                         && !events.is_empty()
                     {
                         report.recovered = false;
@@ -423,7 +524,10 @@ impl Lane {
                     }
                     break 'channels;
                 }
-                match self.store.read(&channel, since, room.min(READ_PAGE)).await {
+                match self
+                    .read(&channel, since, room.min(READ_PAGE), max_seq)
+                    .await
+                {
                     Ok(ReadOutcome::Events { events, top }) => {
                         let Some(last) = events.last().map(|e| e.position) else {
                             break;
