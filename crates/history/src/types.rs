@@ -137,6 +137,10 @@ pub enum HistoryError {
     /// fsync). The store may refuse all further writes: restart the process and let it recover.
     #[error("history storage failed: {0}; check disk space and permissions, then restart")]
     Storage(String),
+    /// The store's backing service (NATS JetStream) did not answer or refused for now; the
+    /// request may succeed when retried.
+    #[error("history is unavailable: {0}; retry shortly")]
+    Unavailable(String),
     /// The store is shutting down or its writer thread is gone.
     #[error("history store is closed")]
     Closed,

@@ -95,12 +95,16 @@ pub struct NatsBroker {
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
-        "cannot connect to NATS at {url}: {source} (check cluster.nats_url, its credentials and TLS settings, and that NATS is running)"
+        "cannot connect to NATS at {url}: {error} (check cluster.nats_url, its credentials and TLS settings, and that NATS is running)"
     )]
     Connect {
         url: String,
-        source: async_nats::ConnectError,
+        error: async_nats::ConnectError,
     },
+    #[error(
+        "cluster.nats_url: {url:?} is not a NATS URL: {error} (expected e.g. nats://10.0.0.5:4222, several separated by commas)"
+    )]
+    Url { url: String, error: String },
     #[error("cannot read cluster.credentials_file {path}: {source}")]
     Credentials {
         path: PathBuf,
@@ -147,10 +151,22 @@ impl NatsBroker {
             options = options.require_tls(true);
         }
         let url = config.nats_url.trim().to_owned();
+        let servers = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| ClusterError::Url {
+                        url: u.to_owned(),
+                        error: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let client = options
-            .connect(url.as_str())
+            .connect(servers)
             .await
-            .map_err(|source| ClusterError::Connect { url, source })?;
+            .map_err(|error| ClusterError::Connect { url, error })?;
         // `connect` can return before the handshake is done; until it is, subscriptions would
         // only be queued, and the first subscribers could miss events.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
