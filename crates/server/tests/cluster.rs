@@ -374,3 +374,70 @@ async fn history_in_jetstream_resumes_on_another_node_without_gap() {
         n.stop().await;
     }
 }
+
+#[tokio::test]
+async fn nats_over_tls_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, files) =
+        herald_server::transport::tls::dev(dir.path()).expect("a CA and a certificate");
+    let (cert, key) = (
+        files.cert.display().to_string(),
+        files.key.display().to_string(),
+    );
+    let nats = Nats::with_args(
+        free_port(),
+        &[
+            "--tls",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "--user",
+            "herald",
+            "--pass",
+            "s3cret",
+        ],
+    );
+    let secured = |name: &str, password: &str| {
+        let mut c = node(&nats, name);
+        c.cluster.tls_ca_file = Some(files.ca.clone());
+        c.cluster.user = Some("herald".into());
+        c.cluster.password = Some(password.into());
+        c
+    };
+    let n1 = start(secured("n1", "s3cret")).await;
+    let n2 = start(secured("n2", "s3cret")).await;
+    let mut b = Client::ready(&n2).await;
+    assert_eq!(
+        b.subscribe("s", "/default/tls").await["type"],
+        "subscribe_success"
+    );
+    let (status, reply) = post(
+        &n1,
+        KEY,
+        &json!({"channel": "/default/tls", "events": ["\"over tls\""]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(b.recv().await["event"], "\"over tls\"");
+
+    // A wrong password, or no CA to verify the server with, stops the node at startup with a
+    // message naming the problem.
+    let wrong = herald_server::Server::bind(secured("n3", "wrong")).await;
+    let e = wrong
+        .err()
+        .expect("a wrong password is refused")
+        .to_string();
+    assert!(e.contains("NATS"), "{e}");
+    let mut untrusted = secured("n4", "s3cret");
+    untrusted.cluster.tls_ca_file = None;
+    untrusted.cluster.tls_required = true;
+    let e = herald_server::Server::bind(untrusted)
+        .await
+        .err()
+        .expect("an unknown CA is refused")
+        .to_string();
+    assert!(e.contains("NATS"), "{e}");
+    n1.stop().await;
+    n2.stop().await;
+}

@@ -51,8 +51,13 @@ pub struct Nats {
 impl Nats {
     /// A lone server with JetStream.
     pub fn start(port: u16) -> Nats {
+        Nats::with_args(port, &[])
+    }
+
+    /// A lone server with JetStream and extra command-line options (TLS, credentials).
+    pub fn with_args(port: u16, extra: &[&str]) -> Nats {
         let dir = tempfile::tempdir().expect("a JetStream directory");
-        let args = vec![
+        let mut args = vec![
             "-a".into(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -61,6 +66,7 @@ impl Nats {
             "-sd".into(),
             dir.path().display().to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut nats = Nats {
             child: None,
             port,
