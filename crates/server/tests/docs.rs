@@ -22,7 +22,7 @@ fn toml_blocks(doc: &str) -> Vec<String> {
 #[test]
 fn documented_configs_are_valid() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
-    for doc in ["access-rules.md", "extensions.md"] {
+    for doc in ["access-rules.md", "extensions.md", "cluster.md"] {
         let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
         let blocks = toml_blocks(&text);
         assert!(!blocks.is_empty(), "{doc} has TOML examples");
