@@ -350,6 +350,50 @@ async fn history_in_jetstream_resumes_on_another_node_without_gap() {
     let expect: Vec<_> = (4..12).map(|i| (i.to_string(), acked[i].clone())).collect();
     assert_eq!(got, expect, "replay then live: no gap, no duplicate");
 
+    // A wildcard resume on node 2: /hist/room after a known position, /hist/other (never seen)
+    // from its oldest event.
+    for e in ["a", "b"] {
+        let (status, reply) = post(
+            &n3,
+            KEY,
+            &json!({"channel": "/hist/other", "events": [format!("\"{e}\"")]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let mut w = Client::ready(&n2).await;
+    w.send(json!({"type": "subscribe", "id": "w", "channel": "/hist/*",
+        "authorization": {"x-api-key": KEY},
+        "resume": {"positions": {"/hist/room": {"epoch": epoch, "offset": acked[9].1}}}}))
+        .await;
+    let ok = w.recv().await;
+    assert_eq!(
+        ok["resume"],
+        json!({"recovered": true, "replayed": 4}),
+        "{ok}"
+    );
+    let mut replayed = Vec::new();
+    for _ in 0..4 {
+        let f = w.recv().await;
+        replayed.push((
+            f["position"]["channel"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            f["event"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    replayed.sort();
+    assert_eq!(
+        replayed,
+        [
+            ("/hist/other".to_owned(), "\"a\"".to_owned()),
+            ("/hist/other".to_owned(), "\"b\"".to_owned()),
+            ("/hist/room".to_owned(), "10".to_owned()),
+            ("/hist/room".to_owned(), "11".to_owned()),
+        ]
+    );
+
     // The HTTP history endpoint reads the same stream on any node.
     let (status, _, body) = http(
         &n1,
