@@ -98,7 +98,9 @@ struct Batch {
 
 impl Batch {
     fn last(&self) -> u64 {
-        self.first + (self.events.len() as u64).saturating_sub(1)
+        // Saturating: headers come over the network.
+        self.first
+            .saturating_add((self.events.len() as u64).saturating_sub(1))
     }
 
     fn tip(&self) -> Tip {
@@ -222,7 +224,7 @@ fn stored(epoch: u64, batch: &Batch, from: u64) -> Vec<StoredEvent> {
         .map(|(i, payload)| StoredEvent {
             position: Position {
                 epoch,
-                offset: batch.first + i as u64,
+                offset: batch.first.saturating_add(i as u64),
             },
             time_ms: batch.time_ms,
             payload: payload.clone(),
@@ -425,21 +427,46 @@ impl JetStreamStore {
         }
     }
 
-    /// The first batch of a subject at or after stream sequence `seq`.
+    /// The tip an append continues from. A newest message that is not a Herald batch (written
+    /// by something else) gives `last: 0`: the append expects it and starts a new chain, so a
+    /// stray message cannot wedge the channel.
+    async fn last_tip(&self, ns: &Namespace, subject: &str) -> Result<Option<Tip>, HistoryError> {
+        match ns.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some(decode(m.sequence, &m.headers, &m.payload).map_or(
+                Tip {
+                    seq: m.sequence,
+                    last: 0,
+                    start: 0,
+                    time_ms: 0,
+                },
+                |b| b.tip(),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// The first batch of a subject at or after stream sequence `seq`, skipping messages that
+    /// are not Herald batches.
     async fn batch_from(
         &self,
         ns: &Namespace,
         subject: &str,
-        seq: u64,
+        mut seq: u64,
     ) -> Result<Option<Batch>, HistoryError> {
-        match ns
-            .stream
-            .get_first_raw_message_by_subject(subject, seq)
-            .await
-        {
-            Ok(m) => Ok(decode(m.sequence, &m.headers, &m.payload)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(storage(e)),
+        loop {
+            match ns
+                .stream
+                .get_first_raw_message_by_subject(subject, seq)
+                .await
+            {
+                Ok(m) => match decode(m.sequence, &m.headers, &m.payload) {
+                    Some(batch) => return Ok(Some(batch)),
+                    None => seq = m.sequence.saturating_add(1),
+                },
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(storage(e)),
+            }
         }
     }
 
@@ -476,7 +503,7 @@ impl JetStreamStore {
     fn visible_from(ns: &Namespace, top: u64) -> u64 {
         let retention = *ns.retention.read().unwrap_or_else(|e| e.into_inner());
         match retention.max_count {
-            Some(n) => (top + 1).saturating_sub(n),
+            Some(n) => top.saturating_add(1).saturating_sub(n),
             None => 0,
         }
     }
@@ -547,10 +574,12 @@ impl JetStreamStore {
             }
             Since::Start => {
                 let Some(last) = last else { return nothing };
+                // The current chain only: an older one ended in a gap.
+                let floor = visible.max(last.start);
                 let first = self
-                    .first_where(ns, &subject, last, |b| b.last() >= visible)
+                    .first_where(ns, &subject, last, |b| b.last() >= floor)
                     .await?;
-                let from = first.first.max(visible);
+                let from = first.first.max(floor);
                 (first, from)
             }
             Since::TimeMs(t) => {
@@ -558,8 +587,9 @@ impl JetStreamStore {
                 if last.time_ms < t {
                     return nothing;
                 }
+                let start = last.start;
                 let first = self
-                    .first_where(ns, &subject, last, |b| b.time_ms >= t)
+                    .first_where(ns, &subject, last, |b| b.time_ms >= t && b.first >= start)
                     .await?;
                 if first.first < visible {
                     // Events at or after `t` were hidden by count retention.
@@ -579,7 +609,7 @@ impl JetStreamStore {
         }
         let mut events = stored(ns.epoch, &first, from);
         events.truncate(limit);
-        let mut next = first.last() + 1;
+        let mut next = first.last().saturating_add(1);
         let mut seq = first.seq;
         while events.len() < limit && next <= top_offset {
             let Some(batch) = self.batch_from(ns, &subject, seq + 1).await? else {
@@ -592,7 +622,7 @@ impl JetStreamStore {
             }
             let room = limit - events.len();
             events.extend(stored(ns.epoch, &batch, next).into_iter().take(room));
-            next = batch.last() + 1;
+            next = batch.last().saturating_add(1);
             seq = batch.seq;
         }
         Ok(ReadOutcome::Events { events, top })
@@ -644,14 +674,23 @@ impl JetStreamStore {
         let mut tip = self.cached_tip(channel);
         for _ in 0..CAS_ATTEMPTS {
             if tip.is_none() {
-                tip = self.last_batch(ns, subject).await?.map(|b| b.tip());
+                tip = self.last_tip(ns, subject).await?;
             }
             let (expect, first, start, time_ms) = match tip {
-                Some(t) => (t.seq, t.last + 1, t.start, time_ms.max(t.time_ms)),
-                None => {
-                    let base = (self.last_sequence(namespace_of(channel)).await? + 1)
+                Some(t) if t.last > 0 => (
+                    t.seq,
+                    t.last.saturating_add(1),
+                    t.start,
+                    time_ms.max(t.time_ms),
+                ),
+                // No batch, or the newest message is not Herald's: start a new chain.
+                other => {
+                    let base = self
+                        .last_sequence(namespace_of(channel))
+                        .await?
+                        .saturating_add(1)
                         .saturating_mul(BATCH_EVENTS);
-                    (0, base, base, time_ms)
+                    (other.map_or(0, |t| t.seq), base, base, time_ms)
                 }
             };
             let mut headers = HeaderMap::new();
@@ -668,7 +707,7 @@ impl JetStreamStore {
                 Ok(ack) => {
                     let tip = Tip {
                         seq: ack.sequence,
-                        last: first + events.len() as u64 - 1,
+                        last: first.saturating_add(events.len() as u64 - 1),
                         start,
                         time_ms,
                     };
@@ -732,7 +771,10 @@ impl crate::HistoryStore for JetStreamStore {
             let tip = self
                 .append_batch(ns, channel, &subject, chunk, time_ms)
                 .await?;
-            let first = tip.last + 1 - chunk.len() as u64;
+            let first = tip
+                .last
+                .saturating_add(1)
+                .saturating_sub(chunk.len() as u64);
             positions.extend((first..=tip.last).map(|offset| Position {
                 epoch: ns.epoch,
                 offset,

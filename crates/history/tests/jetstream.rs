@@ -238,3 +238,36 @@ async fn a_follower_sees_batches_in_stream_order() {
         .unwrap();
     assert_eq!(offsets(&capped).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_message_on_a_history_subject_does_not_wedge_the_channel() {
+    let nats = Nats::start(free_port());
+    let s = open(&nats, Retention::default()).await;
+    let before = s.append("ns", "/ns/s", vec![b("1")], 1).await.unwrap();
+    // Something other than Herald publishes on the channel's subject.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish("t._h.ns.s", Bytes::from_static(b"garbage"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut follower = s.follow("ns").await.unwrap();
+    // The next append still lands (on a new chain) and is followed; the stray one is skipped.
+    let after = s.append("ns", "/ns/s", vec![b("2")], 2).await.unwrap();
+    assert!(after[0].offset > before[0].offset);
+    let got = follower.next().await.unwrap().unwrap();
+    assert_eq!(got.events[0].position, after[0]);
+    // A read from the start skips it too.
+    match read(&s, "/ns/s", Since::Start, 10).await {
+        ReadOutcome::Events { events, .. } => {
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.payload != Bytes::from_static(b"garbage"))
+            );
+            assert_eq!(events.last().map(|e| e.position), Some(after[0]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
