@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod channel;
 pub mod error;
+pub mod id;
 pub mod message;
 pub mod reply;
 
