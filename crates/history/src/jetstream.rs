@@ -132,33 +132,43 @@ pub struct Follower {
     epoch: u64,
     /// The stream's last sequence when following started: everything after it is delivered.
     pub start: u64,
+    /// The last stream sequence this follower has passed, skipped messages included.
+    seen: u64,
 }
 
 impl Follower {
-    /// The next stored batch; `None` when the consumer ended (the store is shutting down).
-    /// Batches that cannot be decoded (not written by Herald) are skipped with a warning.
-    pub async fn next(&mut self) -> Option<Result<Followed, HistoryError>> {
-        loop {
-            let message = match self.messages.next().await? {
-                Ok(m) => m,
-                Err(e) => return Some(Err(storage(e))),
-            };
-            let Ok(info) = message.info() else { continue };
-            let seq = info.stream_sequence;
-            let Some(channel) = channel_of(&self.prefix, &message.subject) else {
-                continue;
-            };
+    /// The last stream sequence passed (delivered or skipped); the follower has handed out
+    /// every batch up to it.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The next message of the stream: `Some(Ok(Some(batch)))` for a stored batch,
+    /// `Some(Ok(None))` for a message that is not a Herald batch (skipped, with a warning, but
+    /// counted in [`Follower::seen`]), `None` when the consumer ended (shutting down).
+    pub async fn next(&mut self) -> Option<Result<Option<Followed>, HistoryError>> {
+        let message = match self.messages.next().await? {
+            Ok(m) => m,
+            Err(e) => return Some(Err(storage(e))),
+        };
+        let Ok(info) = message.info() else {
+            return Some(Ok(None));
+        };
+        let seq = info.stream_sequence;
+        self.seen = self.seen.max(seq);
+        let batch = channel_of(&self.prefix, &message.subject).and_then(|channel| {
             let headers = message.headers.clone().unwrap_or_default();
-            let Some(batch) = decode(seq, &headers, &message.payload) else {
-                tracing::warn!(seq, subject = %message.subject, "skipping a history message Herald did not write");
-                continue;
-            };
-            return Some(Ok(Followed {
+            let batch = decode(seq, &headers, &message.payload)?;
+            Some(Followed {
                 seq,
                 events: stored(self.epoch, &batch, 0),
                 channel,
-            }));
+            })
+        });
+        if batch.is_none() {
+            tracing::warn!(seq, subject = %message.subject, "skipping a history message Herald did not write");
         }
+        Some(Ok(batch))
     }
 }
 
@@ -401,6 +411,7 @@ impl JetStreamStore {
             prefix: self.prefix.clone(),
             epoch: ns.epoch,
             start,
+            seen: start,
         })
     }
 

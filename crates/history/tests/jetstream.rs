@@ -225,7 +225,7 @@ async fn a_follower_sees_batches_in_stream_order() {
     let mut got = Vec::new();
     let mut last_seq = follower.start;
     for _ in 0..10 {
-        let batch = follower.next().await.unwrap().unwrap();
+        let batch = follower.next().await.unwrap().unwrap().unwrap();
         assert!(batch.seq > last_seq);
         last_seq = batch.seq;
         got.push((batch.channel, batch.events[0].position));
@@ -247,16 +247,21 @@ async fn a_stray_message_on_a_history_subject_does_not_wedge_the_channel() {
     // Something other than Herald publishes on the channel's subject.
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.publish("t._h.ns.s", Bytes::from_static(b"garbage"))
+    let mut follower = s.follow("ns").await.unwrap();
+    let stray = js
+        .publish("t._h.ns.s", Bytes::from_static(b"garbage"))
         .await
         .unwrap()
         .await
         .unwrap();
-    let mut follower = s.follow("ns").await.unwrap();
+    // A follower passes it without handing it out, and counts it as seen (a resume waits for
+    // that).
+    assert!(follower.next().await.unwrap().unwrap().is_none());
+    assert_eq!(follower.seen(), stray.sequence);
     // The next append still lands (on a new chain) and is followed; the stray one is skipped.
     let after = s.append("ns", "/ns/s", vec![b("2")], 2).await.unwrap();
     assert!(after[0].offset > before[0].offset);
-    let got = follower.next().await.unwrap().unwrap();
+    let got = follower.next().await.unwrap().unwrap().unwrap();
     assert_eq!(got.events[0].position, after[0]);
     // A read from the start skips it too.
     match read(&s, "/ns/s", Since::Start, 10).await {

@@ -20,14 +20,11 @@ use super::{Job, Lane, body, unavailable};
 const CATCH_UP: Duration = Duration::from_secs(10);
 
 pub(super) async fn follow(lane: Lane, mut jobs: mpsc::Receiver<Job>, mut follower: Follower) {
-    let mut applied = follower.start;
     loop {
         tokio::select! {
             batch = follower.next() => match batch {
-                Some(Ok(batch)) => {
-                    applied = batch.seq;
-                    deliver(&lane, &batch);
-                }
+                Some(Ok(Some(batch))) => deliver(&lane, &batch),
+                Some(Ok(None)) => {}
                 Some(Err(e)) => {
                     // The consumer recreates itself after outages; avoid spinning meanwhile.
                     tracing::warn!(namespace = %lane.namespace, error = %e, "history follower");
@@ -37,8 +34,9 @@ pub(super) async fn follow(lane: Lane, mut jobs: mpsc::Receiver<Job>, mut follow
             },
             job = jobs.recv() => match job {
                 Some(Job::Resume { id, pattern, from, subscriber, reply }) => {
-                    applied = catch_up(&lane, &mut follower, applied).await;
-                    let report = lane.resume(&id, &pattern, from, subscriber, applied).await;
+                    catch_up(&lane, &mut follower).await;
+                    let delivered = follower.seen();
+                    let report = lane.resume(&id, &pattern, from, subscriber, delivered).await;
                     let _ = reply.send(report);
                 }
                 Some(Job::Append { reply, .. }) => {
@@ -50,25 +48,23 @@ pub(super) async fn follow(lane: Lane, mut jobs: mpsc::Receiver<Job>, mut follow
     }
 }
 
-/// Delivers what the stream held when called; returns the last sequence delivered.
-async fn catch_up(lane: &Lane, follower: &mut Follower, mut applied: u64) -> u64 {
+/// Delivers what the stream held when called.
+async fn catch_up(lane: &Lane, follower: &mut Follower) {
     let AnyStore::JetStream(js) = &*lane.store else {
-        return applied;
+        return;
     };
     let target = match js.last_sequence(&lane.namespace).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the stream's last sequence; resuming from what this node has");
-            return applied;
+            return;
         }
     };
     let deadline = tokio::time::Instant::now() + CATCH_UP;
-    while applied < target {
+    while follower.seen() < target {
         match tokio::time::timeout_at(deadline, follower.next()).await {
-            Ok(Some(Ok(batch))) => {
-                applied = batch.seq;
-                deliver(lane, &batch);
-            }
+            Ok(Some(Ok(Some(batch)))) => deliver(lane, &batch),
+            Ok(Some(Ok(None))) => {}
             Ok(Some(Err(e))) => {
                 tracing::warn!(error = %e, "history follower");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -79,7 +75,7 @@ async fn catch_up(lane: &Lane, follower: &mut Follower, mut applied: u64) -> u64
                 // client saw elsewhere beyond that may reach it twice.
                 tracing::warn!(
                     namespace = %lane.namespace,
-                    applied,
+                    seen = follower.seen(),
                     target,
                     "history follower did not catch up in time; resuming anyway"
                 );
@@ -87,7 +83,6 @@ async fn catch_up(lane: &Lane, follower: &mut Follower, mut applied: u64) -> u64
             }
         }
     }
-    applied
 }
 
 fn deliver(lane: &Lane, batch: &Followed) {
