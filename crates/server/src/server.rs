@@ -29,7 +29,7 @@ pub enum StartError {
     Handler(#[from] herald_handler::LoadError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error("cannot open the history store: {0}")]
+    #[error("cannot open the history store")]
     History(#[from] herald_history::HistoryError),
     #[error(
         "cannot listen on {addr}: {source} (is another process using the port? choose another with --listen)"
