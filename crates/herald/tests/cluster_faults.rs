@@ -1,5 +1,6 @@
 //! Cluster faults with real processes: a 3-server NATS cluster (JetStream, history streams with
-//! 3 replicas) and 3 `herald serve` processes.
+//! 3 replicas) and 3 `herald serve` processes running the configuration of `docs/cluster.md` as
+//! written (only addresses and the data directory differ).
 //!
 //! 1. A subscriber on node A gets events published on node B.
 //! 2. Node A is killed with SIGKILL; events keep being published on node C.
@@ -23,7 +24,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-const KEY: &str = "da2-clusterfaults00000000";
+/// The API key of the documented configuration.
+const KEY: &str = "da2-0123456789abcdefghijklmnop";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn request(port: u16, head: &str, body: &str) -> Option<(u16, Value)> {
@@ -103,7 +105,7 @@ fn log(config: &std::path::Path) -> Stdio {
 
 /// Publishes one event over HTTP; the offset it was stored at, if acknowledged.
 fn publish(port: u16, event: &str) -> Result<u64, Value> {
-    let body = json!({"channel": "/hist/room", "events": [event]}).to_string();
+    let body = json!({"channel": "/chat/room", "events": [event]}).to_string();
     match request(port, "POST /event", &body) {
         Some((200, reply)) => reply["successful"][0]["position"]["offset"]
             .as_u64()
@@ -131,7 +133,7 @@ async fn subscribe(port: u16, resume: Option<(&str, u64)>) -> (Socket, Value) {
     let (mut ws, _) = tokio_tungstenite::client_async(req, tcp)
         .await
         .expect("upgrade");
-    let mut sub = json!({"type": "subscribe", "id": "s", "channel": "/hist/room",
+    let mut sub = json!({"type": "subscribe", "id": "s", "channel": "/chat/room",
         "authorization": {"x-api-key": KEY}});
     if let Some((epoch, offset)) = resume {
         sub["resume"] = json!({"epoch": epoch, "offset": offset});
@@ -189,18 +191,13 @@ async fn killed_node_and_restarted_nats_lose_nothing_acknowledged() {
     let mut nodes: Vec<Node> = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let config = dir.path().join(format!("herald-{i}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n\
-                 [cluster]\nnats_url = \"{}\"\nsubject_prefix = \"faults\"\nnode_name = \"herald-{i}\"\nhistory_replicas = 3\n\
-                 [[auth.api_keys]]\nkey = \"{KEY}\"\n\
-                 [[namespaces]]\nname = \"hist\"\nhistory = {{ max_age_secs = 3600 }}\n",
-                dir.path().join(format!("data-{i}")),
-                cluster.urls(),
-            ),
-        )
-        .unwrap();
+        let text = documented_config(
+            *port,
+            &cluster.urls(),
+            i,
+            &dir.path().join(format!("data-{i}")),
+        );
+        std::fs::write(&config, text).unwrap();
         nodes.push(Node::start(&config, *port));
     }
     let (a, b, c) = (ports[0], ports[1], ports[2]);
@@ -278,7 +275,7 @@ async fn killed_node_and_restarted_nats_lose_nothing_acknowledged() {
     let (status, page) = request(
         c,
         &format!(
-            "GET /event/history?channel=/hist/room&since={epoch}:{}&limit=1000",
+            "GET /event/history?channel=/chat/room&since={epoch}:{}&limit=1000",
             first - 1
         ),
         "",
@@ -309,9 +306,43 @@ async fn killed_node_and_restarted_nats_lose_nothing_acknowledged() {
     );
 }
 
+/// The Herald configuration of `docs/cluster.md`, as written, with only this machine's addresses
+/// and a data directory filled in: the guide's config is the one under test.
+fn documented_config(port: u16, nats_urls: &str, i: usize, data_dir: &std::path::Path) -> String {
+    let doc = include_str!("../../../docs/cluster.md");
+    let start = doc
+        .find("```toml\n")
+        .expect("docs/cluster.md has a TOML block")
+        + 8;
+    let end = start + doc[start..].find("```").expect("the block ends");
+    let mut text = format!("data_dir = {data_dir:?}\n");
+    for line in doc[start..end].lines() {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        let line = match key {
+            "listen" => format!("listen = \"127.0.0.1:{port}\""),
+            "nats_url" => format!("nats_url = \"{nats_urls}\""),
+            "node_name" => format!("node_name = \"herald-{i}\""),
+            _ => line.to_owned(),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    for key in [
+        "listen = ",
+        "nats_url = ",
+        "node_name = ",
+        "history_replicas = 3",
+        KEY,
+        "name = \"chat\"",
+    ] {
+        assert!(text.contains(key), "docs/cluster.md's config has {key}");
+    }
+    text
+}
+
 /// The history epoch, from the history endpoint of any node.
 fn epoch_of(port: u16) -> String {
-    let (_, page) = request(port, "GET /event/history?channel=/hist/room&limit=1", "")
+    let (_, page) = request(port, "GET /event/history?channel=/chat/room&limit=1", "")
         .expect("history answered");
     page["top"]["epoch"].as_str().unwrap_or_default().to_owned()
 }
