@@ -9,11 +9,11 @@
 //!    clear error meanwhile, but every acknowledged event reaches the subscriber and stays in
 //!    history, each once, with dense offsets.
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "../../history/tests/support/nats.rs"]
 mod nats;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,21 +29,7 @@ const KEY: &str = "da2-0123456789abcdefghijklmnop";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn request(port: u16, head: &str, body: &str) -> Option<(u16, Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(WAIT)).ok()?;
-    let req = format!(
-        "{head} HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let json = raw
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    Some((status, json))
+    http::request(port, KEY, head, body)
 }
 
 struct Node {

@@ -425,36 +425,50 @@ impl JetStreamStore {
         Ok(info.state.last_sequence)
     }
 
+    /// The newest message of a subject: its stream sequence, and the batch it holds unless it
+    /// is not a Herald batch (written by something else).
+    async fn last_message(
+        &self,
+        ns: &Namespace,
+        subject: &str,
+    ) -> Result<Option<(u64, Option<Batch>)>, HistoryError> {
+        match ns.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some((
+                m.sequence,
+                decode(m.sequence, &m.headers, &m.payload),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
     /// The newest batch of a subject.
     async fn last_batch(
         &self,
         ns: &Namespace,
         subject: &str,
     ) -> Result<Option<Batch>, HistoryError> {
-        match ns.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(m) => Ok(decode(m.sequence, &m.headers, &m.payload)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(storage(e)),
-        }
+        Ok(self
+            .last_message(ns, subject)
+            .await?
+            .and_then(|(_, batch)| batch))
     }
 
-    /// The tip an append continues from. A newest message that is not a Herald batch (written
-    /// by something else) gives `last: 0`: the append expects it and starts a new chain, so a
-    /// stray message cannot wedge the channel.
+    /// The tip an append continues from. A newest message that is not a Herald batch gives
+    /// `last: 0`: the append expects it and starts a new chain, so a stray message cannot wedge
+    /// the channel.
     async fn last_tip(&self, ns: &Namespace, subject: &str) -> Result<Option<Tip>, HistoryError> {
-        match ns.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(m) => Ok(Some(decode(m.sequence, &m.headers, &m.payload).map_or(
+        Ok(self.last_message(ns, subject).await?.map(|(seq, batch)| {
+            batch.map_or(
                 Tip {
-                    seq: m.sequence,
+                    seq,
                     last: 0,
                     start: 0,
                     time_ms: 0,
                 },
                 |b| b.tip(),
-            ))),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(storage(e)),
-        }
+            )
+        }))
     }
 
     /// The first batch of a subject at or after stream sequence `seq`, skipping messages that

@@ -1,0 +1,27 @@
+//! A blocking HTTP/1.1 request over a real socket, for tests that drive `herald serve`
+//! processes: `request(port, key, "POST /event", body)` → status and JSON body.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Sends `head` (`"METHOD /path"`) with `x-api-key: key`; `None` if nothing answered.
+pub fn request(port: u16, key: &str, head: &str, body: &str) -> Option<(u16, serde_json::Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let req = format!(
+        "{head} HTTP/1.1\r\nhost: x\r\nx-api-key: {key}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    let json = raw
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Some((status, json))
+}
