@@ -4,7 +4,7 @@
 //!
 //! The identity provider (discovery document + JWKS) and the authorizer webhook are real HTTP
 //! servers on 127.0.0.1:0 inside each test; JWTs are signed with the throwaway keys of
-//! `crates/auth/tests/data`, SigV4 signatures are made by the `aws-sigv4` crate. The server is
+//! `crates/testkit/data`, SigV4 signatures are made by the `aws-sigv4` crate. The server is
 //! configured from TOML in the shapes `docs/authorization.md` documents.
 
 mod common;
@@ -32,10 +32,10 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-const RSA_PRIV: &[u8] = include_bytes!("../../auth/tests/data/rsa_private.pem");
-const EC_PRIV: &[u8] = include_bytes!("../../auth/tests/data/ec_private.pem");
+const RSA_PRIV: &[u8] = include_bytes!("../../testkit/data/rsa_private.pem");
+const EC_PRIV: &[u8] = include_bytes!("../../testkit/data/ec_private.pem");
 /// Signs tokens the IdP does not publish (a forged token with a known `kid`).
-const RSA_OTHER_PRIV: &[u8] = include_bytes!("../../auth/tests/data/rsa_other_private.pem");
+const RSA_OTHER_PRIV: &[u8] = include_bytes!("../../testkit/data/rsa_other_private.pem");
 
 const OIDC_CLIENT: &str = "herald-web";
 const COGNITO_CLIENT: &str = "app-client-1";
@@ -1500,7 +1500,7 @@ async fn attacks_are_refused_with_the_spec_error_and_not_logged() {
         b64(&claims)
     );
     // Algorithm confusion: HS256 keyed with the RSA public key the JWKS publishes.
-    let rsa_public = include_bytes!("../../auth/tests/data/rsa_public.pem");
+    let rsa_public = include_bytes!("../../testkit/data/rsa_public.pem");
     let hs256 = jwt(
         &EncodingKey::from_secret(rsa_public),
         Algorithm::HS256,
