@@ -5,7 +5,9 @@
 //! - `config`: [`EngineConfig`] (limits, threads) and [`HandlerConfig`] (one per namespace).
 //! - `context`: [`PublishContext`] / [`SubscribeContext`] and their JSON form (spec §6).
 //! - `outcome`: returned events → one [`EventOutcome`] per incoming event; the 240 KB check.
-//! - `js`: the worker threads, each with a QuickJS runtime and a context per namespace.
+//! - `js`: the worker threads, each with a QuickJS runtime and a context per namespace, fed by
+//!   one bounded queue per namespace served in turn (`js/queue.rs`), so that one namespace's
+//!   slow or failing handler cannot delay the others' calls.
 //! - `http`: POSTing the context to an HTTP handler and reading its answer.
 //!
 //! The server builds one [`Handlers`] at startup (load errors name the namespace and line) and
