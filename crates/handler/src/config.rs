@@ -40,6 +40,10 @@ pub struct EngineConfig {
     /// Fire-and-forget (`EVENT`) HTTP invocations allowed in flight at once, all namespaces
     /// together; past this, the operation fails with `Overloaded` rather than piling up requests.
     pub http_max_in_flight: usize,
+    /// HTTP handler calls (both invoke types) one namespace may have in flight at once; past it,
+    /// that namespace's calls fail at once with `Overloaded`. Keeps a namespace whose endpoint
+    /// hangs from holding every request slot and socket.
+    pub http_namespace_max_in_flight: usize,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +57,7 @@ impl Default for EngineConfig {
             js_time_limit_ms: 1_000,
             js_memory_limit_mib: 64,
             http_max_in_flight: 256,
+            http_namespace_max_in_flight: 64,
         }
     }
 }

@@ -124,8 +124,9 @@ pub enum HandlerError {
     /// Handler capacity is exhausted for this call, which was refused at once rather than
     /// queued: its namespace's JavaScript queue is full (`js_namespace_queue`), or the shared one
     /// is (`js_queue`) and its namespace has the most waiting; it waited `js_queue_timeout_ms`
-    /// for a JavaScript thread; or too many fire-and-forget HTTP calls are in flight
-    /// (`http_max_in_flight`). Retry later; the text names the key to raise.
+    /// for a JavaScript thread; or its namespace has `http_namespace_max_in_flight` HTTP calls in
+    /// flight, or all namespaces `http_max_in_flight` fire-and-forget ones. Retry later; the text
+    /// names the key to raise.
     #[error("handler capacity exhausted: {0}")]
     Overloaded(String),
     /// The HTTP handler could not be reached or answered with a non-2xx status.

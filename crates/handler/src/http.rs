@@ -15,9 +15,33 @@ use crate::error::{HandlerError, Operation};
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Shared HTTP client plus the cap on fire-and-forget calls in flight.
+///
+/// The client opens a new connection whenever no idle one is free (no per-host limit), so a
+/// namespace whose endpoint hangs holds only its own connections; [`NamespaceSlots`] bounds how
+/// many.
 pub(crate) struct HttpInvoker {
     client: reqwest::Client,
     in_flight: Arc<Semaphore>,
+}
+
+/// One namespace's HTTP handler calls in flight, both invoke types, `onPublish` and
+/// `onSubscribe` together (`http_namespace_max_in_flight`). A call that finds none free fails
+/// at once: a namespace whose endpoint hangs cannot take every request slot (or socket) from
+/// the others, and its callers do not pile up behind it.
+#[derive(Clone)]
+pub(crate) struct NamespaceSlots {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl NamespaceSlots {
+    pub(crate) fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
 }
 
 /// What a `REQUEST_RESPONSE` call answered.
@@ -44,14 +68,23 @@ impl HttpInvoker {
         })
     }
 
-    /// POSTs `body` to the handler. For `EVENT` returns at once; the request runs in a task.
+    /// POSTs `body` to the handler, holding one of the namespace's `slots` until done. For
+    /// `EVENT` returns at once; the request runs in a task.
     pub(crate) async fn invoke(
         &self,
         namespace: &str,
         operation: Operation,
         config: &HttpHandlerConfig,
+        slots: &NamespaceSlots,
         body: String,
     ) -> Result<Answer, HandlerError> {
+        let Ok(slot) = Arc::clone(&slots.permits).try_acquire_owned() else {
+            return Err(HandlerError::Overloaded(format!(
+                "namespace {namespace}: {} HTTP handler calls already in flight; \
+                 raise http_namespace_max_in_flight if this persists",
+                slots.size
+            )));
+        };
         let http_err = |reason: String| HandlerError::Http {
             namespace: namespace.to_owned(),
             operation,
@@ -78,7 +111,7 @@ impl HttpInvoker {
             let namespace = namespace.to_owned();
             let url = config.url.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permits = (permit, slot);
                 match request
                     .send()
                     .await
@@ -121,6 +154,7 @@ impl HttpInvoker {
                 Err(e) => return Err(http_err(format!("reading the answer failed: {e}"))),
             }
         }
+        drop(slot);
         Ok(Answer::Body(body))
     }
 }

@@ -1,16 +1,23 @@
 //! One namespace's slow or failing handlers cannot delay another namespace's calls (issue 20,
-//! finding 6): JavaScript workers serve namespaces fairly.
+//! finding 6): JavaScript workers serve namespaces fairly, and HTTP calls are capped per namespace.
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use herald_handler::{
-    EngineConfig, EventOutcome, HandlerConfig, HandlerError, Handlers, IncomingEvent,
-    PublishContext, RequestInfo,
+    EngineConfig, EventOutcome, HandlerConfig, HandlerError, Handlers, HttpHandlerConfig,
+    IncomingEvent, InvokeType, PublishContext, RequestInfo,
 };
 
 /// Short, so that a test failing against a shared queue fails within a second or two.
@@ -213,4 +220,118 @@ fn assert_overloaded(result: &Outcome) {
         Err(e @ HandlerError::Overloaded(_)) => assert_eq!(e.http_status(), 503),
         other => panic!("expected Overloaded, got {other:?}"),
     }
+}
+
+/// A handler endpoint on 127.0.0.1: a POST to `/hang` is never answered; any other path answers
+/// with the events it was sent. Each request's path arrives on the channel once its body is read.
+async fn endpoint() -> (String, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen_tx.clone();
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    let path = request.uri().path().to_owned();
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let _ = seen.send(path.clone());
+                    if path == "/hang" {
+                        std::future::pending::<()>().await;
+                    }
+                    let ctx: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let answer = json!({ "events": ctx["events"] }).to_string();
+                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(answer))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, seen_rx)
+}
+
+/// `a` publishes to the endpoint's `/hang`, `b` to `/echo`, both invoked as `invoke_type`.
+fn hanging_and_answering(
+    engine: &EngineConfig,
+    url: &str,
+    invoke_type: InvokeType,
+) -> Arc<Handlers> {
+    let http = |path: &str| HandlerConfig {
+        on_publish: Some(HttpHandlerConfig {
+            url: format!("{url}{path}"),
+            invoke_type,
+            // Far beyond the test: `a`'s calls must not end while `b`'s is checked.
+            timeout_ms: 60_000,
+            headers: Default::default(),
+        }),
+        ..Default::default()
+    };
+    Arc::new(Handlers::new(engine, [("a", http("/hang")), ("b", http("/echo"))]).unwrap())
+}
+
+/// Waits until the endpoint has received `count` requests on `path`.
+async fn received(seen: &mut mpsc::UnboundedReceiver<String>, path: &str, count: usize) {
+    let mut got = 0;
+    while got < count {
+        if seen.recv().await.unwrap() == path {
+            got += 1;
+        }
+    }
+}
+
+/// A namespace whose endpoint hangs holds at most its share of calls in flight; the rest of its
+/// calls are refused at once, and another namespace's calls go through meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_does_not_delay_another_namespace() {
+    const SHARE: usize = 8;
+    let (url, mut seen) = endpoint().await;
+    let engine = EngineConfig {
+        http_namespace_max_in_flight: SHARE,
+        ..EngineConfig::default()
+    };
+    let h = hanging_and_answering(&engine, &url, InvokeType::RequestResponse);
+    let mut a = flood(&h, "a", FLOOD).await;
+    for _ in SHARE..FLOOD {
+        assert_overloaded(&a.recv().await.unwrap());
+    }
+    received(&mut seen, "/hang", SHARE).await;
+    let b = h.on_publish("b", publish("b", 0)).await;
+    assert_eq!(b.unwrap(), vec![EventOutcome::Deliver(r#"{"n":0}"#.into())]);
+    assert!(
+        a.try_recv().is_err(),
+        "a's calls in flight are still hanging"
+    );
+}
+
+/// Fire-and-forget calls to a hanging endpoint cannot use up the slots all namespaces share
+/// (`http_max_in_flight`): one namespace's share is smaller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_event_calls_leave_room_for_another_namespace() {
+    const TOTAL: usize = 16;
+    const SHARE: usize = 4;
+    let (url, mut seen) = endpoint().await;
+    let engine = EngineConfig {
+        http_max_in_flight: TOTAL,
+        http_namespace_max_in_flight: SHARE,
+        ..EngineConfig::default()
+    };
+    let h = hanging_and_answering(&engine, &url, InvokeType::Event);
+    let mut sent = 0;
+    for n in 0..TOTAL {
+        let result = h.on_publish("a", publish("a", n)).await;
+        if result.is_ok() {
+            sent += 1;
+        } else {
+            assert_overloaded(&result);
+        }
+    }
+    assert_eq!(sent, SHARE);
+    received(&mut seen, "/hang", SHARE).await;
+    let b = h.on_publish("b", publish("b", 0)).await;
+    assert_eq!(b.unwrap(), vec![EventOutcome::Deliver(r#"{"n":0}"#.into())]);
+    received(&mut seen, "/echo", 1).await;
 }
