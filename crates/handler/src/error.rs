@@ -136,7 +136,7 @@ pub enum HandlerError {
         namespace: String,
         /// Which handler.
         operation: Operation,
-        /// Endpoint.
+        /// The endpoint's origin (`scheme://host:port`): its path or query may hold a secret.
         url: String,
         /// What went wrong.
         reason: String,

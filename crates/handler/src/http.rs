@@ -85,10 +85,12 @@ impl HttpInvoker {
                 slots.size
             )));
         };
+        // Logs and errors name the endpoint's origin only: its path or query may hold a secret.
+        let shown = origin(&config.url);
         let http_err = |reason: String| HandlerError::Http {
             namespace: namespace.to_owned(),
             operation,
-            url: config.url.clone(),
+            url: shown.clone(),
             reason,
         };
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
@@ -104,12 +106,11 @@ impl HttpInvoker {
         if config.invoke_type == InvokeType::Event {
             let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
                 return Err(HandlerError::Overloaded(format!(
-                    "too many EVENT calls in flight to {}; raise http_max_in_flight if this persists",
-                    config.url
+                    "too many EVENT calls in flight to {shown}; raise http_max_in_flight if this persists"
                 )));
             };
             let namespace = namespace.to_owned();
-            let url = config.url.clone();
+            let url = shown.clone();
             tokio::spawn(async move {
                 let _permits = (permit, slot);
                 match request
@@ -119,6 +120,7 @@ impl HttpInvoker {
                 {
                     Ok(_) => {}
                     Err(e) => {
+                        let e = e.without_url();
                         tracing::warn!(namespace, url, error = %e, "EVENT handler call failed")
                     }
                 }
@@ -129,7 +131,7 @@ impl HttpInvoker {
             if e.is_timeout() {
                 timeout_error(namespace, operation, config.timeout_ms)
             } else {
-                http_err(format!("request failed: {e}"))
+                http_err(format!("request failed: {}", e.without_url()))
             }
         })?;
         let status = response.status();
@@ -151,11 +153,27 @@ impl HttpInvoker {
                 Err(e) if e.is_timeout() => {
                     return Err(timeout_error(namespace, operation, config.timeout_ms));
                 }
-                Err(e) => return Err(http_err(format!("reading the answer failed: {e}"))),
+                Err(e) => {
+                    let e = e.without_url();
+                    return Err(http_err(format!("reading the answer failed: {e}")));
+                }
             }
         }
         drop(slot);
         Ok(Answer::Body(body))
+    }
+}
+
+/// `scheme://host:port` of an endpoint, for logs and errors.
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => "(invalid URL)".to_owned(),
     }
 }
 
@@ -235,6 +253,15 @@ fn error_text(error: serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_shown_as_their_origin() {
+        assert_eq!(
+            origin("https://hooks.example.com/x/secret-token?k=v"),
+            "https://hooks.example.com:443"
+        );
+        assert_eq!(origin("http://127.0.0.1:9000/a"), "http://127.0.0.1:9000");
+    }
 
     #[test]
     fn publish_answers() {
