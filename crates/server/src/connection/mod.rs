@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use herald_protocol::{AuthFields, ErrorType, WireError, reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::Check;
+use crate::auth::{Action, Presented};
 use crate::state::State;
 use crate::transport::ws::{self, Message, Reader, close};
 use outbox::{Out, Outbox};
@@ -36,7 +36,7 @@ pub async fn run<S>(state: Arc<State>, mut io: S, fields: AuthFields, source_ip:
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limits = &state.config.limits;
+    let limits = &state.fixed.limits;
     let metrics = &state.metrics;
     metrics.connect_requests.inc();
     let outbox = Arc::new(Outbox::new(
@@ -56,19 +56,20 @@ where
         return;
     };
     let live = state.live();
-    let modes = live.config.auth.connection_auth_modes.clone();
+    let admitted = live
+        .access
+        .authorize(Action::Connect, Presented::fields(&fields), metrics);
+    // Boxed: verifying a token is a large future; inline, it would enlarge every idle
+    // connection's task.
+    if let Err(err) = Box::pin(admitted).await {
+        metrics.connect_client_error.inc();
+        refuse(&mut io, &err).await;
+        return;
+    }
     drop(live);
-    let identity = match Box::pin(state.authorize(&modes, Check::connect(&fields))).await {
-        Ok(identity) => identity,
-        Err(err) => {
-            metrics.connect_client_error.inc();
-            refuse(&mut io, &err).await;
-            return;
-        }
-    };
     metrics.connect_success.inc();
     metrics.active_connections.inc();
-    let mut session = Session::new(state.clone(), outbox.clone(), fields, identity, source_ip);
+    let mut session = Session::new(state.clone(), outbox.clone(), fields, source_ip);
     let reason = pump(&state, &mut io, &outbox, &mut session).await;
     session.end();
     metrics.active_connections.dec();
@@ -156,7 +157,7 @@ async fn write_while<S: AsyncWrite + Unpin>(
             biased;
             _ = &mut handling => return Ok(()),
             _ = outbox.ready() => {
-                outbox.drain(&mut batch);
+                let queued_at = outbox.drain(&mut batch);
                 let mut frames = 0u64;
                 for item in batch.drain(..) {
                     match item {
@@ -172,13 +173,22 @@ async fn write_while<S: AsyncWrite + Unpin>(
                     frames += 1;
                 }
                 if !buf.is_empty() {
-                    state.metrics.outbound_messages.add(frames);
-                    state.metrics.outbound_bytes.add(buf.len() as u64);
+                    record_write(state, frames, buf.len(), queued_at);
                     io.write_all(&buf).await?;
                     buf.clear();
                 }
             }
         }
+    }
+}
+
+/// Counts one coalesced write: its frames, bytes, and how long its oldest frame waited.
+fn record_write(state: &State, frames: u64, bytes: usize, queued_at: Option<std::time::Instant>) {
+    let m = &state.metrics;
+    m.outbound_messages.inc_by(frames);
+    m.outbound_bytes.inc_by(bytes as u64);
+    if let Some(t) = queued_at {
+        m.queue_delay_seconds.observe(t.elapsed());
     }
 }
 
@@ -188,8 +198,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     outbox: &Outbox,
     session: &mut Session,
 ) -> Result<(), End> {
-    let initial = state.config.websocket.read_buffer_bytes.max(256);
-    let max_message = state.config.limits.max_request_bytes;
+    let initial = state.fixed.websocket.read_buffer_bytes.max(256);
+    let max_message = state.fixed.limits.max_request_bytes;
     // Empty while idle: an idle connection holds no read buffer on the heap (see `read_some`).
     let mut rbuf = BytesMut::new();
     let mut tiny = [0u8; TINY_READ];
@@ -200,9 +210,9 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     // Items that need the session, set aside while it was busy with a message.
     let mut held: VecDeque<Out> = VecDeque::new();
     let mut reader = Reader::default();
-    let write_delay = Duration::from_micros(state.config.websocket.write_delay_us);
+    let write_delay = Duration::from_micros(state.fixed.websocket.write_delay_us);
     loop {
-        outbox.drain(&mut queue);
+        let queued_at = outbox.drain(&mut queue);
         while let Some(item) = held.pop_back() {
             queue.push_front(item);
         }
@@ -226,11 +236,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             queue = VecDeque::new();
         }
         if !wbuf.is_empty() {
-            state.metrics.outbound_messages.add(frames);
-            state
-                .metrics
-                .outbound_bytes
-                .add((wbuf.len() - before) as u64);
+            record_write(state, frames, wbuf.len() - before, queued_at);
             io.write_all(&wbuf).await?;
             wbuf.clear();
             if wbuf.capacity() > KEEP_WRITE_BUFFER {

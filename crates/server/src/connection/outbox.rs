@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -50,6 +51,8 @@ struct State {
     queue: VecDeque<Out>,
     bytes: usize,
     closing: bool,
+    /// When the queue last went from empty to not, for the queueing-delay histogram.
+    since: Option<Instant>,
 }
 
 /// A bounded, multi-producer queue drained by the connection task.
@@ -99,6 +102,9 @@ impl Outbox {
             return Err(PushError::Overflow);
         }
         let was_empty = s.queue.is_empty();
+        if was_empty {
+            s.since = Some(Instant::now());
+        }
         s.bytes += cost;
         s.queue.push_back(item);
         drop(s);
@@ -121,7 +127,8 @@ impl Outbox {
     }
 
     /// Moves everything queued into `into` (which the caller keeps to reuse its allocation).
-    pub fn drain(&self, into: &mut VecDeque<Out>) {
+    /// Returns when the oldest of those items was queued, if any were.
+    pub fn drain(&self, into: &mut VecDeque<Out>) -> Option<Instant> {
         let mut s = self.lock();
         if into.is_empty() {
             std::mem::swap(&mut s.queue, into);
@@ -133,6 +140,7 @@ impl Outbox {
         if s.queue.capacity() > 32 {
             s.queue = VecDeque::new();
         }
+        s.since.take()
     }
 
     /// Resolves when something was queued since the last wait.

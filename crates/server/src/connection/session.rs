@@ -11,10 +11,12 @@ use herald_protocol::reply::{self, ErrorKind, SuccessKind};
 use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, Resume, WireError};
 
 use super::outbox::{Out, Outbox};
-use crate::auth::{Identity, Presented};
-use crate::hub::Subscriber;
+use crate::auth::{Action, Identity, Presented};
+use crate::broker::Subscriber;
+use crate::metrics::Transport;
 use crate::publish;
-use crate::state::{Access, State, Target};
+use crate::state::State;
+use herald_protocol::channel::namespace_of;
 use herald_protocol::message::Event;
 
 pub struct Session {
@@ -22,9 +24,6 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Connect credentials: used for an operation that carries no `authorization` of its own.
     connect_fields: AuthFields,
-    /// Who connected; kept for handlers and rules.
-    #[allow(dead_code)]
-    identity: Identity,
     /// Live subscriptions, with the identity each was admitted with (re-checked on reload).
     subscriptions: HashMap<String, (Pattern, Arc<Subscriber>, Identity)>,
     /// The client's address, for handlers' `ctx.identity.sourceIp`.
@@ -37,15 +36,13 @@ impl Session {
         state: Arc<State>,
         outbox: Arc<Outbox>,
         connect_fields: AuthFields,
-        identity: Identity,
         source_ip: Vec<String>,
     ) -> Session {
-        let rate = state.config.limits.max_publishes_per_second;
+        let rate = state.fixed.limits.max_publishes_per_second;
         Session {
             state,
             outbox,
             connect_fields,
-            identity,
             subscriptions: HashMap::new(),
             source_ip,
             bucket: TokenBucket::new(rate),
@@ -77,7 +74,7 @@ impl Session {
         };
         match message {
             ClientMessage::ConnectionInit => self.send(reply::connection_ack(
-                self.state.config.websocket.connection_timeout_ms,
+                self.state.fixed.websocket.connection_timeout_ms,
             )),
             ClientMessage::Subscribe {
                 id,
@@ -122,9 +119,10 @@ impl Session {
                 authorization,
             } => {
                 let m = self.state.metrics.ns(namespace_of(&channel));
+                let started = Instant::now();
                 if !self.bucket.take() {
                     m.publish_client_error.inc();
-                    let limit = self.state.config.limits.max_publishes_per_second;
+                    let limit = self.state.fixed.limits.max_publishes_per_second;
                     return self.fail(
                         ErrorKind::Publish,
                         Some(&id),
@@ -150,7 +148,10 @@ impl Session {
                     headers: &self.connect_fields,
                     source_ip: &self.source_ip,
                 };
-                match publish::publish(&self.state, &channel, &events, &caller).await {
+                let outcome = publish::publish(&self.state, &channel, &events, &caller).await;
+                m.publish_seconds(Transport::WebSocket)
+                    .observe(started.elapsed());
+                match outcome {
                     Ok(result) => {
                         m.publish_success.inc();
                         self.send(reply::publish_success(&id, &result))
@@ -191,7 +192,7 @@ impl Session {
                 ),
             ));
         }
-        let max = self.state.config.limits.max_subscriptions_per_connection;
+        let max = self.state.fixed.limits.max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
             return Err(WireError::new(
                 ErrorType::MaxSubscriptions,
@@ -202,18 +203,16 @@ impl Session {
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
         let namespace = pattern.namespace();
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
-        let credential = Presented::Fields {
-            fields,
-            events: &[],
-        };
-        let identity = self
-            .state
-            .admit(namespace, Access::Subscribe, channel, credential)
-            .await?;
-        // Order of checks: authorization, access rules, then the namespace's onSubscribe handler.
-        self.state
-            .check_rules(&identity, namespace, Target::Subscribe(&pattern))?;
         let live = self.state.live();
+        let action = Action::Subscribe {
+            pattern: &pattern,
+            raw: channel,
+        };
+        // Order of checks: authorization and access rules, then the onSubscribe handler.
+        let identity = live
+            .access
+            .authorize(action, Presented::fields(fields), &self.state.metrics)
+            .await?;
         if let Some(handlers) = live
             .handlers
             .as_ref()
@@ -221,18 +220,20 @@ impl Session {
         {
             let ctx = herald_handler::SubscribeContext {
                 channel: pattern.to_string(),
-                identity: Some(identity.verified.to_context_value(&self.source_ip))
-                    .filter(|v| !v.is_null()),
+                identity: Some(identity.to_context_value(&self.source_ip)).filter(|v| !v.is_null()),
                 request: publish::request_info(&self.connect_fields),
             };
-            handlers
-                .on_subscribe(namespace, ctx)
-                .await
+            let started = Instant::now();
+            let outcome = handlers.on_subscribe(namespace, ctx).await;
+            let m = self.state.metrics.ns(namespace);
+            m.on_subscribe_seconds.observe(started.elapsed());
+            outcome
                 .map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
         }
         // In cluster mode, events for this pattern must reach this node before the client is
         // told the subscription is live.
-        self.state.broker.prepare(&pattern).await.map_err(|e| {
+        let broker = &*self.state.broker;
+        broker.prepare(&pattern).await.map_err(|e| {
             WireError::new(
                 ErrorType::Internal,
                 format!("the subscription could not be set up: {e}"),
@@ -244,12 +245,12 @@ impl Session {
         });
         match (resume, self.state.history_of(namespace)) {
             (Some(from), Some(history)) => {
-                // The lane replies, replays, then registers: see `history`.
+                // History replies, replays and registers between deliveries: see `history`.
                 let report = match history.resume(id, &pattern, from, sub.clone()).await {
                     Ok(r) => r,
                     Err(e) => {
                         // Releases what `prepare` took.
-                        self.state.broker.unsubscribe(&pattern, &sub);
+                        broker.unsubscribe(&pattern, &sub);
                         return Err(e);
                     }
                 };
@@ -259,20 +260,23 @@ impl Session {
                     m.resumes_unrecovered.inc();
                 }
             }
-            (resume, _) => {
-                // The reply is queued before the subscription goes live, so it precedes any data.
-                match resume {
-                    None => self.send(reply::success(SuccessKind::Subscribe, id)),
-                    Some(_) => self.send(reply::subscribe_resumed(
-                        id,
-                        &reply::ResumeReport {
-                            recovered: false,
-                            replayed: 0,
-                            reason: Some("no_history"),
-                        },
-                    )),
-                }
-                self.state.broker.subscribe(&pattern, sub.clone());
+            (None, _) => {
+                crate::subscription::activate(broker, id, &pattern, sub.clone(), None, Vec::new())
+            }
+            (Some(_), None) => {
+                let report = reply::ResumeReport {
+                    recovered: false,
+                    replayed: 0,
+                    reason: Some("no_history"),
+                };
+                crate::subscription::activate(
+                    broker,
+                    id,
+                    &pattern,
+                    sub.clone(),
+                    Some(&report),
+                    Vec::new(),
+                )
             }
         }
         self.subscriptions
@@ -288,19 +292,21 @@ impl Session {
     ) -> Result<(Channel, Identity), WireError> {
         let channel = Channel::parse(raw_channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
-        let namespace = channel.namespace();
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
+        let action = Action::Publish {
+            channel: &channel,
+            raw: raw_channel,
+        };
         let identity = self
             .state
-            .admit(
-                namespace,
-                Access::Publish,
-                raw_channel,
+            .live()
+            .access
+            .authorize(
+                action,
                 Presented::Fields { fields, events },
+                &self.state.metrics,
             )
             .await?;
-        self.state
-            .check_rules(&identity, namespace, Target::Publish(&channel))?;
         Ok((channel, identity))
     }
 
@@ -312,17 +318,7 @@ impl Session {
         let revoked: Vec<String> = self
             .subscriptions
             .iter()
-            .filter(|(_, (pattern, _, identity))| {
-                let namespace = pattern.namespace();
-                let mode_ok = live
-                    .modes(namespace, Access::Subscribe)
-                    .is_some_and(|m| m.contains(&identity.mode()));
-                !mode_ok
-                    || self
-                        .state
-                        .check_rules(identity, namespace, Target::Subscribe(pattern))
-                        .is_err()
-            })
+            .filter(|(_, (pattern, _, identity))| !live.access.still_allows(identity, pattern))
             .map(|(id, _)| id.clone())
             .collect();
         for id in revoked {
@@ -356,15 +352,6 @@ impl Session {
             self.state.broker.unsubscribe(&pattern, &sub);
         }
     }
-}
-
-/// The namespace a raw channel string names, for metrics (may not exist).
-fn namespace_of(channel: &str) -> &str {
-    channel
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
 }
 
 /// Publish rate limit: `rate` tokens per second, at most `rate` saved up.

@@ -12,6 +12,55 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 
+/// `[tls]`: a certificate and key, or a generated development certificate.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate for localhost and 127.0.0.1 (written under `data_dir`).
+    pub dev: bool,
+}
+
+impl TlsConfig {
+    pub fn check(&self, problems: &mut Vec<String>) {
+        match (&self.cert, &self.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push("tls: give both tls.cert and tls.key, or neither".into())
+            }
+            (Some(c), Some(k)) => {
+                for (key, path) in [("tls.cert", c), ("tls.key", k)] {
+                    if !path.exists() {
+                        problems.push(format!("{key}: file {} does not exist", path.display()));
+                    }
+                }
+                if self.dev {
+                    problems.push("tls.dev: use either a generated development certificate or tls.cert/tls.key, not both".into());
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// The acceptor this configuration asks for (`None`: plain HTTP only), and the generated
+    /// development files when `dev` is on.
+    pub fn acceptor(
+        &self,
+        data_dir: &Path,
+    ) -> Result<(Option<TlsAcceptor>, Option<DevFiles>), TlsError> {
+        Ok(match (&self.cert, &self.key, self.dev) {
+            (Some(cert), Some(key), _) => (Some(from_files(cert, key)?), None),
+            (_, _, true) => {
+                let (acceptor, files) = dev(data_dir)?;
+                (Some(acceptor), Some(files))
+            }
+            _ => (None, None),
+        })
+    }
+}
+
 /// TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -72,17 +72,11 @@ pub async fn start(config: Config) -> TestServer {
 }
 
 /// Starts a server whose reloads (`POST /admin/reload`) read `source`.
-pub async fn start_reloadable(
-    config: Config,
-    source: herald_server::state::ReloadSource,
-) -> TestServer {
+pub async fn start_reloadable(config: Config, source: herald_server::ReloadSource) -> TestServer {
     start_with(config, Some(source)).await
 }
 
-async fn start_with(
-    config: Config,
-    source: Option<herald_server::state::ReloadSource>,
-) -> TestServer {
+async fn start_with(config: Config, source: Option<herald_server::ReloadSource>) -> TestServer {
     let server = Server::bind(config).await.expect("server starts");
     if let Some(source) = source {
         server.set_reload_source(source);

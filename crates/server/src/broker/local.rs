@@ -1,4 +1,4 @@
-//! Fan-out: the index of local subscriptions, and the [`Broker`] seam the cluster mode replaces.
+//! The index of this node's subscriptions, and fan-out to them: the [`Broker`] of a single node.
 //!
 //! Subscriptions are indexed by key in two maps: exact channels (`/ns/a/b`) and wildcard prefixes
 //! (`/ns/a` for `/ns/a/*`). An event on `/ns/a/b` is delivered by looking up the exact key and
@@ -10,57 +10,14 @@
 //! reference-count increments, no copy of the event, no JSON work per subscriber.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use herald_protocol::{Channel, Pattern};
 
-use crate::connection::outbox::{Out, Outbox};
-
-/// One subscription as the index sees it.
-pub struct Subscriber {
-    pub outbox: Arc<Outbox>,
-    /// `{"type":"data","id":"<subscription id>","event":` for this subscription.
-    pub prefix: Bytes,
-}
-
-/// Failure to hand an event to the fan-out layer.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("the cluster backplane is unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Future returned by [`Broker::publish`]: subscriptions reached per event, when known.
-pub type PublishFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<usize>, BrokerError>> + Send + 'a>>;
-
-/// Future returned by [`Broker::prepare`].
-pub type ReadyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>>;
-
-/// Where events go to reach subscribers. Single-node Herald uses [`Hub`] directly; cluster mode
-/// wraps it with a backplane. Contract: events of one `publish` call are delivered to each
-/// subscription in order, and one publisher's successive calls on a channel keep their order.
-pub trait Broker: Send + Sync + 'static {
-    /// Delivers each body to every matching subscription; resolves to the number of
-    /// subscriptions reached per event when the broker can count them (a single node can; a
-    /// cluster cannot see other nodes' subscribers).
-    fn publish<'a>(&'a self, channel: &'a Channel, bodies: &'a [Bytes]) -> PublishFuture<'a>;
-    /// Makes sure events for `pattern` will reach this node, before the client is told its
-    /// subscription is live. A single node has nothing to do.
-    fn prepare<'a>(&'a self, _pattern: &'a Pattern) -> ReadyFuture<'a> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-    /// Registers a local subscription (after [`Broker::prepare`]).
-    fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>);
-    fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>);
-    /// This node's subscriptions, for events that reach the node another way (a cluster
-    /// node's JetStream history follower).
-    fn local(&self) -> &Hub;
-}
+use super::{Broker, PublishFuture, Subscriber};
+use crate::connection::outbox::Out;
 
 const SHARDS: usize = 64;
 
@@ -206,15 +163,12 @@ impl Broker for Hub {
         self.index(pattern)
             .remove(pattern.key().as_str(), subscriber);
     }
-
-    fn local(&self) -> &Hub {
-        self
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::outbox::Outbox;
     use std::collections::VecDeque;
 
     fn sub(id: &str) -> Arc<Subscriber> {
