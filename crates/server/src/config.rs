@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::admission::AdmissionConfig;
 pub use crate::auth::AuthConfig;
 pub use crate::auth::api_key::ApiKeyConfig;
 pub use crate::auth::rules::RulesConfig;
@@ -34,6 +35,8 @@ pub struct Config {
     /// Channel namespaces. Channels exist only under a configured namespace.
     pub namespaces: Vec<NamespaceConfig>,
     pub limits: Limits,
+    /// What one client address may hold and how fast it may connect and publish.
+    pub admission: AdmissionConfig,
     pub websocket: WebSocketConfig,
     pub http: HttpConfig,
     /// Where channel history is stored, for namespaces that keep it.
@@ -69,6 +72,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             namespaces: Vec::new(),
             limits: Limits::default(),
+            admission: AdmissionConfig::default(),
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
             history: HistoryConfig::default(),
@@ -99,6 +103,12 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Outbound queue of one connection, in messages; the same rule applies.
     pub max_queued_messages: usize,
+    /// An HTTP request body must arrive whole within this long after its headers, or the request
+    /// gets 408 and the connection is closed.
+    pub request_body_timeout_ms: u64,
+    /// A socket write (HTTP response or WebSocket frames) that makes no progress for this long
+    /// ends the connection and frees what it held: the peer stopped reading.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -112,6 +122,8 @@ impl Default for Limits {
             max_request_bytes: 1_258_291,
             max_queued_bytes: 4 * 1024 * 1024,
             max_queued_messages: 16_384,
+            request_body_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
         }
     }
 }
@@ -133,6 +145,12 @@ pub struct WebSocketConfig {
     /// write (fewer syscalls under heavy fan-out, at the cost of that much latency). 0 = write
     /// at once.
     pub write_delay_us: u64,
+    /// A WebSocket message begun must be complete within this long, or the connection is closed
+    /// (1008): a half-sent message holds a growing buffer.
+    pub message_timeout_ms: u64,
+    /// A connection that holds no subscription and sends nothing for this long is closed (1000):
+    /// idle sockets hold memory and a place under `max_connections`.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for WebSocketConfig {
@@ -144,6 +162,8 @@ impl Default for WebSocketConfig {
             handshake_timeout_ms: 10_000,
             read_buffer_bytes: 1024,
             write_delay_us: 0,
+            message_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
         }
     }
 }
@@ -169,6 +189,12 @@ impl Limits {
         ] {
             positive(problems, key, value as u64);
         }
+        positive(
+            problems,
+            "limits.request_body_timeout_ms",
+            self.request_body_timeout_ms,
+        );
+        positive(problems, "limits.write_timeout_ms", self.write_timeout_ms);
         if self.max_event_bytes > self.max_request_bytes {
             problems.push("limits.max_event_bytes: cannot exceed limits.max_request_bytes".into());
         }
@@ -213,6 +239,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "auth",
     "namespaces",
     "limits",
+    "admission",
     "websocket",
     "http",
     "history",

@@ -18,6 +18,7 @@
 //! one place that chooses), [`subscription`] (a subscription going live), [`registry`] (open
 //! connections), [`namespace`], [`metrics`], [`state`] (what everything shares).
 
+pub mod admission;
 pub mod auth;
 pub mod broker;
 pub mod config;

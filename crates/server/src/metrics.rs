@@ -149,6 +149,13 @@ pub struct Metrics {
     pub http_requests_5xx: Counter,
     /// Operations refused by authorization (any operation, any mode).
     pub unauthorized: Counter,
+    /// Sockets closed at accept: over `max_sockets` or `max_sockets_per_address`.
+    pub refused_sockets: Counter,
+    /// Connects and HTTP publishes refused by a per-address rate.
+    pub rate_limited: Counter,
+    /// Connections ended by a deadline: a stalled write, a half-sent message, an idle socket,
+    /// a slow request body.
+    pub timeouts: Counter,
     /// From the first frame queued on an idle connection to the write that sends it.
     pub queue_delay_seconds: Arc<Histogram>,
     namespaces: Arc<Namespaces>,
@@ -204,7 +211,22 @@ impl Metrics {
     /// time.
     pub fn render(&self, queued_bytes: u64) -> String {
         let mut registry = Registry::with_prefix("herald");
-        let plain: [(&str, &str, &Counter); 9] = [
+        let plain: [(&str, &str, &Counter); 12] = [
+            (
+                "refused_sockets",
+                "Sockets closed at accept: over the total or per-address cap.",
+                &self.refused_sockets,
+            ),
+            (
+                "rate_limited",
+                "Connects and HTTP publishes refused by a per-address rate.",
+                &self.rate_limited,
+            ),
+            (
+                "timeouts",
+                "Connections ended by a deadline (stalled write, half-sent message, idle socket, slow body).",
+                &self.timeouts,
+            ),
             (
                 "connect_requests",
                 "WebSocket upgrades received.",

@@ -13,11 +13,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::Ticket;
 use crate::config::{Config, ConfigError, ReloadSource};
 use crate::deployment::BackplaneError;
 use crate::reload::ReloadError;
 use crate::settings::Settings;
 use crate::state::State;
+use crate::transport::deadline::WriteDeadline;
 use crate::transport::tls::{DevFiles, TlsError};
 use crate::transport::ws::close;
 
@@ -172,6 +174,16 @@ async fn serve_tcp(
     handshake: Duration,
     watcher: tokio::sync::watch::Receiver<bool>,
 ) {
+    let ticket = match state.admission.admit(peer.ip()) {
+        Ok(t) => Arc::new(t),
+        Err(refusal) => {
+            // Closed unanswered: answering would cost what the cap protects.
+            state.metrics.refused_sockets.inc();
+            tracing::debug!(%peer, ?refusal, "socket refused");
+            return;
+        }
+    };
+    let stall = Duration::from_millis(state.fixed.limits.write_timeout_ms);
     if let Some(acceptor) = tls {
         let mut first = [0u8; 1];
         let is_tls = matches!(
@@ -179,30 +191,39 @@ async fn serve_tcp(
             Ok(Ok(1))
         ) && first[0] == 0x16;
         if is_tls {
+            let tcp = WriteDeadline::new(tcp, stall);
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer, watcher).await,
+                Ok(Ok(stream)) => serve_http(state, stream, peer, ticket, watcher).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
             return;
         }
     }
-    serve_http(state, tcp, peer, watcher).await;
+    let tcp = WriteDeadline::new(tcp, stall);
+    serve_http(state, tcp, peer, ticket, watcher).await;
 }
 
 async fn serve_http<S>(
     state: Arc<State>,
     io: S,
     peer: SocketAddr,
+    ticket: Arc<Ticket>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
-        let mut req = req;
-        req.extensions_mut()
-            .insert(crate::http::request::Peer(peer));
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = state.admission.client(peer.ip(), forwarded);
+        let extensions = req.extensions_mut();
+        extensions.insert(crate::http::request::Peer { client });
+        // The WebSocket this request may become holds the socket's place too.
+        extensions.insert(ticket.clone());
         async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()

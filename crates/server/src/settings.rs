@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use crate::auth::Access;
 use crate::config::{
-    ClusterConfig, Config, ConfigError, HistoryConfig, Limits, NamespaceHistory, WebSocketConfig,
+    AdmissionConfig, ClusterConfig, Config, ConfigError, HistoryConfig, Limits, NamespaceHistory,
+    WebSocketConfig,
 };
 use crate::http::cors::Cors;
 use crate::transport::tls::TlsConfig;
@@ -28,6 +29,7 @@ pub struct Fixed {
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub limits: Limits,
+    pub admission: AdmissionConfig,
     pub websocket: WebSocketConfig,
     pub history: HistoryConfig,
     /// The namespaces that keep history, with their retention.
@@ -78,6 +80,7 @@ impl Fixed {
     fn build(config: &Config, problems: &mut Vec<String>) -> Fixed {
         config.tls.check(problems);
         config.limits.check(problems);
+        config.admission.check(problems);
         config.websocket.check(problems);
         config.history.check(problems);
         config.cluster.check(problems);
@@ -86,6 +89,7 @@ impl Fixed {
             data_dir: config.data_dir.clone(),
             tls: config.tls.clone(),
             limits: config.limits.clone(),
+            admission: config.admission.clone(),
             websocket: config.websocket.clone(),
             history: config.history.clone(),
             history_namespaces: config
@@ -105,6 +109,7 @@ impl Fixed {
             ("data_dir", self.data_dir == other.data_dir),
             ("tls", self.tls == other.tls),
             ("limits", self.limits == other.limits),
+            ("admission", self.admission == other.admission),
             ("websocket", self.websocket == other.websocket),
             ("history", self.history == other.history),
             (

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use herald_protocol::EventLimits;
 
+use crate::admission::Admission;
 use crate::broker::Broker;
 use crate::config::ReloadSource;
 use crate::history::History;
@@ -21,6 +22,8 @@ pub struct State {
     /// Stored history, when any namespace keeps it.
     pub history: Option<History>,
     pub connections: Registry,
+    /// Who may hold a socket; per-address rates.
+    pub admission: Arc<Admission>,
     pub metrics: Metrics,
     /// The per-event limits every publish is decoded with.
     pub event_limits: EventLimits,
@@ -40,13 +43,14 @@ impl State {
         prefetch_keys(live.clone());
         State {
             event_limits: fixed.limits.events(),
-            fixed,
             live: RwLock::new(live),
             broker,
             history,
             connections: Registry::new(),
+            admission: Arc::new(Admission::new(&fixed.admission)),
             metrics,
             reload_source: OnceLock::new(),
+            fixed,
         }
     }
 

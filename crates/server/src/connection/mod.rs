@@ -10,7 +10,7 @@ mod session;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use herald_protocol::{AuthFields, ErrorType, WireError, reply};
@@ -103,6 +103,15 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
         while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
+}
+
+/// Which deadline a connection is under.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// A message has begun and must be completed.
+    Message,
+    /// No subscription: the client must send something.
+    Idle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +219,13 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     // Items that need the session, set aside while it was busy with a message.
     let mut held: VecDeque<Out> = VecDeque::new();
     let mut reader = Reader::default();
-    let write_delay = Duration::from_micros(state.fixed.websocket.write_delay_us);
+    let ws = &state.fixed.websocket;
+    let write_delay = Duration::from_micros(ws.write_delay_us);
+    let message_timeout = Duration::from_millis(ws.message_timeout_ms);
+    let idle_timeout = Duration::from_millis(ws.idle_timeout_ms);
+    // When the message being received began, and when the client last sent anything.
+    let mut message_since: Option<Instant> = None;
+    let mut last_heard = Instant::now();
     loop {
         let queued_at = outbox.drain(&mut queue);
         while let Some(item) = held.pop_back() {
@@ -247,11 +262,30 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             linger(io).await;
             return Err(End::Closed(code));
         }
+        // A deadline only while a message is half-received, or while the connection holds no
+        // subscription: subscribers that merely listen are never cut.
+        let deadline = match message_since {
+            Some(t) => Some((t + message_timeout, Deadline::Message)),
+            None if !session.has_subscriptions() => {
+                Some((last_heard + idle_timeout, Deadline::Idle))
+            }
+            None => None,
+        };
         tokio::select! {
             _ = outbox.ready() => {
                 if !write_delay.is_zero() {
                     tokio::time::sleep(write_delay).await;
                 }
+            }
+            // An async block: no timer is made unless this branch is enabled.
+            _ = async { if let Some((at, _)) = deadline { tokio::time::sleep_until(at.into()).await } },
+                if deadline.is_some() => {
+                state.metrics.timeouts.inc();
+                let (code, reason) = match deadline.map(|(_, d)| d) {
+                    Some(Deadline::Message) => (close::POLICY_VIOLATION, "message not completed in time"),
+                    _ => (close::NORMAL, "idle: no subscription and nothing sent"),
+                };
+                outbox.close(code, reason);
             }
             read = read_some(io, &mut rbuf, &mut tiny, initial, busy) => {
                 let (n, full) = read?;
@@ -259,6 +293,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                     return Err(End::Eof);
                 }
                 busy = full;
+                last_heard = Instant::now();
                 loop {
                     let message = match reader.next(&mut rbuf, max_message) {
                         Ok(Some(m)) => m,
@@ -291,6 +326,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 if rbuf.is_empty() {
                     rbuf = BytesMut::new();
                 }
+                message_since = if rbuf.is_empty() && !reader.in_progress() {
+                    None
+                } else {
+                    message_since.or(Some(last_heard))
+                };
             }
         }
     }

@@ -165,6 +165,11 @@ impl Session {
         }
     }
 
+    /// Whether any subscription is live (an idle connection without one may be closed).
+    pub fn has_subscriptions(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
+
     /// A binary message: AppSync speaks JSON text only.
     pub fn binary(&self) {
         self.fail(

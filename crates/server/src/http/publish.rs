@@ -1,5 +1,7 @@
 //! `POST /event` (spec §3): read the body within its limit, decode it once, authorize, publish.
 
+use std::time::Duration;
+
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
@@ -7,24 +9,48 @@ use herald_protocol::channel::namespace_of;
 use herald_protocol::{Channel, ErrorType, HttpPublish, WireError, reply};
 use http_body_util::{BodyExt, Limited};
 
-use super::request::{header_fields, source_ip};
-use super::response::{Body, bad_request, error, json};
+use super::request::{client, header_fields, source_ip};
+use super::response::{Body, bad_request, closing, error, json};
 use crate::auth::{Action, Presented};
 use crate::metrics::Transport;
 use crate::state::State;
 
 pub async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
+    if let Some(client) = client(req.extensions())
+        && !state.admission.publish(client)
+    {
+        state.metrics.rate_limited.inc();
+        return error(WireError::new(
+            ErrorType::LimitExceeded,
+            "too many publishes per second from this address; retry with backoff",
+        ));
+    }
     let (parts, body) = req.into_parts();
-    let limit = state.fixed.limits.max_request_bytes;
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let limits = &state.fixed.limits;
+    let limit = limits.max_request_bytes;
+    let deadline = Duration::from_millis(limits.request_body_timeout_ms);
+    let read = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
+    let body = match read {
+        Err(_) => {
+            state.metrics.timeouts.inc();
+            return closing(error(WireError::custom(
+                ErrorType::BadRequest,
+                "RequestTimeoutException",
+                408,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    deadline.as_millis()
+                ),
+            )));
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return error(WireError::new(
                 ErrorType::PayloadTooLarge,
                 format!("the request body is larger than {limit} bytes"),
             ));
         }
-        Err(_) => return error(bad_request("could not read the request body")),
+        Ok(Err(_)) => return error(bad_request("could not read the request body")),
     };
     let request = match HttpPublish::parse(&body, &state.event_limits) {
         Ok(r) => r,

@@ -4,16 +4,22 @@ use hyper::header::{self, HeaderMap};
 
 use herald_protocol::AuthFields;
 
-/// The client's address, attached to each request by the listener (handlers see it as
-/// `ctx.identity.sourceIp`).
+/// Who sent the request, attached by the listener: the client's address (the peer, or what a
+/// trusted proxy forwarded; see `admission`). Handlers see it as `ctx.identity.sourceIp`.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
+pub struct Peer {
+    pub client: std::net::IpAddr,
+}
 
-/// `sourceIp` for handlers: the peer address.
+/// The client's address, when the listener attached it.
+pub fn client(extensions: &hyper::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<Peer>().map(|p| p.client)
+}
+
+/// `sourceIp` for handlers: the client's address.
 pub fn source_ip(extensions: &hyper::http::Extensions) -> Vec<String> {
-    extensions
-        .get::<Peer>()
-        .map(|p| vec![p.0.ip().to_string()])
+    client(extensions)
+        .map(|ip| vec![ip.to_string()])
         .unwrap_or_default()
 }
 

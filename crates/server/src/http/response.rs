@@ -50,3 +50,10 @@ pub fn error(error: WireError) -> Response<Body> {
 pub fn bad_request(message: impl Into<String>) -> WireError {
     WireError::new(ErrorType::BadRequest, message)
 }
+
+/// Asks hyper to close the connection after this response (the request was not read whole).
+pub fn closing(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}

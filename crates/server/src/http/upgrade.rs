@@ -9,10 +9,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use herald_protocol::AuthFields;
+use herald_protocol::{AuthFields, ErrorType, WireError};
 
-use super::request::{header_fields, source_ip};
-use super::response::{Body, bad_request, errors, text};
+use super::request::{client, header_fields, source_ip};
+use super::response::{Body, bad_request, error, errors, text};
+use crate::admission::Ticket;
 use crate::connection;
 use crate::state::State;
 use crate::transport::ws;
@@ -53,9 +54,21 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
         .iter()
         .find_map(|p| AuthFields::from_subprotocol(p))
         .unwrap_or_else(|| header_fields(headers));
+    if let Some(client) = client(req.extensions())
+        && !state.admission.connect(client)
+    {
+        state.metrics.rate_limited.inc();
+        return error(WireError::new(
+            ErrorType::LimitExceeded,
+            "too many connections per second from this address; retry with backoff",
+        ));
+    }
     let source = source_ip(req.extensions());
+    // The socket's place under the connection caps, held until the WebSocket ends.
+    let ticket = req.extensions().get::<Arc<Ticket>>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _ticket = ticket;
         match on_upgrade.await {
             Ok(upgraded) => connection::run(state, TokioIo::new(upgraded), fields, source).await,
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),

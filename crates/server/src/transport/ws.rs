@@ -20,6 +20,7 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const POLICY_VIOLATION: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     /// The connection's outbound queue overflowed: it could not keep up with its subscriptions.
     pub const SLOW_CONSUMER: u16 = 4008;
@@ -70,6 +71,13 @@ impl FrameError {
 pub struct Reader {
     /// Opcode and payload of a fragmented message in progress.
     partial: Option<(u8, Vec<u8>)>,
+}
+
+impl Reader {
+    /// Whether a fragmented message has begun and not ended.
+    pub fn in_progress(&self) -> bool {
+        self.partial.is_some()
+    }
 }
 
 impl Reader {
