@@ -2,120 +2,33 @@
 //! attack the issue lists: alg none, HS256 keyed with the public key, expiry, nbf, issuer,
 //! audience, tampering, unknown kid with a rate-limited refresh, and IdP failures.
 
-mod common;
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Reply, TestServer, serve};
 use herald_auth::jwt::{
     CognitoConfig, JwtOptions, JwtVerifier, OidcConfig, looks_like_jwt, unverified_issuer,
 };
 use herald_auth::{AuthError, AuthMode, Identity};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use herald_testkit::jwt::{
+    Algorithm, EncodingKey, RSA_PUBLIC_PEM, ec, jwk, now, rsa, rsa_other, token,
+};
+use herald_testkit::{Idp, Reply, serve};
 use serde_json::{Value, json};
 
-const RSA_PRIV: &[u8] = include_bytes!("data/rsa_private.pem");
-const RSA_PUB: &[u8] = include_bytes!("data/rsa_public.pem");
-const RSA2_PRIV: &[u8] = include_bytes!("data/rsa_other_private.pem");
-const EC_PRIV: &[u8] = include_bytes!("data/ec_private.pem");
-
-fn rsa() -> EncodingKey {
-    EncodingKey::from_rsa_pem(RSA_PRIV).unwrap()
-}
-fn rsa2() -> EncodingKey {
-    EncodingKey::from_rsa_pem(RSA2_PRIV).unwrap()
-}
-fn ec() -> EncodingKey {
-    EncodingKey::from_ec_pem(EC_PRIV).unwrap()
-}
-
-fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
-    let mut j = Jwk::from_encoding_key(key, alg).unwrap();
-    j.common.key_id = Some(kid.to_owned());
-    j
-}
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-/// A loopback IdP: discovery document plus a JWKS the test can rotate.
-struct Idp {
-    server: TestServer,
-    jwks: Arc<Mutex<JwkSet>>,
-    /// When set, the JWKS endpoint answers 503.
-    down: Arc<AtomicBool>,
-}
-
-impl Idp {
-    async fn start() -> Idp {
-        let jwks = Arc::new(Mutex::new(JwkSet {
-            keys: vec![
-                jwk(&rsa(), Algorithm::RS256, "rsa-1"),
-                jwk(&ec(), Algorithm::ES256, "ec-1"),
-            ],
-        }));
-        let issuer: Arc<Mutex<String>> = Arc::default();
-        let down = Arc::new(AtomicBool::new(false));
-        let (j, iss, d) = (Arc::clone(&jwks), Arc::clone(&issuer), Arc::clone(&down));
-        let server = serve(move |path, _| match path {
-            "/.well-known/openid-configuration" => {
-                let iss = iss.lock().unwrap().clone();
-                Reply::Json(
-                    200,
-                    json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}).to_string(),
-                )
-            }
-            "/jwks" if d.load(Ordering::SeqCst) => Reply::Json(503, "{}".into()),
-            "/jwks" => {
-                // An unsupported key type must be skipped, not break the set.
-                let mut doc = serde_json::to_value(&*j.lock().unwrap()).unwrap();
-                doc["keys"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(json!({"kty": "weird", "kid": "x"}));
-                Reply::Json(200, doc.to_string())
-            }
-            _ => Reply::Json(404, "{}".into()),
-        })
-        .await;
-        *issuer.lock().unwrap() = server.url("");
-        Idp { server, jwks, down }
-    }
-
-    fn issuer(&self) -> String {
-        self.server.url("")
-    }
-
-    fn claims(&self) -> Value {
-        json!({
-            "sub": "user-123",
-            "iss": self.issuer(),
-            "aud": "client-abc",
-            "exp": now() + 600,
-            "iat": now(),
-            "cognito:username": "alice",
-            "cognito:groups": ["admins", "writers"],
-            "custom": {"tier": "gold"},
-        })
-    }
-}
-
-fn token(key: &EncodingKey, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
-    let mut h = Header::new(alg);
-    h.kid = kid.map(str::to_owned);
-    encode(&h, claims, key).unwrap()
+/// The claims of a valid ID token from `idp` for the client `client-abc`.
+fn idp_claims(idp: &Idp) -> Value {
+    json!({
+        "sub": "user-123",
+        "iss": idp.issuer(),
+        "aud": "client-abc",
+        "exp": now() + 600,
+        "iat": now(),
+        "cognito:username": "alice",
+        "cognito:groups": ["admins", "writers"],
+        "custom": {"tier": "gold"},
+    })
 }
 
 fn oidc(idp: &Idp, client_id: Option<&str>, options: JwtOptions) -> JwtVerifier {
@@ -144,7 +57,7 @@ fn b64(v: &Value) -> String {
 async fn valid_rs256_and_es256_tokens_yield_the_identity() {
     let idp = Idp::start().await;
     let v = oidc(&idp, Some("client-abc"), opts(30));
-    let claims = idp.claims();
+    let claims = idp_claims(&idp);
 
     let id = v
         .verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &claims))
@@ -181,7 +94,7 @@ async fn alg_none_is_refused() {
         let t = format!(
             "{}.{}.",
             b64(&json!({"alg": alg, "kid": "rsa-1"})),
-            b64(&idp.claims())
+            b64(&idp_claims(&idp))
         );
         let err = v.verify(&t).await.unwrap_err();
         assert!(
@@ -202,10 +115,10 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let idp = Idp::start().await;
     let v = oidc(&idp, None, opts(30));
     let forged = token(
-        &EncodingKey::from_secret(RSA_PUB),
+        &EncodingKey::from_secret(RSA_PUBLIC_PEM),
         Algorithm::HS256,
         Some("rsa-1"),
-        &idp.claims(),
+        &idp_claims(&idp),
     );
     assert!(matches!(
         v.verify(&forged).await,
@@ -220,7 +133,7 @@ async fn hs256_signed_with_the_public_key_is_refused() {
         &EncodingKey::from_secret(n.as_bytes()),
         Algorithm::HS512,
         Some("rsa-1"),
-        &idp.claims(),
+        &idp_claims(&idp),
     );
     assert!(matches!(
         v.verify(&forged).await,
@@ -233,13 +146,13 @@ async fn algorithm_must_match_the_key() {
     let idp = Idp::start().await;
     let v = oidc(&idp, None, opts(30));
     // ES256 header pointing at the RSA key.
-    let t = token(&ec(), Algorithm::ES256, Some("rsa-1"), &idp.claims());
+    let t = token(&ec(), Algorithm::ES256, Some("rsa-1"), &idp_claims(&idp));
     assert!(matches!(
         v.verify(&t).await,
         Err(AuthError::InvalidToken(_))
     ));
     // RS384 is a valid RSA algorithm but not configured.
-    let t = token(&rsa(), Algorithm::RS384, Some("rsa-1"), &idp.claims());
+    let t = token(&rsa(), Algorithm::RS384, Some("rsa-1"), &idp_claims(&idp));
     assert!(matches!(
         v.verify(&t).await,
         Err(AuthError::AlgorithmNotAllowed(_))
@@ -250,7 +163,7 @@ async fn algorithm_must_match_the_key() {
 async fn time_claims_are_enforced_with_leeway() {
     let idp = Idp::start().await;
     let v = oidc(&idp, None, opts(30));
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c["exp"] = json!(now() - 3600);
     assert_eq!(
         v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
@@ -261,14 +174,14 @@ async fn time_claims_are_enforced_with_leeway() {
     v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
         .await
         .unwrap();
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c["nbf"] = json!(now() + 3600);
     assert_eq!(
         v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
             .await,
         Err(AuthError::TokenNotYetValid)
     );
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c.as_object_mut().unwrap().remove("exp");
     assert!(matches!(
         v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
@@ -281,7 +194,7 @@ async fn time_claims_are_enforced_with_leeway() {
 async fn issuer_and_audience_are_checked() {
     let idp = Idp::start().await;
     let v = oidc(&idp, Some("client-abc"), opts(30));
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c["iss"] = json!("https://evil.example");
     let err = v
         .verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
@@ -292,7 +205,7 @@ async fn issuer_and_audience_are_checked() {
         "{err}"
     );
 
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c["aud"] = json!("someone-else");
     assert!(matches!(
         v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
@@ -321,9 +234,9 @@ async fn issuer_and_audience_are_checked() {
 async fn tampered_tokens_are_refused() {
     let idp = Idp::start().await;
     let v = oidc(&idp, None, opts(30));
-    let t = token(&rsa(), Algorithm::RS256, Some("rsa-1"), &idp.claims());
+    let t = token(&rsa(), Algorithm::RS256, Some("rsa-1"), &idp_claims(&idp));
     let parts: Vec<&str> = t.split('.').collect();
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c["sub"] = json!("admin");
     let swapped = format!("{}.{}.{}", parts[0], b64(&c), parts[2]);
     let err = v.verify(&swapped).await.unwrap_err();
@@ -348,14 +261,14 @@ async fn tampered_tokens_are_refused() {
 async fn unknown_kid_refreshes_at_most_once_per_interval() {
     let idp = Idp::start().await;
     let v = Arc::new(oidc(&idp, None, opts(3600)));
-    let claims = idp.claims();
+    let claims = idp_claims(&idp);
     v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &claims))
         .await
         .unwrap();
     assert_eq!(idp.server.hits_on("/jwks"), 1);
 
     // A flood of unknown kids inside the interval: no new fetch.
-    let unknown = token(&rsa2(), Algorithm::RS256, Some("rsa-2"), &claims);
+    let unknown = token(&rsa_other(), Algorithm::RS256, Some("rsa-2"), &claims);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (v, t) = (Arc::clone(&v), unknown.clone());
@@ -375,8 +288,8 @@ async fn unknown_kid_refreshes_at_most_once_per_interval() {
 async fn unknown_kid_picks_up_a_rotated_key() {
     let idp = Idp::start().await;
     let v = Arc::new(oidc(&idp, None, opts(0)));
-    let claims = idp.claims();
-    let new = token(&rsa2(), Algorithm::RS256, Some("rsa-2"), &claims);
+    let claims = idp_claims(&idp);
+    let new = token(&rsa_other(), Algorithm::RS256, Some("rsa-2"), &claims);
     assert!(matches!(
         v.verify(&new).await,
         Err(AuthError::UnknownKeyId { .. })
@@ -385,7 +298,7 @@ async fn unknown_kid_picks_up_a_rotated_key() {
         .lock()
         .unwrap()
         .keys
-        .push(jwk(&rsa2(), Algorithm::RS256, "rsa-2"));
+        .push(jwk(&rsa_other(), Algorithm::RS256, "rsa-2"));
     v.verify(&new).await.unwrap();
     assert_eq!(idp.server.hits_on("/jwks"), 2);
     assert_eq!(idp.server.hits_on("/.well-known/openid-configuration"), 1);
@@ -403,7 +316,7 @@ async fn stale_keys_are_refetched_revoked_keys_drop_and_cached_keys_survive_an_o
             ..opts(0)
         },
     );
-    let claims = idp.claims();
+    let claims = idp_claims(&idp);
     let rsa_token = token(&rsa(), Algorithm::RS256, Some("rsa-1"), &claims);
     let ec_token = token(&ec(), Algorithm::ES256, Some("ec-1"), &claims);
     v.verify(&rsa_token).await.unwrap();
@@ -433,7 +346,7 @@ async fn stale_keys_are_refetched_revoked_keys_drop_and_cached_keys_survive_an_o
 async fn concurrent_first_tokens_share_one_fetch() {
     let idp = Idp::start().await;
     let v = Arc::new(oidc(&idp, None, opts(3600)));
-    let t = token(&rsa(), Algorithm::RS256, Some("rsa-1"), &idp.claims());
+    let t = token(&rsa(), Algorithm::RS256, Some("rsa-1"), &idp_claims(&idp));
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let (v, t) = (Arc::clone(&v), t.clone());
@@ -457,7 +370,7 @@ async fn iat_and_auth_ttl() {
         options: opts(30),
     })
     .unwrap();
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c["auth_time"] = json!(now() - 30);
     v.verify(&token(&rsa(), Algorithm::RS256, Some("rsa-1"), &c))
         .await
@@ -499,7 +412,7 @@ async fn cognito_with_issuer_override_and_client_regex() {
     .unwrap();
     assert_eq!(v.mode(), AuthMode::CognitoUserPools);
     // An access token: client_id, no aud.
-    let mut c = idp.claims();
+    let mut c = idp_claims(&idp);
     c.as_object_mut().unwrap().remove("aud");
     c["client_id"] = json!("client-abc");
     c["token_use"] = json!("access");

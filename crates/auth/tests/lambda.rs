@@ -1,14 +1,12 @@
 //! Lambda authorizer webhook: request shape, allow/deny, caching and TTL override, the
 //! validation expression, and every failure (hang, garbage, errors) denying.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use common::{Reply, TestServer, serve};
 use herald_auth::lambda::{LambdaAuthorizer, LambdaConfig, LambdaRequest};
 use herald_auth::{AuthError, Identity, Operation};
+use herald_testkit::{Fixture, Reply, serve};
 use serde_json::{Map, Value, json};
 
 fn config(url: String, ttl: u64) -> LambdaConfig {
@@ -42,7 +40,7 @@ fn publish<'a>(token: &'a str, channel: &'a str, h: &'a Map<String, Value>) -> L
 }
 
 /// A webhook that allows tokens starting with "good" and answers with `extra` merged in.
-async fn webhook(extra: Value) -> TestServer {
+async fn webhook(extra: Value) -> Fixture {
     serve(move |_, body| {
         let req: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let token = req["authorizationToken"].as_str().unwrap_or("");

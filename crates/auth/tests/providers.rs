@@ -2,14 +2,6 @@
 //! docs/authorization.md), mode selection by credential, and refusal of every mode that is not
 //! allowed or not configured.
 
-mod common;
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use common::{Reply, serve};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use herald_auth::jwt::{JwtOptions, OidcConfig};
@@ -18,8 +10,9 @@ use herald_auth::sigv4::{AccessKeyConfig, IamAction, SigV4Config, publish_body, 
 use herald_auth::{
     AuthError, AuthMode, AuthRequest, Credential, Identity, Operation, ProviderConfig, Providers,
 };
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use herald_testkit::jwt::{now, rs256};
+use herald_testkit::sigv4::Signer;
+use herald_testkit::{Fixture, Idp, Reply, serve};
 use serde::Deserialize;
 use serde_json::{Map, json};
 
@@ -161,79 +154,27 @@ const AK: &str = "AKIDPROVIDERS";
 const SK: &str = "providers-secret";
 const HOST: &str = "herald.example.com";
 
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-fn rsa() -> EncodingKey {
-    EncodingKey::from_rsa_pem(include_bytes!("data/rsa_private.pem")).unwrap()
-}
-
 fn jwt(iss: &str) -> String {
-    let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some("k1".into());
-    encode(
-        &h,
-        &json!({"sub": "s", "iss": iss, "exp": now() + 60}),
-        &rsa(),
-    )
-    .unwrap()
+    rs256(&json!({"sub": "s", "iss": iss, "exp": now() + 60}))
 }
 
 /// Signs the amplify-style WebSocket auth object over `body`.
 fn iam_fields(body: &str) -> Vec<(String, String)> {
-    let base = [
-        ("accept", "application/json, text/javascript"),
-        ("content-encoding", "amz-1.0"),
-        ("content-type", "application/json; charset=UTF-8"),
-        ("host", HOST),
-    ];
-    let identity = Credentials::new(AK, SK, None, None, "t").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("appsync")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let req = SignableRequest::new(
-        "POST",
-        format!("https://{HOST}/event"),
-        base.into_iter(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .unwrap();
-    let (ins, _) = sign(req, &params).unwrap().into_parts();
-    base.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .chain(ins.headers().map(|(k, v)| (k.to_owned(), v.to_owned())))
+    Signer::new((AK, SK), "us-east-1")
+        .ws_auth(HOST, body)
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap().to_owned()))
         .collect()
 }
 
 struct Setup {
     providers: Providers,
     idp_issuer: String,
-    lambda_hits: common::TestServer,
+    lambda_hits: Fixture,
 }
 
 async fn setup() -> Setup {
-    let jwks = JwkSet {
-        keys: vec![{
-            let mut j = Jwk::from_encoding_key(&rsa(), Algorithm::RS256).unwrap();
-            j.common.key_id = Some("k1".into());
-            j
-        }],
-    };
-    let jwks = serde_json::to_string(&jwks).unwrap();
-    let idp = serve(move |_, _| Reply::Json(200, jwks.clone())).await;
+    let idp = Idp::start().await;
     let lambda = serve(|_, body| {
         let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         let ok = v["authorizationToken"]
@@ -245,7 +186,7 @@ async fn setup() -> Setup {
         )
     })
     .await;
-    let issuer = idp.url("");
+    let issuer = idp.issuer();
     let configs = vec![
         ProviderConfig::ApiKey,
         ProviderConfig::Iam(SigV4Config {
@@ -270,7 +211,7 @@ async fn setup() -> Setup {
             iat_ttl: 0,
             auth_ttl: 0,
             options: JwtOptions {
-                jwks_uri: Some(idp.url("/jwks")),
+                jwks_uri: Some(idp.server.url("/jwks")),
                 ..JwtOptions::default()
             },
         }),

@@ -3,15 +3,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use herald_auth::sigv4::canonical;
 use herald_auth::sigv4::{
     Access, AccessKeyConfig, IamAction, SigV4Config, SigV4Verifier, SignedRequest, connect_body,
     publish_body, subscribe_body,
 };
 use herald_auth::{AuthError, Identity, Operation};
+use herald_testkit::sigv4::{Key, Signer, ws_headers};
 use proptest::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -174,17 +172,7 @@ const SK: &str = "herald/secret+key/EXAMPLE";
 const TOKEN: &str = "FwoGZXIvYXdzEHERALD//session+token==";
 const HOST: &str = "abcdefghijklmnopqrstuvwxyz.appsync-api.us-west-2.amazonaws.com";
 
-/// The headers amplify-js signs for WebSocket operations (AWS_APPSYNC_REALTIME_HEADERS + host).
-fn ws_base_headers() -> Vec<(&'static str, String)> {
-    vec![
-        ("accept", "application/json, text/javascript".to_owned()),
-        ("content-encoding", "amz-1.0".to_owned()),
-        ("content-type", "application/json; charset=UTF-8".to_owned()),
-        ("host", HOST.to_owned()),
-    ]
-}
-
-/// Signs with aws-sigv4 and returns the headers to add to the request.
+/// Signs with aws-sigv4 as [`AK`] (with `token`, if any) and returns the headers to add.
 fn oracle_sign(
     method: &str,
     url: &str,
@@ -194,59 +182,27 @@ fn oracle_sign(
     token: Option<&str>,
     region: &str,
 ) -> Vec<(String, String)> {
-    let identity = Credentials::new(AK, SK, token.map(str::to_owned), None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("appsync")
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .expect("signing params")
-        .into();
-    let signable = SignableRequest::new(
-        method,
-        url,
-        headers.iter().map(|(k, v)| (*k, v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    instructions
-        .headers()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    Signer::new(signing_key(token), region)
+        .at(time)
+        .sign(method, url, headers, body)
+}
+
+fn signing_key(token: Option<&str>) -> Key<'_> {
+    Key {
+        id: AK,
+        secret: SK,
+        session_token: token,
+    }
 }
 
 /// A WebSocket `authorization` object as amplify-js builds it, with AppSync's mixed-case keys.
 fn ws_auth(body: &str, time: SystemTime, token: Option<&str>) -> Map<String, Value> {
-    let base = ws_base_headers();
-    let signed = oracle_sign(
-        "POST",
-        &format!("https://{HOST}/event"),
-        &base,
-        body.as_bytes(),
-        time,
-        token,
-        "us-west-2",
-    );
-    let mut auth = Map::new();
-    for (k, v) in base {
-        auth.insert(k.to_owned(), Value::String(v));
+    let mut auth = Signer::new(signing_key(token), "us-west-2")
+        .at(time)
+        .ws_auth(HOST, body);
+    if let Some(t) = auth.remove("x-amz-security-token") {
+        auth.insert("X-Amz-Security-Token".to_owned(), t);
     }
-    for (k, v) in signed {
-        let k = match k.as_str() {
-            "authorization" => "Authorization".to_owned(),
-            "x-amz-security-token" => "X-Amz-Security-Token".to_owned(),
-            _ => k,
-        };
-        auth.insert(k, Value::String(v));
-    }
-    // Extra keys clients add must be ignored.
-    auth.insert(
-        "x-amz-user-agent".to_owned(),
-        Value::String("aws-amplify/6".to_owned()),
-    );
     auth
 }
 
@@ -554,7 +510,7 @@ fn refusals_say_why() {
 fn unsigned_payload_is_refused() {
     let v = verifier(vec![key(AK, SK, None, &ALL, &["*"])], None);
     let t = now();
-    let mut base = ws_base_headers();
+    let mut base = ws_headers(HOST);
     base.push(("x-amz-content-sha256", "UNSIGNED-PAYLOAD".to_owned()));
     let signed = oracle_sign(
         "POST",

@@ -1,36 +1,18 @@
-//! `JetStreamStore` against a real `nats-server -js` started by the test: offsets stay gapless
-//! when two stores (two nodes) append to one channel at once, reads page and resume like the
-//! embedded stores, retention is reported as expiry, and a follower sees batches in order.
+//! `JetStreamStore`-only behaviour against a real `nats-server -js` started by each test: offsets
+//! stay gapless when two stores (two nodes) append to one channel at once, a purged stream never
+//! gets its old offsets reused, a follower sees batches in order, and a stray message cannot wedge
+//! a channel. Everything the embedded stores share runs in `conformance.rs` (module `jetstream`).
 
-#[path = "support/nats.rs"]
-mod nats;
+mod common;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::nats::{Nats, free_port};
+use common::{b, open_jetstream};
 use herald_history::{
-    HistoryStore, JetStreamOptions, JetStreamStore, Position, ReadOutcome, Retention, Since,
-    UnrecoverableReason,
+    HistoryStore, JetStreamStore, Position, ReadOutcome, Retention, Since, UnrecoverableReason,
 };
-use nats::{Nats, free_port};
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
-async fn open(nats: &Nats, retention: Retention) -> JetStreamStore {
-    let client = async_nats::connect(nats.url()).await.expect("NATS");
-    JetStreamStore::open(
-        client,
-        &JetStreamOptions {
-            subject_prefix: "t".into(),
-            replicas: 1,
-        },
-        &[("ns".to_owned(), retention)],
-    )
-    .await
-    .expect("streams open")
-}
 
 async fn read(s: &JetStreamStore, channel: &str, since: Since, limit: usize) -> ReadOutcome {
     s.read(channel, since, limit).await.expect("read")
@@ -38,16 +20,16 @@ async fn read(s: &JetStreamStore, channel: &str, since: Since, limit: usize) -> 
 
 fn offsets(outcome: &ReadOutcome) -> Vec<u64> {
     match outcome {
-        ReadOutcome::Events { events, .. } => events.iter().map(|e| e.position.offset).collect(),
+        ReadOutcome::Events { events, .. } => common::offsets(events),
         other => panic!("expected events, got {other:?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offsets_stay_gapless_across_nodes_and_reads_page() {
+async fn offsets_stay_gapless_across_nodes_and_read_from_either() {
     let nats = Nats::start(free_port());
-    let a = Arc::new(open(&nats, Retention::default()).await);
-    let b_node = Arc::new(open(&nats, Retention::default()).await);
+    let a = Arc::new(open_jetstream(&nats, Retention::default()).await);
+    let b_node = Arc::new(open_jetstream(&nats, Retention::default()).await);
 
     // An empty channel: offset 0, and a client holding that position later gets everything.
     let empty = a.top("/ns/c").await.unwrap();
@@ -99,69 +81,26 @@ async fn offsets_stay_gapless_across_nodes_and_reads_page() {
     }
     assert_eq!(seen, (first..first + 160).collect::<Vec<_>>());
     // Each node's own events keep their order.
-    if let ReadOutcome::Events { events, .. } = read(&a, "/ns/c", Since::Start, 1000).await {
-        for node in ["0-", "1-"] {
-            let mine: Vec<String> = events
-                .iter()
-                .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
-                .filter(|p| p.starts_with(node))
-                .collect();
-            let expect: Vec<String> = (0..40)
-                .flat_map(|i| [format!("{node}{i}-x"), format!("{node}{i}-y")])
-                .collect();
-            assert_eq!(mine, expect);
-        }
-    }
-    // Positions ahead of the top, and from another epoch, are reported, not skipped.
-    let top = a.top("/ns/c").await.unwrap();
-    let ahead = Position {
-        epoch: top.epoch,
-        offset: top.offset + 1,
+    let ReadOutcome::Events { events, .. } = read(&a, "/ns/c", Since::Start, 1000).await else {
+        panic!("expected events");
     };
-    assert!(matches!(
-        read(&a, "/ns/c", Since::After(ahead), 10).await,
-        ReadOutcome::Unrecoverable {
-            reason: UnrecoverableReason::AheadOfTop,
-            ..
-        }
-    ));
-    let other = Position {
-        epoch: top.epoch ^ 1,
-        offset: 3,
-    };
-    assert!(matches!(
-        read(&a, "/ns/c", Since::After(other), 10).await,
-        ReadOutcome::Unrecoverable {
-            reason: UnrecoverableReason::EpochMismatch,
-            ..
-        }
-    ));
-    assert_eq!(a.channels_under("/ns").await.unwrap(), vec!["/ns/c"]);
-
-    // By time: from the first batch stamped at or after t, to the top.
-    match read(&a, "/ns/c", Since::TimeMs(1039), 1000).await {
-        ReadOutcome::Events { events, top } => {
-            assert!(!events.is_empty());
-            assert!(events.iter().all(|e| e.time_ms >= 1039));
-            assert_eq!(events.last().map(|e| e.position), Some(top));
-        }
-        other => panic!("{other:?}"),
+    for node in ["0-", "1-"] {
+        let mine: Vec<String> = events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
+            .filter(|p| p.starts_with(node))
+            .collect();
+        let expect: Vec<String> = (0..40)
+            .flat_map(|i| [format!("{node}{i}-x"), format!("{node}{i}-y")])
+            .collect();
+        assert_eq!(mine, expect);
     }
-    let before = offsets(&read(&a, "/ns/c", Since::Start, 1000).await);
-    assert_eq!(before.len(), 160, "Since::Start reads everything");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_shows_as_expiry_and_new_chains_never_reuse_offsets() {
+async fn a_purged_stream_never_gets_its_old_offsets_reused() {
     let nats = Nats::start(free_port());
-    let s = open(
-        &nats,
-        Retention {
-            max_age: None,
-            max_count: Some(3),
-        },
-    )
-    .await;
+    let s = open_jetstream(&nats, Retention::default()).await;
     let p = s
         .append(
             "ns",
@@ -171,30 +110,16 @@ async fn retention_shows_as_expiry_and_new_chains_never_reuse_offsets() {
         )
         .await
         .unwrap();
-    let first = p[0];
-    // Only the newest 3 are visible.
-    assert_eq!(
-        offsets(&read(&s, "/ns/r", Since::Start, 10).await),
-        vec![first.offset + 2, first.offset + 3, first.offset + 4]
-    );
-    assert!(matches!(
-        read(&s, "/ns/r", Since::After(first), 10).await,
-        ReadOutcome::Unrecoverable {
-            reason: UnrecoverableReason::Expired,
-            ..
-        }
-    ));
 
-    // Everything removed (as age retention would): the next append starts a new chain above
-    // every old offset, and an old position is told it expired.
+    // Everything removed behind the store's back (as age retention would): the next append
+    // starts a new chain above every old offset, and an old position is told it expired.
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let stream = js.get_stream("t_history_ns").await.unwrap();
     stream.purge().await.unwrap();
     let last = p[4];
-    let fresh = s.append("ns", "/ns/r", vec![b("new")], 2).await;
     // The node's cached tip is stale after the purge: the append still lands, above the old.
-    let fresh = fresh.unwrap();
+    let fresh = s.append("ns", "/ns/r", vec![b("new")], 2).await.unwrap();
     assert!(fresh[0].offset > last.offset, "{fresh:?} vs {last:?}");
     assert!(matches!(
         read(&s, "/ns/r", Since::After(last), 10).await,
@@ -208,7 +133,7 @@ async fn retention_shows_as_expiry_and_new_chains_never_reuse_offsets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_sees_batches_in_stream_order() {
     let nats = Nats::start(free_port());
-    let s = open(&nats, Retention::default()).await;
+    let s = open_jetstream(&nats, Retention::default()).await;
     s.append("ns", "/ns/before", vec![b("old")], 1)
         .await
         .unwrap();
@@ -242,7 +167,7 @@ async fn a_follower_sees_batches_in_stream_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stray_message_on_a_history_subject_does_not_wedge_the_channel() {
     let nats = Nats::start(free_port());
-    let s = open(&nats, Retention::default()).await;
+    let s = open_jetstream(&nats, Retention::default()).await;
     let before = s.append("ns", "/ns/s", vec![b("1")], 1).await.unwrap();
     // Something other than Herald publishes on the channel's subject.
     let client = async_nats::connect(nats.url()).await.unwrap();

@@ -191,6 +191,20 @@ fn bad(message: impl Into<String>) -> WireError {
     WireError::new(ErrorType::BadRequest, message)
 }
 
+/// Most characters of the JSON parser's own message quoted in a reply: serde_json quotes an
+/// offending string whole, and a client must not make the server echo its input back at length.
+const MAX_JSON_ERROR_CHARS: usize = 160;
+
+/// `<what> is not a valid JSON object: <parser message, shortened>`.
+fn not_an_object(what: &str, e: &serde_json::Error) -> WireError {
+    let mut detail = e.to_string();
+    if let Some((cut, _)) = detail.char_indices().nth(MAX_JSON_ERROR_CHARS) {
+        detail.truncate(cut);
+        detail.push_str(&format!("… at line {} column {}", e.line(), e.column()));
+    }
+    bad(format!("{what} is not a valid JSON object: {detail}"))
+}
+
 /// `id`: `^[a-zA-Z0-9-_+]{1,128}$` (spec §2.2).
 pub fn valid_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -258,7 +272,7 @@ impl<'a> ClientMessage<'a> {
         let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| FrameError {
             operation: None,
             id: None,
-            error: bad(format!("the message is not a valid JSON object: {e}")),
+            error: not_an_object("the message", &e),
         })?;
         let kind = env.kind.as_deref().unwrap_or_default();
         let operation = match kind {
@@ -345,8 +359,8 @@ impl<'a> HttpPublish<'a> {
     pub fn parse(body: &'a [u8], limits: &EventLimits) -> Result<HttpPublish<'a>, WireError> {
         let text =
             std::str::from_utf8(body).map_err(|_| bad("the request body is not UTF-8 JSON"))?;
-        let body: HttpBody<'a> = serde_json::from_str(text)
-            .map_err(|e| bad(format!("the request body is not a valid JSON object: {e}")))?;
+        let body: HttpBody<'a> =
+            serde_json::from_str(text).map_err(|e| not_an_object("the request body", &e))?;
         let channel = string_field(body.channel, "channel")?;
         let events = parse_events(body.events, limits)?;
         Ok(HttpPublish { channel, events })
@@ -445,6 +459,22 @@ mod tests {
         assert!(e.error.message.contains("not valid JSON"));
         let e = parse(r#"{"type":"publish","id":"ok","channel":"/a","events":[{}]}"#).unwrap_err();
         assert!(e.error.message.contains("not a string"));
+    }
+
+    #[test]
+    fn errors_do_not_echo_the_input() {
+        // A frame or body that is one long JSON string: serde_json's message quotes it whole.
+        let long = format!("\"{}\"", "x".repeat(10_000));
+        let e = parse(&long).unwrap_err().error.message;
+        assert!(e.starts_with("the message is not a valid JSON object: invalid type"));
+        assert!(
+            e.len() < 300 && e.ends_with("at line 1 column 10002"),
+            "{e}"
+        );
+        let e = HttpPublish::parse(long.as_bytes(), &EventLimits::default()).unwrap_err();
+        assert!(e.message.len() < 300, "{}", e.message);
+        let e = parse("{\"type\":5}").unwrap_err().error.message;
+        assert!(e.ends_with("expected a string at line 1 column 9"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Test harness: a real Herald server on 127.0.0.1:0 and a real WebSocket client
 //! (tokio-tungstenite), speaking the exact AppSync JSON.
+//!
+//! `auth` adds the world of the `auth_*` tests: identity providers, the authorizer webhook and
+//! the other authorization modes.
 #![allow(dead_code)]
+
+pub mod auth;
 
 use std::net::SocketAddr;
 use std::time::Duration;
