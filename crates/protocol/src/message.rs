@@ -55,6 +55,8 @@ pub enum ClientMessage<'a> {
         channel: Cow<'a, str>,
         events: Vec<Event<'a>>,
         authorization: Option<AuthFields>,
+        /// Herald extension `idempotencyKey`: a retry with the same key is not published twice.
+        idempotency_key: Option<Cow<'a, str>>,
     },
 }
 
@@ -104,6 +106,8 @@ struct Envelope<'a> {
     authorization: Option<&'a RawValue>,
     #[serde(borrow, default)]
     resume: Option<&'a RawValue>,
+    #[serde(rename = "idempotencyKey", borrow, default)]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 /// Where a resumed subscription starts (Herald extension, see `docs/extensions.md`).
@@ -211,6 +215,23 @@ pub fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+'))
+}
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// An idempotency key (the `Idempotency-Key` header or a publish frame's `idempotencyKey`) is 1
+/// to 128 visible ASCII characters.
+pub fn check_idempotency_key(key: &str) -> Result<(), WireError> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad(format!(
+            "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(())
 }
 
 fn string_field<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<Cow<'a, str>, WireError> {
@@ -328,11 +349,20 @@ impl<'a> ClientMessage<'a> {
                     .into_iter()
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| with_id(WireError::new(ErrorType::BadRequest, e.to_string())))?;
+                let idempotency_key = match env.idempotency_key {
+                    None => None,
+                    Some(raw) => {
+                        let key = string_field(Some(raw), "idempotencyKey").map_err(with_id)?;
+                        check_idempotency_key(&key).map_err(with_id)?;
+                        Some(key)
+                    }
+                };
                 Ok(ClientMessage::Publish {
                     id,
                     channel,
                     events,
                     authorization,
+                    idempotency_key,
                 })
             }
         }

@@ -109,6 +109,11 @@ pub struct Limits {
     /// A socket write (HTTP response or WebSocket frames) that makes no progress for this long
     /// ends the connection and frees what it held: the peer stopped reading.
     pub write_timeout_ms: u64,
+    /// How long a publish's idempotency key is remembered (a retry within it is not published
+    /// again).
+    pub idempotency_window_secs: u64,
+    /// Most idempotency keys remembered; past it the oldest are forgotten first.
+    pub max_idempotency_keys: usize,
 }
 
 impl Default for Limits {
@@ -124,6 +129,8 @@ impl Default for Limits {
             max_queued_messages: 16_384,
             request_body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
+            idempotency_window_secs: 120,
+            max_idempotency_keys: 100_000,
         }
     }
 }
@@ -195,6 +202,11 @@ impl Limits {
             self.request_body_timeout_ms,
         );
         positive(problems, "limits.write_timeout_ms", self.write_timeout_ms);
+        positive(
+            problems,
+            "limits.max_idempotency_keys",
+            self.max_idempotency_keys as u64,
+        );
         if self.max_event_bytes > self.max_request_bytes {
             problems.push("limits.max_event_bytes: cannot exceed limits.max_request_bytes".into());
         }

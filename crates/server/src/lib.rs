@@ -27,6 +27,7 @@ pub mod deployment;
 pub mod history;
 pub mod http;
 pub mod id;
+pub mod idempotency;
 pub mod metrics;
 pub mod namespace;
 pub mod publish;

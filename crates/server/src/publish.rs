@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use herald_handler::{EventOutcome, IncomingEvent, PublishContext, RequestInfo};
 
 use crate::auth::Identity;
+use crate::broker::BrokerError;
+use crate::idempotency::Begin;
 use crate::state::State;
 
 /// Who publishes: what the handler sees as `ctx.identity` and `ctx.request.headers`.
@@ -46,9 +48,31 @@ pub fn handler_error(e: &herald_handler::HandlerError, op: herald_handler::Opera
 }
 
 /// Publishes the accepted events of a request to `channel` (already authorized), through the
-/// namespace's `onPublish` handler when it has one. Oversized events are listed in `failed` with
-/// AppSync's `EventTooLargeException`; events a handler fails too, with its code.
+/// namespace's `onPublish` handler when it has one, once per idempotency key (see
+/// `idempotency`). Oversized events are listed in `failed` with AppSync's
+/// `EventTooLargeException`; events a handler fails too, with its code.
 pub async fn publish(
+    state: &State,
+    channel: &Channel,
+    events: &[Result<Event<'_>, EventError>],
+    caller: &Caller<'_>,
+    idempotency_key: Option<&str>,
+) -> Result<PublishResult, WireError> {
+    let Some(key) = idempotency_key else {
+        return publish_once(state, channel, events, caller).await;
+    };
+    match state.idempotency.begin(channel.namespace(), key) {
+        Begin::Replay(result) => Ok((*result).clone()),
+        Begin::Refuse(e) => Err(e),
+        Begin::Fresh(claim) => {
+            let outcome = publish_once(state, channel, events, caller).await;
+            claim.finish(&outcome);
+            outcome
+        }
+    }
+}
+
+async fn publish_once(
     state: &State,
     channel: &Channel,
     events: &[Result<Event<'_>, EventError>],
@@ -170,7 +194,18 @@ pub async fn publish(
                 .broker
                 .publish(channel, &bodies)
                 .await
-                .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
+                .map_err(|e| match e {
+                    BrokerError::Unavailable(_) => {
+                        WireError::new(ErrorType::Internal, e.to_string())
+                    }
+                    BrokerError::Uncertain(_) => WireError::new(
+                        ErrorType::Internal,
+                        format!(
+                            "{}: {e}; retry with the same idempotency key",
+                            crate::idempotency::MAY_BE_STORED
+                        ),
+                    ),
+                })?;
             (delivered, vec![None; bodies.len()])
         }
     };

@@ -9,6 +9,7 @@ use crate::admission::Admission;
 use crate::broker::Broker;
 use crate::config::ReloadSource;
 use crate::history::History;
+use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::{Fixed, Live};
@@ -24,6 +25,8 @@ pub struct State {
     pub connections: Registry,
     /// Who may hold a socket; per-address rates.
     pub admission: Arc<Admission>,
+    /// Idempotency keys of recent publishes.
+    pub idempotency: Idempotency,
     pub metrics: Metrics,
     /// The per-event limits every publish is decoded with.
     pub event_limits: EventLimits,
@@ -48,6 +51,10 @@ impl State {
             history,
             connections: Registry::new(),
             admission: Arc::new(Admission::new(&fixed.admission)),
+            idempotency: Idempotency::new(
+                std::time::Duration::from_secs(fixed.limits.idempotency_window_secs),
+                fixed.limits.max_idempotency_keys,
+            ),
             metrics,
             reload_source: OnceLock::new(),
             fixed,

@@ -25,8 +25,12 @@ pub struct Subscriber {
 /// Failure to hand an event to the fan-out layer.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("the cluster backplane is unavailable: {0}")]
+    /// Nothing was published.
+    #[error("the cluster backplane is unavailable, the event was not published: {0}")]
     Unavailable(String),
+    /// Some events may have reached subscribers.
+    #[error("the cluster backplane failed midway: {0}")]
+    Uncertain(String),
 }
 
 /// Future returned by [`Broker::publish`]: subscriptions reached per event, when known.

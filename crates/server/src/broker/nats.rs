@@ -263,15 +263,18 @@ impl Broker for NatsBroker {
         Box::pin(async move {
             if self.client.connection_state() != async_nats::connection::State::Connected {
                 return Err(BrokerError::Unavailable(
-                    "not connected to NATS; the event was not published, retry".into(),
+                    "not connected to NATS; retry".into(),
                 ));
             }
             let subject = self.subject(Kind::Exact, channel.as_str());
-            for body in bodies {
+            for (i, body) in bodies.iter().enumerate() {
                 self.client
                     .publish(subject.clone(), body.clone())
                     .await
-                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+                    .map_err(|e| match i {
+                        0 => BrokerError::Unavailable(e.to_string()),
+                        _ => BrokerError::Uncertain(e.to_string()),
+                    })?;
             }
             // Subscribers on other nodes cannot be counted from here.
             Ok(None)

@@ -117,6 +117,7 @@ impl Session {
                 channel,
                 events,
                 authorization,
+                idempotency_key,
             } => {
                 let m = self.state.metrics.ns(namespace_of(&channel));
                 let started = Instant::now();
@@ -148,7 +149,8 @@ impl Session {
                     headers: &self.connect_fields,
                     source_ip: &self.source_ip,
                 };
-                let outcome = publish::publish(&self.state, &channel, &events, &caller).await;
+                let key = idempotency_key.as_deref();
+                let outcome = publish::publish(&self.state, &channel, &events, &caller, key).await;
                 m.publish_seconds(Transport::WebSocket)
                     .observe(started.elapsed());
                 match outcome {

@@ -76,11 +76,25 @@ pub struct History {
     queues: HashMap<String, Queues>,
 }
 
+/// A failure before the events reached the store: nothing was stored.
 fn unavailable(e: impl std::fmt::Display) -> WireError {
     tracing::error!(error = %e, "history store failed");
     WireError::new(
         ErrorType::Internal,
-        format!("the event could not be stored: {e}"),
+        format!("the event was not stored: {e}; retry"),
+    )
+}
+
+/// A failure once the events were handed to the store: they may be stored (and delivered), so
+/// the error says so, and a retry should carry the same idempotency key.
+fn uncertain(e: impl std::fmt::Display) -> WireError {
+    tracing::error!(error = %e, "history store failed");
+    WireError::new(
+        ErrorType::Internal,
+        format!(
+            "{}: {e}; retry with the same idempotency key",
+            crate::idempotency::MAY_BE_STORED
+        ),
     )
 }
 
@@ -123,7 +137,7 @@ impl History {
             .map_err(|_| unavailable("history appender stopped"))?;
         answer
             .await
-            .map_err(|_| unavailable("history appender stopped"))?
+            .map_err(|_| uncertain("history appender stopped"))?
     }
 
     /// Replays what `subscriber` missed since `from` and makes the subscription live (see

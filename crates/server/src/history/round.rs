@@ -10,7 +10,7 @@ use herald_history::{HistoryError, HistoryStore, Position};
 use herald_protocol::{Channel, WireError};
 use tokio::sync::mpsc;
 
-use super::{AppendJob, unavailable};
+use super::{AppendJob, uncertain};
 
 /// Most events committed in one round.
 const ROUND_EVENTS: usize = 2048;
@@ -96,8 +96,8 @@ where
                 stored.push(Stored { channel, jobs });
                 continue;
             }
-            Some(Err(e)) => unavailable(&e),
-            None => unavailable("history append was lost"),
+            Some(Err(e)) => uncertain(&e),
+            None => uncertain("history append was lost"),
         };
         refuse(jobs, &failure);
     }

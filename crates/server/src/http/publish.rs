@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use herald_protocol::channel::namespace_of;
+use herald_protocol::message::check_idempotency_key;
 use herald_protocol::{Channel, ErrorType, HttpPublish, WireError, reply};
 use http_body_util::{BodyExt, Limited};
 
@@ -107,5 +108,15 @@ async fn admit_and_publish(
         headers: &fields,
         source_ip: &source,
     };
-    crate::publish::publish(state, &channel, &request.events, &caller).await
+    let key = match parts.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| bad_request("Idempotency-Key must be visible ASCII"))?;
+            check_idempotency_key(key)?;
+            Some(key)
+        }
+    };
+    crate::publish::publish(state, &channel, &request.events, &caller, key).await
 }
