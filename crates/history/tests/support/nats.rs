@@ -25,7 +25,7 @@ fn binary() -> &'static str {
     ]
     .into_iter()
     .find(|p| std::path::Path::new(p).exists())
-    .expect("nats-server is installed (.ci/run installs Debian's nats-server)")
+    .expect("nats-server is installed (scripts/test installs Debian's nats-server)")
 }
 
 fn wait_for_port(port: u16) {
