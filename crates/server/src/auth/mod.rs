@@ -445,11 +445,9 @@ mod http_sigv4_tests {
     //! SigV4 over a real HTTP request other than `POST /event` (e.g. `GET /event/history`):
     //! `Presented::Http` verifies the request as sent, so a server route only has to pass it.
     use super::*;
-    use aws_credential_types::Credentials;
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    use aws_sigv4::sign::v4;
     use herald_auth::ProviderConfig;
     use herald_auth::sigv4::{AccessKeyConfig, IamAction, SigV4Config};
+    use herald_testkit::sigv4::Signer;
 
     #[tokio::test]
     async fn a_signed_get_is_verified_as_sent() {
@@ -480,30 +478,18 @@ mod http_sigv4_tests {
         );
         assert!(problems.is_empty(), "{problems:?}");
         let url = "http://127.0.0.1:8080/event/history?channel=/hist/a&limit=10";
-        let identity = Credentials::new("AKIDREADER", "reader-secret", None, None, "t").into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("appsync")
-            .time(std::time::SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let signable = SignableRequest::new(
+        let signed = Signer::new(("AKIDREADER", "reader-secret"), "us-east-1").sign(
             "GET",
             url,
-            [("host", "127.0.0.1:8080")].into_iter(),
-            SignableBody::Bytes(b""),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+            &[("host", "127.0.0.1:8080".to_owned())],
+            b"",
+        );
         let mut request = hyper::Request::builder()
             .method("GET")
             .uri("/event/history?channel=/hist/a&limit=10")
             .header("host", "127.0.0.1:8080");
         let mut fields = AuthFields::new();
-        for (k, v) in instructions.headers() {
+        for (k, v) in &signed {
             request = request.header(k, v);
             fields.insert(k, v);
         }
