@@ -37,6 +37,16 @@ struct Table {
     order: VecDeque<((String, String), Instant)>,
 }
 
+impl Table {
+    fn forget_oldest(&mut self) {
+        if let Some((old, at)) = self.order.pop_front()
+            && self.entries.get(&old).is_some_and(|(_, a)| *a == at)
+        {
+            self.entries.remove(&old);
+        }
+    }
+}
+
 /// The remembered keys of this node.
 pub struct Idempotency {
     window: Duration,
@@ -78,15 +88,13 @@ impl Idempotency {
         let now = Instant::now();
         let id = (namespace.to_owned(), key.to_owned());
         let mut t = self.lock();
-        // Forget what is past the window, and the oldest when over the bound.
-        while let Some((old, at)) = t.order.front().cloned() {
-            if now.saturating_duration_since(at) < self.window && t.order.len() < self.max_keys {
-                break;
-            }
-            t.order.pop_front();
-            if t.entries.get(&old).is_some_and(|(_, a)| *a == at) {
-                t.entries.remove(&old);
-            }
+        // Forget what is past the window.
+        while t
+            .order
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= self.window)
+        {
+            t.forget_oldest();
         }
         match t.entries.get(&id) {
             Some((Entry::Done(result), _)) => Begin::Replay(result.clone()),
@@ -104,6 +112,10 @@ impl Idempotency {
                  it is not published again (check history, or use a new key)",
             )),
             None => {
+                // Room for one more: the oldest go first.
+                while t.order.len() >= self.max_keys.max(1) {
+                    t.forget_oldest();
+                }
                 t.entries.insert(id.clone(), (Entry::Pending, now));
                 t.order.push_back((id.clone(), now));
                 Begin::Fresh(Claim {
