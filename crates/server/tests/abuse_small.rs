@@ -78,3 +78,38 @@ async fn an_unknown_namespace_looks_like_a_refusal() {
     assert_eq!(error_type(&r), "UnauthorizedException");
     server.stop().await;
 }
+
+/// Credentials after dozens of other headers (or fields of an `authorization` object) still
+/// count: only the other headers are bounded.
+#[tokio::test]
+async fn credentials_survive_a_flood_of_other_headers() {
+    let server = start(config()).await;
+    let junk: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("a-junk-{i:02}"), "x".repeat(20)))
+        .collect();
+    let mut headers: Vec<(&str, &str)> =
+        junk.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    headers.push(("content-type", "application/json"));
+    headers.push(("x-api-key", KEY));
+    let (status, _, body) = http(
+        &server,
+        "POST",
+        "/event",
+        &headers,
+        br#"{"channel":"/default/a","events":["1"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    let mut c = Client::ready(&server).await;
+    let mut authorization = serde_json::Map::new();
+    for (k, v) in &junk {
+        authorization.insert(k.clone(), json!(v));
+    }
+    authorization.insert("x-api-key".into(), json!(KEY));
+    c.send(json!({"type": "subscribe", "id": "s", "channel": "/default/a", "authorization": authorization}))
+        .await;
+    let r = c.recv().await;
+    assert_eq!(r["type"], "subscribe_success", "{r}");
+    server.stop().await;
+}
