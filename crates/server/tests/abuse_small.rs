@@ -113,3 +113,118 @@ async fn credentials_survive_a_flood_of_other_headers() {
     assert_eq!(r["type"], "subscribe_success", "{r}");
     server.stop().await;
 }
+
+/// A raw WebSocket, for frames a well-behaved client library refuses to send or to read.
+mod raw {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Socket(TcpStream);
+
+    impl Socket {
+        /// Upgrades with the test key in the `header-` subprotocol.
+        pub async fn open(server: &TestServer) -> Socket {
+            let mut s = TcpStream::connect(server.addr).await.unwrap();
+            let auth = json!({"host": server.addr.to_string(), "x-api-key": KEY}).to_string();
+            let req = format!(
+                "GET /event/realtime HTTP/1.1\r\nhost: {}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                 sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\
+                 sec-websocket-protocol: aws-appsync-event-ws, header-{}\r\n\r\n",
+                server.addr,
+                b64url(&auth)
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                tokio::time::timeout(WAIT, s.read_exact(&mut b))
+                    .await
+                    .expect("upgrade answer within the wait bound")
+                    .unwrap();
+                head.push(b[0]);
+            }
+            assert!(
+                head.starts_with(b"HTTP/1.1 101"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+            Socket(s)
+        }
+
+        /// Sends one masked, final frame.
+        pub async fn send(&mut self, opcode: u8, payload: &[u8]) {
+            assert!(payload.len() < 126);
+            let mask = [0x11u8, 0x22, 0x33, 0x44];
+            let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            self.0.write_all(&frame).await.unwrap();
+        }
+
+        /// Reads frames until a close frame; returns its payload.
+        pub async fn close_reply(&mut self) -> Vec<u8> {
+            loop {
+                let (opcode, payload) = tokio::time::timeout(WAIT, self.frame())
+                    .await
+                    .expect("a frame within the wait bound");
+                if opcode == 0x8 {
+                    return payload;
+                }
+            }
+        }
+
+        async fn frame(&mut self) -> (u8, Vec<u8>) {
+            let mut h = [0u8; 2];
+            self.0.read_exact(&mut h).await.unwrap();
+            let len = match h[1] & 0x7f {
+                126 => u64::from(self.0.read_u16().await.unwrap()),
+                127 => self.0.read_u64().await.unwrap(),
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; len as usize];
+            self.0.read_exact(&mut payload).await.unwrap();
+            (h[0] & 0x0f, payload)
+        }
+    }
+}
+
+/// The close code in a close frame's payload.
+fn code_of(payload: &[u8]) -> Option<u16> {
+    payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// RFC 6455 §7.4: codes that must not appear in a close frame (1004–1006, 1015, anything outside
+/// 1000–1014 and 3000–4999) are a protocol error (1002), not something to echo; a close without
+/// a code is answered with 1000; valid codes are echoed.
+#[tokio::test]
+async fn reserved_close_codes_are_a_protocol_error() {
+    let server = start(config()).await;
+    let cases: &[(&[u8], u16)] = &[
+        (&1005u16.to_be_bytes(), 1002),
+        (&1006u16.to_be_bytes(), 1002),
+        (&1015u16.to_be_bytes(), 1002),
+        (&1004u16.to_be_bytes(), 1002),
+        (&999u16.to_be_bytes(), 1002),
+        (&2999u16.to_be_bytes(), 1002),
+        (&5000u16.to_be_bytes(), 1002),
+        (&0u16.to_be_bytes(), 1002),
+        // One byte: half a code.
+        (&[0x03], 1002),
+        (b"", 1000),
+        // A reason that is not UTF-8 (§8.1).
+        (&[0x03, 0xe8, 0xff], 1007),
+        (&1000u16.to_be_bytes(), 1000),
+        (&1001u16.to_be_bytes(), 1001),
+        (&1014u16.to_be_bytes(), 1014),
+        (&3000u16.to_be_bytes(), 3000),
+        (&4999u16.to_be_bytes(), 4999),
+    ];
+    for (payload, want) in cases {
+        let mut s = raw::Socket::open(&server).await;
+        s.send(0x8, payload).await;
+        let reply = s.close_reply().await;
+        assert_eq!(code_of(&reply), Some(*want), "close payload {payload:?}");
+    }
+    server.stop().await;
+}
