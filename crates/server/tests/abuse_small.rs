@@ -228,3 +228,43 @@ async fn reserved_close_codes_are_a_protocol_error() {
     }
     server.stop().await;
 }
+
+/// Events nested deeper than the protocol's bound are refused like invalid ones, on both
+/// transports; at the bound they pass, and brackets inside strings do not count.
+#[tokio::test]
+async fn deeply_nested_events_are_refused() {
+    let server = start(config()).await;
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let at_bound = nested(64);
+    let too_deep = nested(65);
+    let quoted = json!("[".repeat(1000)).to_string();
+
+    let mut c = Client::ready(&server).await;
+    for (i, (event, ok)) in [(&at_bound, true), (&too_deep, false), (&quoted, true)]
+        .into_iter()
+        .enumerate()
+    {
+        c.send(json!({"type": "publish", "id": format!("p{i}"), "channel": "/default/a", "events": [event]}))
+            .await;
+        let r = c.recv().await;
+        if ok {
+            assert_eq!(r["type"], "publish_success", "{r}");
+        } else {
+            assert_eq!(r["type"], "publish_error", "{r}");
+            assert_eq!(error_type(&r), "BadRequestException");
+            let message = r["errors"][0]["message"].as_str().unwrap();
+            assert!(
+                message.contains("event 0") && message.contains("64"),
+                "{message}"
+            );
+        }
+        let (status, reply) = post(
+            &server,
+            KEY,
+            &json!({"channel": "/default/a", "events": [event]}),
+        )
+        .await;
+        assert_eq!(status, if ok { 200 } else { 400 }, "{reply}");
+    }
+    server.stop().await;
+}
