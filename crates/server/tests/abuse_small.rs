@@ -268,3 +268,69 @@ async fn deeply_nested_events_are_refused() {
     }
     server.stop().await;
 }
+
+/// An admin key long enough for the admin API (16 characters or more).
+const ADMIN: &str = "admin-key-0123456789";
+
+/// CORS headers go on the publish and history paths only: a page on another origin must not
+/// read `/metrics` or drive the admin API.
+#[tokio::test]
+async fn cors_only_on_publish_and_history() {
+    let mut config = config();
+    config.admin.keys = vec![ADMIN.into()];
+    let server = start(config).await;
+    let origin = ("origin", "https://elsewhere.example");
+    let allowed =
+        |headers: &[(String, String)]| header(headers, "access-control-allow-origin").is_some();
+    for (method, path, extra) in [
+        ("GET", "/metrics", None),
+        ("GET", "/healthz", None),
+        ("POST", "/admin/reload", Some(("x-admin-key", "wrong"))),
+        ("GET", "/console", None),
+        ("GET", "/nowhere", None),
+    ] {
+        let mut headers = vec![origin];
+        headers.extend(extra);
+        let (_, h, _) = http(&server, method, path, &headers, b"").await;
+        assert!(!allowed(&h), "{method} {path}: {h:?}");
+    }
+    let (status, h, _) = http(
+        &server,
+        "POST",
+        "/event",
+        &[origin, ("x-api-key", KEY)],
+        br#"{"channel":"/default/a","events":["1"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(allowed(&h), "{h:?}");
+    let (_, h, _) = http(
+        &server,
+        "GET",
+        "/event/history?channel=/default/a",
+        &[origin, ("x-api-key", KEY)],
+        b"",
+    )
+    .await;
+    assert!(allowed(&h), "{h:?}");
+    // A browser reading history with a key header asks first.
+    let (status, h, _) = http(
+        &server,
+        "OPTIONS",
+        "/event/history",
+        &[
+            origin,
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-api-key"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(allowed(&h), "{h:?}");
+    assert_eq!(
+        header(&h, "access-control-allow-methods"),
+        Some("GET, OPTIONS")
+    );
+    server.stop().await;
+}
