@@ -26,6 +26,8 @@ pub struct State {
     pub event_limits: EventLimits,
     /// Where reloads read the configuration from.
     reload_source: OnceLock<ReloadSource>,
+    /// Failed admin-key attempts, which close the admin API for a while (`http::admin`).
+    pub admin_failures: crate::http::admin::Failures,
 }
 
 impl State {
@@ -47,6 +49,7 @@ impl State {
             connections: Registry::new(),
             metrics,
             reload_source: OnceLock::new(),
+            admin_failures: Default::default(),
         }
     }
 

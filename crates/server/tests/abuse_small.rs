@@ -334,3 +334,46 @@ async fn cors_only_on_publish_and_history() {
     );
     server.stop().await;
 }
+
+/// An admin key shorter than 16 characters is a configuration problem naming its key.
+#[tokio::test]
+async fn short_admin_keys_are_refused() {
+    let mut config = config();
+    config.admin.keys = vec![ADMIN.into(), "short-key".into()];
+    let Err(e) = herald_server::Server::bind(config).await else {
+        panic!("a 9-character admin key must be refused");
+    };
+    let e = e.to_string();
+    assert!(e.contains("admin.keys[1]") && e.contains("16"), "{e}");
+}
+
+/// After 5 wrong admin keys within a minute, the admin API answers 429 to everyone (the right
+/// key too) for the rest of the minute.
+#[tokio::test]
+async fn admin_key_guessing_is_rate_limited() {
+    let mut config = config();
+    config.admin.keys = vec![ADMIN.into()];
+    let source_config = config.clone();
+    let server = start_reloadable(config, Box::new(move || Ok(source_config.clone()))).await;
+    let reload = |key: &'static str| {
+        let server = &server;
+        async move {
+            http(
+                server,
+                "POST",
+                "/admin/reload",
+                &[("x-admin-key", key)],
+                b"",
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(reload(ADMIN).await, 200);
+    for i in 0..5 {
+        assert_eq!(reload("admin-key-guess-00000").await, 401, "attempt {i}");
+    }
+    assert_eq!(reload("admin-key-guess-00000").await, 429);
+    assert_eq!(reload(ADMIN).await, 429);
+    server.stop().await;
+}
