@@ -21,6 +21,8 @@ pub enum Reply {
     Raw(u16, &'static str, String),
     /// Never answer (the connection stays open until the client gives up).
     Hang,
+    /// A redirect: status and `Location`.
+    Redirect(u16, String),
 }
 
 /// One received request.
@@ -108,16 +110,19 @@ where
                             body: body.clone(),
                         });
                         let reply = handler(&path, &body);
-                        let (status, ctype, text) = match reply {
-                            Reply::Json(s, b) => (s, "application/json", b),
-                            Reply::Raw(s, c, b) => (s, c, b),
+                        let (status, ctype, text, location) = match reply {
+                            Reply::Json(s, b) => (s, "application/json", b, None),
+                            Reply::Raw(s, c, b) => (s, c, b, None),
                             Reply::Hang => std::future::pending().await,
+                            Reply::Redirect(s, to) => (s, "text/plain", String::new(), Some(to)),
                         };
-                        let resp = Response::builder()
+                        let mut resp = Response::builder()
                             .status(status)
-                            .header("content-type", ctype)
-                            .body(Full::new(Bytes::from(text)))
-                            .unwrap();
+                            .header("content-type", ctype);
+                        if let Some(to) = location {
+                            resp = resp.header("location", to);
+                        }
+                        let resp = resp.body(Full::new(Bytes::from(text))).unwrap();
                         Ok::<_, Infallible>(resp)
                     }
                 });
