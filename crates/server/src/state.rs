@@ -32,6 +32,8 @@ pub struct State {
     pub event_limits: EventLimits,
     /// Where reloads read the configuration from.
     reload_source: OnceLock<ReloadSource>,
+    /// Failed admin-key attempts, which close the admin API for a while (`http::admin`).
+    pub admin_failures: crate::http::admin::Failures,
 }
 
 impl State {
@@ -58,6 +60,7 @@ impl State {
             metrics,
             reload_source: OnceLock::new(),
             fixed,
+            admin_failures: Default::default(),
         }
     }
 

@@ -7,7 +7,9 @@
 //! SigV4, JWTs of a configured issuer (Cognito, OIDC) and other tokens (the Lambda-style webhook)
 //! apart. Then the namespace's declarative access [`rules`] bind the channel to that identity.
 //! Every refusal is the spec's `UnauthorizedException`, whatever the reason, so a probing client
-//! learns nothing; the reason is logged at debug level.
+//! learns nothing; the reason is logged at debug level. That includes a channel outside every
+//! configured namespace: answering "not found" there, before the credential is even looked at,
+//! would let anyone list the namespaces by trying names.
 
 pub mod api_key;
 pub mod rules;
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 
 use herald_auth::{AuthRequest, Credential, Providers};
 use herald_protocol::message::Event;
-use herald_protocol::{AuthFields, Channel, ErrorType, Pattern, WireError};
+use herald_protocol::{AuthFields, Channel, Pattern, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
@@ -214,11 +216,11 @@ impl Access {
         let (modes, namespace, raw) = match action {
             Action::Connect => (&self.connect, None, None),
             Action::Publish { channel, raw } => {
-                let ns = self.namespace(channel.namespace())?;
+                let ns = self.namespace(channel.namespace(), metrics)?;
                 (&ns.publish, Some(channel.namespace()), Some(raw))
             }
             Action::Subscribe { pattern, raw } => {
-                let ns = self.namespace(pattern.namespace())?;
+                let ns = self.namespace(pattern.namespace(), metrics)?;
                 (&ns.subscribe, Some(pattern.namespace()), Some(raw))
             }
         };
@@ -265,10 +267,13 @@ impl Access {
         self.providers.prefetch_keys().await;
     }
 
-    fn namespace(&self, name: &str) -> Result<&NamespaceAccess, WireError> {
-        self.namespaces
-            .get(name)
-            .ok_or_else(|| unknown_namespace(name))
+    /// A configured namespace, or the same refusal a bad credential gets (see the module doc).
+    fn namespace(&self, name: &str, metrics: &Metrics) -> Result<&NamespaceAccess, WireError> {
+        self.namespaces.get(name).ok_or_else(|| {
+            tracing::debug!(namespace = name, "refused: no such namespace");
+            metrics.unauthorized.inc();
+            WireError::unauthorized()
+        })
     }
 
     fn rules_allow(&self, identity: &Identity, action: Action<'_>) -> bool {
@@ -348,16 +353,6 @@ impl Access {
     }
 }
 
-/// The error for a channel outside every configured namespace.
-fn unknown_namespace(namespace: &str) -> WireError {
-    WireError::new(
-        ErrorType::NamespaceNotFound,
-        format!(
-            "namespace {namespace:?} does not exist: channels must start with a configured namespace"
-        ),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,7 +419,9 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert_eq!(e.error_type(), "NotFoundException");
+        // An unknown namespace is refused like a bad key, so names cannot be probed.
+        assert_eq!(e, WireError::unauthorized());
+        assert_eq!(m.unauthorized.get(), 4);
     }
 
     #[test]

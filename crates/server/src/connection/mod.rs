@@ -316,6 +316,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         Message::Ping(payload) => ws::write_frame(&mut wbuf, ws::OP_PONG, &[&payload]),
                         Message::Pong => {}
                         Message::Close(code) => {
+                            // The peer's code echoed (the reader refused any a peer may not
+                            // send, answering 1002), or 1000 for a close without one.
                             ws::write_close(&mut wbuf, code.unwrap_or(close::NORMAL), "");
                             let _ = io.write_all(&wbuf).await;
                             linger(io).await;

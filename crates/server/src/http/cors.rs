@@ -1,5 +1,6 @@
-//! CORS, so pages on other origins can publish over HTTP: the preflight answer, and the
-//! `Access-Control-Allow-Origin` of every response. Reloadable (`[http]`).
+//! CORS, so pages on other origins can publish over HTTP and read history: the preflight
+//! answer, and the `Access-Control-Allow-Origin` of those responses (the router applies it to
+//! `/event` and `/event/history` only). Reloadable (`[http]`).
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -11,7 +12,7 @@ use super::response::{Body, text};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Origins allowed to publish from a browser; `*` allows any.
+    /// Origins allowed to publish and read history from a browser; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
 }
 
@@ -49,13 +50,13 @@ impl Cors {
     }
 }
 
-/// The answer to a preflight `OPTIONS /event`.
-pub fn preflight(headers: &HeaderMap) -> Response<Body> {
+/// The answer to a preflight (`OPTIONS /event`, `OPTIONS /event/history`), allowing `methods`.
+pub fn preflight(headers: &HeaderMap, methods: &'static str) -> Response<Body> {
     let mut r = text(StatusCode::NO_CONTENT, "");
     let h = r.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     let requested = headers
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)

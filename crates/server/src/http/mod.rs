@@ -2,7 +2,8 @@
 //! `POST /event` ([`publish`], spec §3), the WebSocket upgrade at `/event/realtime`
 //! ([`upgrade`]), `GET /event/history` ([`history`]), `POST /admin/reload` ([`admin`]), the web
 //! console ([`console`]), plus `GET /healthz`, `GET /metrics` and CORS ([`cors`]) for pages on
-//! other origins.
+//! other origins. CORS covers the client API only, `/event` and `/event/history`: a page on
+//! another origin must not read `/metrics` or drive the admin API with a visitor's browser.
 
 pub mod admin;
 pub mod console;
@@ -27,10 +28,15 @@ use response::{Body, bad_request, error, errors, text};
 /// Routes one request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
-    let origin = req.headers().get(header::ORIGIN).cloned();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|_| matches!(path, "/event" | "/event/history"))
+        .cloned();
     let mut response = match (req.method(), path) {
         (&Method::POST, "/event") => publish::publish(&state, req).await,
-        (&Method::OPTIONS, "/event") => cors::preflight(req.headers()),
+        (&Method::OPTIONS, "/event") => cors::preflight(req.headers(), "POST, OPTIONS"),
+        (&Method::OPTIONS, "/event/history") => cors::preflight(req.headers(), "GET, OPTIONS"),
         (&Method::GET, "/event/realtime") => upgrade::upgrade(state.clone(), req),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::POST, "/admin/reload") => admin::reload(&state, req.headers()).await,
