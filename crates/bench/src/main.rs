@@ -4,9 +4,11 @@
 //! Layout: `ws` and `http` are the lean client transports; `target` maps the three protocols onto
 //! one `Endpoint`; `marker` is the self-describing event payload; `track` checks completeness and
 //! collects latency; `subscriber`/`publisher`/`pubsub` run the fan-out scenarios, `conn` the
-//! connection scenarios; `report` prints and saves results; `procfs` reads server CPU and memory.
+//! connection scenarios, `attack` the hostile clients against a well-behaved pair; `report` prints
+//! and saves results; `procfs` reads server CPU, memory and open files.
 //! Every run is bounded in time and count, and talks to loopback addresses only.
 
+mod attack;
 mod conn;
 mod http;
 mod marker;
@@ -148,6 +150,46 @@ enum Cmd {
         /// Seconds to hold the connections before reading RSS.
         #[arg(long, default_value_t = 2.0)]
         hold_secs: f64,
+    },
+    /// A well-behaved publisher and subscriber while one attack runs (AppSync only).
+    Attack {
+        #[arg(long, value_enum)]
+        kind: attack::Kind,
+        /// Seconds the well-behaved publisher runs under attack.
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
+        /// Well-behaved publisher's events/s.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Well-behaved event size in bytes.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        #[arg(long, default_value = "/default/victim")]
+        victim_channel: String,
+        /// Seconds the attack runs before the well-behaved publisher starts.
+        #[arg(long, default_value_t = 2.0)]
+        warmup_secs: f64,
+        /// Concurrent hostile connections (default: per kind).
+        #[arg(long)]
+        conns: Option<usize>,
+        /// Budget of hostile connections or requests over the whole run.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_attempts: u64,
+        /// Size of the attacker's big events (non-reader, history prefill), bytes.
+        #[arg(long, default_value_t = 16 * 1024)]
+        big_bytes: usize,
+        /// non-reader: big events/s the attacker publishes to the busy channel.
+        #[arg(long, default_value_t = 100.0)]
+        busy_rate: f64,
+        /// resume-storm, history-flood: events stored first on a fresh /<namespace>/big-<time>.
+        #[arg(long, default_value_t = 1000)]
+        fill_events: u64,
+        /// Seconds without a delivery after which draining gives up.
+        #[arg(long, default_value_t = 3.0)]
+        drain_secs: f64,
+        /// JSON report of a `--kind none` run: compare p99 latencies with it (bar: ≤ 2×).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Medians of the JSON reports in a folder, side by side per server, as Markdown.
     Summarize { dir: PathBuf },
@@ -372,6 +414,56 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             )
             .await?;
             rep.idle(out);
+        }
+        Cmd::Attack {
+            kind,
+            secs,
+            rate,
+            payload,
+            victim_channel,
+            warmup_secs,
+            conns,
+            max_attempts,
+            big_bytes,
+            busy_rate,
+            fill_events,
+            drain_secs,
+            baseline,
+        } => {
+            let workers = conns.unwrap_or(kind.default_workers());
+            let mut plan = attack::Plan {
+                duration_s: secs,
+                warmup_s: warmup_secs,
+                rate,
+                payload,
+                victim_channel,
+                drain_s: drain_secs,
+                attack: attack::AttackPlan {
+                    kind,
+                    workers,
+                    max_attempts,
+                    namespace: c.namespace.clone(),
+                    big_bytes,
+                    busy_rate,
+                    fill_events,
+                    big_channel: format!("/{}/big-{}", c.namespace, rep.unix_time),
+                },
+            };
+            if c.smoke {
+                plan.duration_s = plan.duration_s.min(3.0);
+                plan.warmup_s = plan.warmup_s.min(0.5);
+                plan.drain_s = plan.drain_s.min(2.0);
+                plan.attack.workers = plan.attack.workers.min(20);
+                plan.attack.fill_events = plan.attack.fill_events.min(50);
+            }
+            let baseline = match baseline {
+                Some(p) => Some(serde_json::from_slice::<serde_json::Value>(
+                    &std::fs::read(p)?,
+                )?),
+                None => None,
+            };
+            let out = attack::run(ep, plan.clone(), c.server_pid, !c.smoke).await?;
+            rep.attack(&plan, out, baseline.as_ref());
         }
         Cmd::Summarize { .. } => unreachable!("handled before the runtime starts"),
     }

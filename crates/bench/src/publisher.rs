@@ -25,11 +25,18 @@ pub struct PubPlan {
     pub max_events: u64,
     pub stop: AtomicBool,
     pub ws_window: usize,
+    /// Publish every event to this channel instead of the indexed channels.
+    pub channel_name: Option<String>,
 }
 
 impl PubPlan {
     fn rate_per_publisher(&self) -> f64 {
         f64::from_bits(self.rate.load(Ordering::Relaxed)) / f64::from(self.publishers)
+    }
+
+    /// The name of channel index `c`.
+    fn channel(&self, ep: &crate::target::Endpoint, c: u32) -> String {
+        self.channel_name.clone().unwrap_or_else(|| ep.channel(c))
     }
 
     pub fn set_rate(&self, total: f64) {
@@ -129,7 +136,7 @@ impl Batches {
 
 pub async fn run_http(sh: Arc<Shared>, plan: Arc<PubPlan>, id: u32) -> anyhow::Result<Acked> {
     let chans = plan.channels_of(id);
-    let names: Vec<String> = chans.iter().map(|&c| sh.ep.channel(c)).collect();
+    let names: Vec<String> = chans.iter().map(|&c| plan.channel(&sh.ep, c)).collect();
     let mut acked = vec![0u64; chans.len()];
     let mut conn = HttpConn::new(sh.ep.http_addr, &sh.ep.http_addr.to_string());
     let mut b = Batches {
@@ -146,10 +153,13 @@ pub async fn run_http(sh: Arc<Shared>, plan: Arc<PubPlan>, id: u32) -> anyhow::R
         let (slot, events) = b.next(&sh, &plan);
         let (path, headers, body) = sh.ep.http_publish(&names[slot], &events);
         let n = events.len() as u64;
+        let sent = Instant::now();
         match conn.post(&path, &headers, &body).await {
             Ok(resp) if sh.ep.http_publish_ok(resp.status, &resp.body) => {
                 acked[slot] += n;
                 sh.counters.published.fetch_add(n, Ordering::Relaxed);
+                let us = sent.elapsed().as_micros() as u64;
+                sh.acks.record_batch(id as usize, &[us]);
             }
             other => {
                 sh.counters.publish_errors.fetch_add(n, Ordering::Relaxed);
@@ -179,7 +189,7 @@ pub async fn run_ws(
     drain: Duration,
 ) -> anyhow::Result<Acked> {
     let chans = plan.channels_of(id);
-    let names: Vec<String> = chans.iter().map(|&c| sh.ep.channel(c)).collect();
+    let names: Vec<String> = chans.iter().map(|&c| plan.channel(&sh.ep, c)).collect();
     let (mut r, mut w) = sh.ep.open(None).await?;
     let acked: Arc<Vec<AtomicU64>> = Arc::new(chans.iter().map(|_| AtomicU64::new(0)).collect());
     let window = Arc::new(Semaphore::new(plan.ws_window));
@@ -311,6 +321,7 @@ mod tests {
             max_events: 0,
             stop: AtomicBool::new(false),
             ws_window: 1,
+            channel_name: None,
         };
         assert_eq!(plan.channels_of(0), vec![0, 3, 6, 9]);
         assert_eq!(plan.channels_of(2), vec![2, 5, 8]);

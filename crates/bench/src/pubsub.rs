@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::procfs::{Resources, Window};
 use crate::publisher::{self, PubPlan};
 use crate::subscriber::{self, Shared};
-use crate::track::{Completeness, Counters, Latency, LatencySink};
+use crate::track::{Completeness, Latency};
 
 /// Sizes of one publish/subscribe run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -63,6 +63,8 @@ pub struct Outcome {
     /// Deliveries over the time from the first publish to the last delivery.
     pub deliveries_per_s: f64,
     pub latency: Latency,
+    /// Publish→acknowledgement latency (HTTP publishers only).
+    pub publish_ack: Latency,
     pub completeness: Completeness,
     pub resources: Resources,
     pub steps: Vec<Step>,
@@ -87,14 +89,7 @@ pub async fn run(
             ep.protocol
         );
     }
-    let sh = Arc::new(Shared {
-        ep: ep.clone(),
-        clock: crate::track::Clock::new(),
-        counters: Counters::default(),
-        latency: LatencySink::default(),
-        ready: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    });
+    let sh = Arc::new(Shared::new(ep.clone()));
 
     // Subscribers: channel c has subs_per_channel subscribers; the first share of them take the
     // wildcard of c's group and so expect every channel of that group.
@@ -160,6 +155,7 @@ pub async fn run(
         max_events: (plan.max_events / u64::from(publishers)).max(plan.batch as u64),
         stop: AtomicBool::new(false),
         ws_window: plan.ws_window.max(1),
+        channel_name: None,
     });
     pp.set_rate(plan.steps.first().copied().unwrap_or(plan.rate));
     let window = Window::start(server_pid);
@@ -300,6 +296,7 @@ pub async fn run(
         deliveries,
         deliveries_per_s: deliveries as f64 / window_s,
         latency: Latency::from_hist(&sh.latency.take()),
+        publish_ack: Latency::from_hist(&sh.acks.take()),
         completeness,
         resources,
         steps,

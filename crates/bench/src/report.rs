@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::attack;
 use crate::conn::{ConnectOutcome, IdleOutcome};
 use crate::pubsub::{Outcome, Plan};
 use crate::target::Protocol;
@@ -16,8 +17,11 @@ pub struct Report {
     pub unix_time: u64,
     pub params: Value,
     pub result: Value,
-    /// Completeness (pub/sub) or no errors (connect/idle). Speed never fails a run.
+    /// Completeness (pub/sub, attack) or no errors (connect/idle). Speed never fails a run.
     pub ok: bool,
+    /// One line saying what the run found, where a scenario has one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
     #[serde(skip)]
     rows: Vec<(String, String)>,
 }
@@ -62,6 +66,7 @@ impl Report {
             params: Value::Null,
             result: Value::Null,
             ok: false,
+            summary: String::new(),
             rows: Vec::new(),
         }
     }
@@ -218,6 +223,139 @@ impl Report {
         self.result = serde_json::to_value(&o).unwrap_or(Value::Null);
     }
 
+    /// `baseline`: the JSON report of a `--kind none` run to compare p99 latencies with.
+    pub fn attack(&mut self, plan: &attack::Plan, o: attack::Outcome, baseline: Option<&Value>) {
+        self.scenario = "attack".into();
+        self.params = serde_json::to_value(plan).unwrap_or(Value::Null);
+        let (v, a) = (&o.victim, &o.attack);
+        let c = &v.completeness;
+        self.ok =
+            c.subscribers == 1 && c.is_complete() && v.publish_errors == 0 && v.acknowledged > 0;
+        let rows = &mut self.rows;
+        let kind = serde_json::to_value(a.kind)
+            .ok()
+            .and_then(|k| k.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        rows.push((
+            "attack".into(),
+            format!(
+                "{kind}: {} workers, {} attempts, {} opened, {} refused, {} completed",
+                a.workers, a.attempts, a.opened, a.refused, a.completed
+            ),
+        ));
+        rows.push((
+            "hostile sockets".into(),
+            format!(
+                "held at most {}, {} at the end; {} closed by the server (after p50 {:.1} s, max {:.1} s)",
+                a.held_max,
+                a.held_at_end,
+                a.closed_by_server,
+                a.server_closed_after.p50_us as f64 / 1e6,
+                a.server_closed_after.max_us as f64 / 1e6
+            ),
+        ));
+        if !a.outcomes.is_empty() {
+            let list: Vec<String> = a
+                .outcomes
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect();
+            rows.push(("attempts ended".into(), list.join(", ")));
+        }
+        if !a.units_are.is_empty() {
+            rows.push((
+                "attack volume".into(),
+                format!("{} {}", a.units, a.units_are),
+            ));
+        }
+        if a.prefilled > 0 {
+            rows.push(("prefilled".into(), format!("{} events", a.prefilled)));
+        }
+        rows.push((
+            "server peaks".into(),
+            opt(
+                a.server_fds_max
+                    .zip(a.server_rss_kib_max)
+                    .map(|(f, r)| format!("{f} open files, RSS {} MiB", r / 1024)),
+                "",
+            ),
+        ));
+        rows.push((
+            "victim publish".into(),
+            format!(
+                "{} acknowledged ({:.0}/s), {} publish errors",
+                v.acknowledged, v.published_per_s, v.publish_errors
+            ),
+        ));
+        lat_rows(rows, "victim publish->ack", &v.publish_ack);
+        lat_rows(rows, "victim publish->deliver", &v.deliver);
+        rows.push((
+            "victim delivery".into(),
+            format!(
+                "{} delivered, {} lost, {} duplicated, {} out of order, {} unexpected",
+                v.delivered, c.missing, c.duplicated, c.out_of_order, c.unexpected
+            ),
+        ));
+        rows.push((
+            "newcomer connects".into(),
+            format!(
+                "{} ok, {} failed; handshake p50 {} p99 {} max {}",
+                v.connects_ok,
+                v.connects_failed,
+                ms(v.connect.p50_us),
+                ms(v.connect.p99_us),
+                ms(v.connect.max_us)
+            ),
+        ));
+        let p99 = |r: &Value, which: &str| r["result"]["victim"][which]["p99_us"].as_u64();
+        let versus = baseline.and_then(|b| {
+            let (base, ack) = (p99(b, "deliver")?, p99(b, "publish_ack")?);
+            let ratio = v.deliver.p99_us as f64 / base.max(1) as f64;
+            let ack_ratio = v.publish_ack.p99_us as f64 / ack.max(1) as f64;
+            Some(serde_json::json!({
+                "baseline_deliver_p99_us": base,
+                "deliver_p99_ratio": ratio,
+                "baseline_ack_p99_us": ack,
+                "ack_p99_ratio": ack_ratio,
+                "bar_holds": ratio <= 2.0 && ack_ratio <= 2.0,
+            }))
+        });
+        let mut bar = String::new();
+        if let Some(x) = &versus {
+            let holds = x["bar_holds"].as_bool() == Some(true);
+            bar = format!(
+                "; p99 ÷ baseline: deliver {:.2}, ack {:.2}: bar (≤ 2×) {}",
+                x["deliver_p99_ratio"].as_f64().unwrap_or(0.0),
+                x["ack_p99_ratio"].as_f64().unwrap_or(0.0),
+                if holds { "holds" } else { "FAILS" }
+            );
+            rows.push((
+                "vs baseline".into(),
+                bar.trim_start_matches("; ").to_owned(),
+            ));
+        }
+        self.resources(&o.resources);
+        self.summary = format!(
+            "{kind}: victim deliver p50 {} p99 {}, ack p50 {} p99 {}{bar}; {} acknowledged, {} lost, {} out of order, {} publish errors; attack held {} sockets at most, {} closed by server, {} refused",
+            ms(v.deliver.p50_us),
+            ms(v.deliver.p99_us),
+            ms(v.publish_ack.p50_us),
+            ms(v.publish_ack.p99_us),
+            v.acknowledged,
+            c.missing,
+            c.out_of_order,
+            v.publish_errors,
+            a.held_max,
+            a.closed_by_server,
+            a.refused
+        );
+        let mut result = serde_json::to_value(&o).unwrap_or(Value::Null);
+        if let (Some(x), Some(m)) = (versus, result.as_object_mut()) {
+            m.insert("versus".into(), x);
+        }
+        self.result = result;
+    }
+
     pub fn print(&self) {
         let label = if self.label.is_empty() {
             String::new()
@@ -237,5 +375,8 @@ impl Report {
             "verdict",
             if self.ok { "OK" } else { "INCOMPLETE / ERRORS" }
         );
+        if !self.summary.is_empty() {
+            println!("{}", self.summary);
+        }
     }
 }

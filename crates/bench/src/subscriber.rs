@@ -17,9 +17,25 @@ pub struct Shared {
     pub clock: Clock,
     pub counters: Counters,
     pub latency: LatencySink,
+    /// Publish→acknowledgement latency of HTTP publishers.
+    pub acks: LatencySink,
     /// Subscribers that finished their handshake (ok) or gave up (failed).
     pub ready: std::sync::atomic::AtomicU64,
     pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub fn new(ep: Endpoint) -> Self {
+        Shared {
+            ep,
+            clock: Clock::new(),
+            counters: Counters::default(),
+            latency: LatencySink::default(),
+            acks: LatencySink::default(),
+            ready: Default::default(),
+            failed: Default::default(),
+        }
+    }
 }
 
 /// Latency samples kept locally before taking a shared lock.

@@ -36,7 +36,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn http_host(&self) -> String {
+    pub fn http_host(&self) -> String {
         self.http_addr.to_string()
     }
 
@@ -67,7 +67,8 @@ impl Endpoint {
         self.protocol != Protocol::Pusher
     }
 
-    fn auth_json(&self) -> String {
+    /// The authorization object of this endpoint's API key.
+    pub fn auth_json(&self) -> String {
         serde_json::json!({"host": self.http_host(), "x-api-key": self.api_key}).to_string()
     }
 

@@ -220,6 +220,11 @@ impl WsReader {
         Ok(n > 0)
     }
 
+    /// The socket, to ask the kernel about its state without reading it.
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        self.rd.as_ref()
+    }
+
     /// Reads until a complete message arrives; copies it out. For handshakes, not for hot paths.
     pub async fn recv_owned(&mut self) -> anyhow::Result<(u8, Vec<u8>)> {
         loop {
@@ -242,11 +247,16 @@ pub struct WsWriter {
 impl WsWriter {
     /// Appends one masked frame to the pending output without sending it.
     pub fn queue(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = self.next_mask();
+        encode_frame(&mut self.out, opcode, payload, mask);
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
         // xorshift: masks only have to differ between frames, not be secret, on loopback.
         self.mask ^= self.mask << 13;
         self.mask ^= self.mask >> 17;
         self.mask ^= self.mask << 5;
-        encode_frame(&mut self.out, opcode, payload, self.mask.to_be_bytes());
+        self.mask.to_be_bytes()
     }
 
     /// Sends everything queued.
@@ -256,6 +266,20 @@ impl WsWriter {
             self.out.clear();
         }
         Ok(())
+    }
+
+    /// Sends the header of a frame announcing `declared` payload bytes, then only `start`, the
+    /// beginning of that payload: half a message, as a hostile client sends it.
+    pub async fn send_partial(
+        &mut self,
+        opcode: u8,
+        declared: usize,
+        start: &[u8],
+    ) -> anyhow::Result<()> {
+        let mask = self.next_mask();
+        encode_head(&mut self.out, opcode, declared, mask);
+        push_masked(&mut self.out, start, mask);
+        self.flush().await
     }
 
     pub async fn send(&mut self, opcode: u8, payload: &[u8]) -> anyhow::Result<()> {
@@ -272,8 +296,13 @@ impl WsWriter {
 
 /// Encodes a masked client frame (FIN set).
 pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    encode_head(out, opcode, payload.len(), mask);
+    push_masked(out, payload, mask);
+}
+
+/// The header of a masked client frame (FIN set) carrying `n` payload bytes.
+fn encode_head(out: &mut Vec<u8>, opcode: u8, n: usize, mask: [u8; 4]) {
     out.push(0x80 | opcode);
-    let n = payload.len();
     if n < 126 {
         out.push(0x80 | n as u8);
     } else if n <= u16::MAX as usize {
@@ -284,6 +313,9 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]
         out.extend_from_slice(&(n as u64).to_be_bytes());
     }
     out.extend_from_slice(&mask);
+}
+
+fn push_masked(out: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
 }
 

@@ -16,16 +16,34 @@ pub struct EngineConfig {
     /// Dedicated OS threads running JavaScript. Each owns one QuickJS runtime holding every
     /// namespace's compiled module, so memory grows with `js_workers`.
     pub js_workers: usize,
-    /// Calls that may wait for a free JavaScript thread. When full, calls fail at once with
-    /// [`HandlerError::Overloaded`](crate::HandlerError::Overloaded) instead of queueing without bound.
+    /// Calls that may wait for a free JavaScript thread, all namespaces together. When full, the
+    /// newest waiting call of the namespace with the most waiting is refused
+    /// ([`HandlerError::Overloaded`](crate::HandlerError::Overloaded)) to make room; if that is
+    /// the caller's own namespace, the new call is refused instead. So one namespace's backlog
+    /// never refuses another namespace's calls.
     pub js_queue: usize,
+    /// Calls of one namespace that may wait for a JavaScript thread. Past it, that namespace's
+    /// calls fail at once with `Overloaded`; other namespaces' queues are separate.
+    pub js_namespace_queue: usize,
+    /// JavaScript threads one namespace may occupy at once. Absent: `js_workers - 1` when two or
+    /// more namespaces have JavaScript handlers (one thread is always left to the others), else
+    /// `js_workers`. Clamped to `1..=js_workers`. Namespaces with waiting calls take free threads
+    /// in turn, whatever the length of their queues.
+    pub js_namespace_workers: Option<usize>,
+    /// Longest time a call waits for a JavaScript thread; past it, it fails with `Overloaded`
+    /// (the time limit of the call itself is `js_time_limit_ms`).
+    pub js_queue_timeout_ms: u64,
     /// Wall-clock limit for one handler call (and for a module's top-level code at load).
     pub js_time_limit_ms: u64,
     /// Heap limit of each worker's runtime, in MiB: all namespaces on that worker share it.
     pub js_memory_limit_mib: usize,
-    /// Fire-and-forget (`EVENT`) HTTP invocations allowed in flight at once; past this, the
-    /// operation fails with `Overloaded` rather than piling up requests.
+    /// Fire-and-forget (`EVENT`) HTTP invocations allowed in flight at once, all namespaces
+    /// together; past this, the operation fails with `Overloaded` rather than piling up requests.
     pub http_max_in_flight: usize,
+    /// HTTP handler calls (both invoke types) one namespace may have in flight at once; past it,
+    /// that namespace's calls fail at once with `Overloaded`. Keeps a namespace whose endpoint
+    /// hangs from holding every request slot and socket.
+    pub http_namespace_max_in_flight: usize,
 }
 
 impl Default for EngineConfig {
@@ -33,9 +51,13 @@ impl Default for EngineConfig {
         Self {
             js_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
             js_queue: 256,
+            js_namespace_queue: 64,
+            js_namespace_workers: None,
+            js_queue_timeout_ms: 5_000,
             js_time_limit_ms: 1_000,
             js_memory_limit_mib: 64,
             http_max_in_flight: 256,
+            http_namespace_max_in_flight: 64,
         }
     }
 }

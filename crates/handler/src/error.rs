@@ -121,8 +121,12 @@ pub enum HandlerError {
         /// The limit that was hit.
         limit_mib: usize,
     },
-    /// Too many calls are waiting for a JavaScript thread, or too many fire-and-forget HTTP calls
-    /// are in flight. Retry later, or raise `js_workers` / `js_queue` / `http_max_in_flight`.
+    /// Handler capacity is exhausted for this call, which was refused at once rather than
+    /// queued: its namespace's JavaScript queue is full (`js_namespace_queue`), or the shared one
+    /// is (`js_queue`) and its namespace has the most waiting; it waited `js_queue_timeout_ms`
+    /// for a JavaScript thread; or its namespace has `http_namespace_max_in_flight` HTTP calls in
+    /// flight, or all namespaces `http_max_in_flight` fire-and-forget ones. Retry later; the text
+    /// names the key to raise.
     #[error("handler capacity exhausted: {0}")]
     Overloaded(String),
     /// The HTTP handler could not be reached or answered with a non-2xx status.
@@ -132,7 +136,7 @@ pub enum HandlerError {
         namespace: String,
         /// Which handler.
         operation: Operation,
-        /// Endpoint.
+        /// The endpoint's origin (`scheme://host:port`): its path or query may hold a secret.
         url: String,
         /// What went wrong.
         reason: String,

@@ -15,9 +15,33 @@ use crate::error::{HandlerError, Operation};
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Shared HTTP client plus the cap on fire-and-forget calls in flight.
+///
+/// The client opens a new connection whenever no idle one is free (no per-host limit), so a
+/// namespace whose endpoint hangs holds only its own connections; [`NamespaceSlots`] bounds how
+/// many.
 pub(crate) struct HttpInvoker {
     client: reqwest::Client,
     in_flight: Arc<Semaphore>,
+}
+
+/// One namespace's HTTP handler calls in flight, both invoke types, `onPublish` and
+/// `onSubscribe` together (`http_namespace_max_in_flight`). A call that finds none free fails
+/// at once: a namespace whose endpoint hangs cannot take every request slot (or socket) from
+/// the others, and its callers do not pile up behind it.
+#[derive(Clone)]
+pub(crate) struct NamespaceSlots {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl NamespaceSlots {
+    pub(crate) fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
 }
 
 /// What a `REQUEST_RESPONSE` call answered.
@@ -44,18 +68,29 @@ impl HttpInvoker {
         })
     }
 
-    /// POSTs `body` to the handler. For `EVENT` returns at once; the request runs in a task.
+    /// POSTs `body` to the handler, holding one of the namespace's `slots` until done. For
+    /// `EVENT` returns at once; the request runs in a task.
     pub(crate) async fn invoke(
         &self,
         namespace: &str,
         operation: Operation,
         config: &HttpHandlerConfig,
+        slots: &NamespaceSlots,
         body: String,
     ) -> Result<Answer, HandlerError> {
+        let Ok(slot) = Arc::clone(&slots.permits).try_acquire_owned() else {
+            return Err(HandlerError::Overloaded(format!(
+                "namespace {namespace}: {} HTTP handler calls already in flight; \
+                 raise http_namespace_max_in_flight if this persists",
+                slots.size
+            )));
+        };
+        // Logs and errors name the endpoint's origin only: its path or query may hold a secret.
+        let shown = origin(&config.url);
         let http_err = |reason: String| HandlerError::Http {
             namespace: namespace.to_owned(),
             operation,
-            url: config.url.clone(),
+            url: shown.clone(),
             reason,
         };
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
@@ -71,14 +106,13 @@ impl HttpInvoker {
         if config.invoke_type == InvokeType::Event {
             let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
                 return Err(HandlerError::Overloaded(format!(
-                    "too many EVENT calls in flight to {}; raise http_max_in_flight if this persists",
-                    config.url
+                    "too many EVENT calls in flight to {shown}; raise http_max_in_flight if this persists"
                 )));
             };
             let namespace = namespace.to_owned();
-            let url = config.url.clone();
+            let url = shown.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permits = (permit, slot);
                 match request
                     .send()
                     .await
@@ -86,6 +120,7 @@ impl HttpInvoker {
                 {
                     Ok(_) => {}
                     Err(e) => {
+                        let e = e.without_url();
                         tracing::warn!(namespace, url, error = %e, "EVENT handler call failed")
                     }
                 }
@@ -96,7 +131,7 @@ impl HttpInvoker {
             if e.is_timeout() {
                 timeout_error(namespace, operation, config.timeout_ms)
             } else {
-                http_err(format!("request failed: {e}"))
+                http_err(format!("request failed: {}", e.without_url()))
             }
         })?;
         let status = response.status();
@@ -118,10 +153,27 @@ impl HttpInvoker {
                 Err(e) if e.is_timeout() => {
                     return Err(timeout_error(namespace, operation, config.timeout_ms));
                 }
-                Err(e) => return Err(http_err(format!("reading the answer failed: {e}"))),
+                Err(e) => {
+                    let e = e.without_url();
+                    return Err(http_err(format!("reading the answer failed: {e}")));
+                }
             }
         }
+        drop(slot);
         Ok(Answer::Body(body))
+    }
+}
+
+/// `scheme://host:port` of an endpoint, for logs and errors.
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => "(invalid URL)".to_owned(),
     }
 }
 
@@ -201,6 +253,15 @@ fn error_text(error: serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_shown_as_their_origin() {
+        assert_eq!(
+            origin("https://hooks.example.com/x/secret-token?k=v"),
+            "https://hooks.example.com:443"
+        );
+        assert_eq!(origin("http://127.0.0.1:9000/a"), "http://127.0.0.1:9000");
+    }
 
     #[test]
     fn publish_answers() {

@@ -5,8 +5,11 @@
 //! - `config`: [`EngineConfig`] (limits, threads) and [`HandlerConfig`] (one per namespace).
 //! - `context`: [`PublishContext`] / [`SubscribeContext`] and their JSON form (spec §6).
 //! - `outcome`: returned events → one [`EventOutcome`] per incoming event; the 240 KB check.
-//! - `js`: the worker threads, each with a QuickJS runtime and a context per namespace.
-//! - `http`: POSTing the context to an HTTP handler and reading its answer.
+//! - `js`: the worker threads, each with a QuickJS runtime and a context per namespace, fed by
+//!   one bounded queue per namespace served in turn (`js/queue.rs`), so that one namespace's
+//!   slow or failing handler cannot delay the others' calls.
+//! - `http`: POSTing the context to an HTTP handler and reading its answer; calls in flight are
+//!   capped per namespace for the same reason.
 //!
 //! The server builds one [`Handlers`] at startup (load errors name the namespace and line) and
 //! calls [`Handlers::on_publish`] / [`Handlers::on_subscribe`] from its async tasks.
@@ -33,7 +36,7 @@ pub use outcome::{
     CODE_HANDLER_ERROR, CODE_TOO_LARGE, EventOutcome, MAX_EVENT_BYTES, MESSAGE_TOO_LARGE,
 };
 
-use http::{Answer, HttpInvoker};
+use http::{Answer, HttpInvoker, NamespaceSlots};
 use js::{JsPool, JsSource};
 
 /// Where one operation of a namespace goes.
@@ -42,7 +45,11 @@ enum Target {
     None,
     /// JavaScript context at this index in the pool.
     Js(usize),
-    Http(HttpHandlerConfig),
+    /// An HTTP endpoint; `slots` is shared by the namespace's two operations.
+    Http {
+        config: HttpHandlerConfig,
+        slots: NamespaceSlots,
+    },
 }
 
 struct Namespace {
@@ -121,12 +128,14 @@ impl Handlers {
                     reason: "the handler code exports neither onPublish nor onSubscribe".into(),
                 });
             }
+            let slots = NamespaceSlots::new(engine.http_namespace_max_in_flight);
             let publish = target(
                 &name,
                 Operation::Publish,
                 config.on_publish,
                 exported.on_publish,
                 js_index,
+                &slots,
             )?;
             let subscribe = target(
                 &name,
@@ -134,8 +143,10 @@ impl Handlers {
                 config.on_subscribe,
                 exported.on_subscribe,
                 js_index,
+                &slots,
             )?;
-            any_http |= matches!(publish, Target::Http(_)) || matches!(subscribe, Target::Http(_));
+            any_http |=
+                matches!(publish, Target::Http { .. }) || matches!(subscribe, Target::Http { .. });
             map.insert(name, Namespace { publish, subscribe });
         }
         let http = if any_http {
@@ -196,11 +207,11 @@ impl Handlers {
                 let out = self.js_call(*index, namespace, op, json).await?;
                 js_result(namespace, op, &out)?
             }
-            Target::Http(config) => {
+            Target::Http { config, slots } => {
                 let json = ctx
                     .to_json(namespace)
                     .map_err(|r| context::invalid_input(namespace, op, r))?;
-                match self.http_call(namespace, op, config, json).await? {
+                match self.http_call(namespace, op, config, slots, json).await? {
                     Answer::Sent => return Ok(unchanged(ctx, self.max_event_bytes)),
                     Answer::Body(body) => match http::publish_events(&body) {
                         Ok(Ok(events)) => events,
@@ -236,11 +247,11 @@ impl Handlers {
                 // onSubscribe's return value is ignored, as in AppSync.
                 js_result(namespace, op, &out).map(|_| ())
             }
-            Target::Http(config) => {
+            Target::Http { config, slots } => {
                 let json = ctx
                     .to_json(namespace)
                     .map_err(|r| context::invalid_input(namespace, op, r))?;
-                match self.http_call(namespace, op, config, json).await? {
+                match self.http_call(namespace, op, config, slots, json).await? {
                     Answer::Sent => Ok(()),
                     Answer::Body(body) => match http::subscribe_verdict(&body) {
                         Ok(Ok(())) => Ok(()),
@@ -272,12 +283,13 @@ impl Handlers {
         namespace: &str,
         op: Operation,
         config: &HttpHandlerConfig,
+        slots: &NamespaceSlots,
         json: String,
     ) -> Result<Answer, HandlerError> {
         let Some(http) = &self.http else {
             return Err(HandlerError::Internal("no HTTP client was built".into()));
         };
-        http.invoke(namespace, op, config, json)
+        http.invoke(namespace, op, config, slots, json)
             .await
             .map_err(logged)
     }
@@ -398,6 +410,7 @@ fn target(
     http: Option<HttpHandlerConfig>,
     exported: bool,
     js_index: Option<usize>,
+    slots: &NamespaceSlots,
 ) -> Result<Target, LoadError> {
     match (http, exported, js_index) {
         (Some(_), true, _) => Err(LoadError::Config {
@@ -407,7 +420,10 @@ fn target(
                 op.handler_name()
             ),
         }),
-        (Some(http), false, _) => Ok(Target::Http(http)),
+        (Some(config), false, _) => Ok(Target::Http {
+            config,
+            slots: slots.clone(),
+        }),
         (None, true, Some(index)) => Ok(Target::Js(index)),
         _ => Ok(Target::None),
     }

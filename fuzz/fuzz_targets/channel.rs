@@ -1,0 +1,4 @@
+//! Fuzz target `channel`: see `herald_fuzz::protocol::channel` for what it feeds and asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| herald_fuzz::protocol::channel(data));
