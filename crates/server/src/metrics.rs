@@ -331,7 +331,7 @@ impl Collector for Scrape {
         }
         self.queue_delay.encode(encoder.encode_descriptor(
             "queue_delay_seconds",
-            "Time from the first frame queued on an idle connection to the write that sends it.",
+            "Time from the first frame queued on an idle connection to the write that sends it (sampled: one in 16 such writes per connection).",
             None,
             MetricType::Histogram,
         )?)?;

@@ -51,9 +51,16 @@ struct State {
     queue: VecDeque<Out>,
     bytes: usize,
     closing: bool,
-    /// When the queue last went from empty to not, for the queueing-delay histogram.
+    /// When the queue last went from empty to not, for the queueing-delay histogram; stamped
+    /// on one such transition in [`SAMPLE`], so the clock read and the shared histogram stay off
+    /// most deliveries.
     since: Option<Instant>,
+    /// Empty-to-not transitions, for the sampling.
+    transitions: u32,
 }
+
+/// One queueing-delay observation per this many empty-to-not transitions of a queue.
+pub const SAMPLE: u32 = 16;
 
 /// A bounded, multi-producer queue drained by the connection task.
 pub struct Outbox {
@@ -103,7 +110,10 @@ impl Outbox {
         }
         let was_empty = s.queue.is_empty();
         if was_empty {
-            s.since = Some(Instant::now());
+            if s.transitions % SAMPLE == 0 {
+                s.since = Some(Instant::now());
+            }
+            s.transitions = s.transitions.wrapping_add(1);
         }
         s.bytes += cost;
         s.queue.push_back(item);
