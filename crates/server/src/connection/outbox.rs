@@ -126,6 +126,20 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// The connection ended: drops what is queued and refuses everything from now on.
+    pub fn shut(&self) {
+        let mut s = self.lock();
+        s.closing = true;
+        s.queue = VecDeque::new();
+        s.bytes = 0;
+    }
+
+    /// Whether the connection is closing or gone: work for it (a resume reading history) can
+    /// stop.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
     /// Moves everything queued into `into` (which the caller keeps to reuse its allocation).
     /// Returns when the oldest of those items was queued, if any were.
     pub fn drain(&self, into: &mut VecDeque<Out>) -> Option<Instant> {
