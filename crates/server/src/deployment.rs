@@ -14,7 +14,7 @@ use herald_history::{HistoryError, JetStreamOptions, JetStreamStore};
 use crate::broker::Broker;
 use crate::broker::local::Hub;
 use crate::broker::nats::{ClusterError, NatsBroker};
-use crate::history::{History, retention};
+use crate::history::{History, ReadLimits, retention};
 use crate::settings::Fixed;
 
 /// How events reach subscribers, and where history is kept.
@@ -35,10 +35,12 @@ pub enum BackplaneError {
 /// Starts the backplane the settings ask for.
 pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
     let hub = Arc::new(Hub::new());
+    let limits = ReadLimits::new(&fixed.history, fixed.limits.max_event_bytes);
     if !fixed.cluster.enabled() {
         let broker: Arc<dyn Broker> = hub;
         let history = History::embedded(
             &fixed.history,
+            limits,
             &fixed.data_dir,
             &fixed.history_namespaces,
             broker.clone(),
@@ -69,8 +71,7 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
         replicas: fixed.cluster.history_replicas.max(1),
     };
     let store = Arc::new(JetStreamStore::open(client, &options, &namespaces).await?);
-    let history =
-        History::cluster(store, &namespaces, hub, fixed.history.max_replay_events).await?;
+    let history = History::cluster(store, &namespaces, hub, limits).await?;
     Ok(Backplane {
         broker,
         history: Some(history),

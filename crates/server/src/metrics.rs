@@ -111,6 +111,8 @@ pub struct Namespace {
     /// Resumed subscriptions, and those that could not recover everything.
     pub resumes: Counter,
     pub resumes_unrecovered: Counter,
+    /// Resumes stopped before going live because their connection ended.
+    pub resumes_abandoned: Counter,
     /// Operations refused by access rules.
     pub rule_denials: Counter,
     /// From a decoded publish to its answer, by transport.
@@ -382,7 +384,7 @@ impl Collector for Scrape {
 }
 
 /// Per-namespace counters: name (without `_total`), help, field.
-const COUNTERS: [(&str, &str, Field<Counter>); 15] = [
+const COUNTERS: [(&str, &str, Field<Counter>); 16] = [
     ("subscribe_success", "Subscriptions accepted.", |n| {
         &n.subscribe_success
     }),
@@ -442,6 +444,11 @@ const COUNTERS: [(&str, &str, Field<Counter>); 15] = [
         "resumes_unrecovered",
         "Resumes that could not replay everything.",
         |n| &n.resumes_unrecovered,
+    ),
+    (
+        "resumes_abandoned",
+        "Resumes stopped before going live because their connection ended.",
+        |n| &n.resumes_abandoned,
     ),
     (
         "rule_denials",

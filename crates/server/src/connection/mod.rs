@@ -2,8 +2,9 @@
 //! (spec §2), and writes whatever its [`Outbox`] holds.
 //!
 //! The task alternates between writing everything queued (one syscall for many frames) and
-//! waiting for either more input or more output. Publishing happens inline: a `publish` frame
-//! fans out from this task before the reply is queued.
+//! waiting for more input, more output, or the end of a resume (which runs in a task of its own).
+//! Publishing happens inline: a `publish` frame fans out from this task before the reply is
+//! queued.
 
 pub mod outbox;
 mod session;
@@ -71,6 +72,9 @@ where
     metrics.active_connections.inc();
     let mut session = Session::new(state.clone(), outbox.clone(), fields, source_ip);
     let reason = pump(&state, &mut io, &outbox, &mut session).await;
+    // First refuse everything for this connection, so resumes still running stop short of going
+    // live; then release its subscriptions and abort its resumes.
+    outbox.shut();
     session.end();
     metrics.active_connections.dec();
     metrics.disconnects.inc();
@@ -287,6 +291,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 outbox.close(code, reason);
             }
+            Some(done) = session.next_resumed() => session.resumed(done),
             read = read_some(io, &mut rbuf, &mut tiny, initial, busy) => {
                 let (n, full) = read?;
                 if n == 0 {

@@ -110,7 +110,7 @@ impl Outbox {
         }
         let was_empty = s.queue.is_empty();
         if was_empty {
-            if s.transitions % SAMPLE == 0 {
+            if s.transitions.is_multiple_of(SAMPLE) {
                 s.since = Some(Instant::now());
             }
             s.transitions = s.transitions.wrapping_add(1);
@@ -134,6 +134,20 @@ impl Outbox {
         s.queue.push_back(Out::Close { code, reason });
         drop(s);
         self.notify.notify_one();
+    }
+
+    /// The connection ended: drops what is queued and refuses everything from now on.
+    pub fn shut(&self) {
+        let mut s = self.lock();
+        s.closing = true;
+        s.queue = VecDeque::new();
+        s.bytes = 0;
+    }
+
+    /// Whether the connection is closing or gone: work for it (a resume reading history) can
+    /// stop.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
     }
 
     /// Moves everything queued into `into` (which the caller keeps to reuse its allocation).

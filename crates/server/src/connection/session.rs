@@ -1,5 +1,9 @@
 //! The AppSync protocol state of one connection: its subscriptions, its publish rate, and the
 //! reply to each client message (spec §2.2).
+//!
+//! A subscription that resumes from history goes live in a task of its own (reading history
+//! takes a while), so the connection keeps reading meanwhile — and notices when its client
+//! leaves, which aborts the resume. At most `history.max_resumes_per_connection` run at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,15 +11,17 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use herald_protocol::message::Operation as FrameOp;
-use herald_protocol::reply::{self, ErrorKind, SuccessKind};
+use herald_protocol::reply::{self, ErrorKind, ResumeReport, SuccessKind};
 use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, Resume, WireError};
+use tokio::task::{JoinError, JoinSet};
 
 use super::outbox::{Out, Outbox};
 use crate::auth::{Action, Identity, Presented};
 use crate::broker::Subscriber;
-use crate::metrics::Transport;
+use crate::metrics::{Namespace, Transport};
 use crate::publish;
 use crate::state::State;
+use crate::subscription::Pending;
 use herald_protocol::channel::namespace_of;
 use herald_protocol::message::Event;
 
@@ -29,6 +35,66 @@ pub struct Session {
     /// The client's address, for handlers' `ctx.identity.sourceIp`.
     source_ip: Vec<String>,
     bucket: TokenBucket,
+    /// Subscriptions still resuming, by id; each runs in a task of `resumes`.
+    resuming: HashMap<String, Resuming>,
+    /// The resumes' tasks, aborted when the connection ends.
+    resumes: JoinSet<Resumed>,
+}
+
+/// A subscription still resuming.
+struct Resuming {
+    pattern: Pattern,
+    identity: Identity,
+    task: tokio::task::Id,
+    /// The client unsubscribed meanwhile: release it once the resume ends.
+    unsubscribed: bool,
+}
+
+/// A resume's end: the subscription id, and the subscription gone live or why not.
+pub struct Resumed {
+    id: String,
+    outcome: Result<(ResumeReport, Pending), WireError>,
+}
+
+/// Counts how a resume ended, once, even if its task is aborted: gone live (a subscribe
+/// success), refused (a subscribe client error), or abandoned because its connection ended.
+struct Ending {
+    metrics: Arc<Namespace>,
+    /// Set when the resume ended on its own.
+    ended: Option<Ended>,
+}
+
+enum Ended {
+    Live { recovered: bool },
+    Refused,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        match self.ended {
+            Some(Ended::Live { recovered }) => {
+                m.subscribe_success.inc();
+                m.resumes.inc();
+                if !recovered {
+                    m.resumes_unrecovered.inc();
+                }
+            }
+            Some(Ended::Refused) => {
+                m.subscribe_client_error.inc();
+            }
+            None => {
+                m.resumes_abandoned.inc();
+            }
+        }
+    }
+}
+
+/// What a subscribe did.
+enum Subscribed {
+    Live,
+    /// Resuming in its own task; [`Session::resumed`] takes it from there.
+    Resuming,
 }
 
 impl Session {
@@ -46,6 +112,8 @@ impl Session {
             subscriptions: HashMap::new(),
             source_ip,
             bucket: TokenBucket::new(rate),
+            resuming: HashMap::new(),
+            resumes: JoinSet::new(),
         }
     }
 
@@ -85,10 +153,11 @@ impl Session {
                 let state = self.state.clone();
                 let m = state.metrics.ns(namespace_of(&channel));
                 match self.subscribe(&id, &channel, authorization, resume).await {
-                    Ok(()) => {
+                    Ok(Subscribed::Live) => {
                         m.subscribe_success.inc();
                         m.active_subscriptions.inc();
                     }
+                    Ok(Subscribed::Resuming) => {}
                     Err(e) => {
                         m.subscribe_client_error.inc();
                         self.fail(ErrorKind::Subscribe, Some(&id), e);
@@ -96,6 +165,11 @@ impl Session {
                 }
             }
             ClientMessage::Unsubscribe { id } => match self.subscriptions.remove(&*id) {
+                // Answered once the resume ends, after any live events it let through.
+                None if self
+                    .resuming
+                    .get_mut(&*id)
+                    .is_some_and(|r| !std::mem::replace(&mut r.unsubscribed, true)) => {}
                 Some((pattern, sub, _)) => {
                     let m = self.state.metrics.ns(pattern.namespace());
                     m.unsubscribe_success.inc();
@@ -167,9 +241,10 @@ impl Session {
         }
     }
 
-    /// Whether any subscription is live (an idle connection without one may be closed).
+    /// Whether any subscription is live or resuming (an idle connection without one may be
+    /// closed).
     pub fn has_subscriptions(&self) -> bool {
-        !self.subscriptions.is_empty()
+        !self.subscriptions.is_empty() || !self.resumes.is_empty()
     }
 
     /// A binary message: AppSync speaks JSON text only.
@@ -190,8 +265,8 @@ impl Session {
         channel: &str,
         authorization: Option<AuthFields>,
         resume: Option<Resume>,
-    ) -> Result<(), WireError> {
-        if self.subscriptions.contains_key(id) {
+    ) -> Result<Subscribed, WireError> {
+        if self.subscriptions.contains_key(id) || self.resuming.contains_key(id) {
             return Err(WireError::new(
                 ErrorType::BadRequest,
                 format!(
@@ -200,10 +275,25 @@ impl Session {
             ));
         }
         let max = self.state.fixed.limits.max_subscriptions_per_connection;
-        if self.subscriptions.len() >= max {
+        if self.subscriptions.len() + self.resuming.len() >= max {
             return Err(WireError::new(
                 ErrorType::MaxSubscriptions,
                 format!("a connection may hold at most {max} subscriptions"),
+            ));
+        }
+        let max = self.state.fixed.history.max_resumes_per_connection;
+        if resume.is_some() && self.resuming.len() >= max {
+            // Resumes that ended since the connection task last looked are no longer in progress.
+            while let Some(done) = self.resumes.try_join_next() {
+                self.resumed(done);
+            }
+        }
+        if resume.is_some() && self.resuming.len() >= max {
+            return Err(WireError::new(
+                ErrorType::LimitExceeded,
+                format!(
+                    "a connection may resume at most {max} subscriptions at once; wait for their subscribe_success"
+                ),
             ));
         }
         let pattern = Pattern::parse(channel)
@@ -251,21 +341,9 @@ impl Session {
             prefix: reply::data_prefix(id),
         });
         match (resume, self.state.history_of(namespace)) {
-            (Some(from), Some(history)) => {
-                // History replies, replays and registers between deliveries: see `history`.
-                let report = match history.resume(id, &pattern, from, sub.clone()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Releases what `prepare` took.
-                        broker.unsubscribe(&pattern, &sub);
-                        return Err(e);
-                    }
-                };
-                let m = self.state.metrics.ns(namespace);
-                m.resumes.inc();
-                if !report.recovered {
-                    m.resumes_unrecovered.inc();
-                }
+            (Some(from), Some(_)) => {
+                self.start_resume(id, pattern, from, sub, identity);
+                return Ok(Subscribed::Resuming);
             }
             (None, _) => {
                 crate::subscription::activate(broker, id, &pattern, sub.clone(), None, Vec::new())
@@ -288,7 +366,122 @@ impl Session {
         }
         self.subscriptions
             .insert(id.to_owned(), (pattern, sub, identity));
-        Ok(())
+        Ok(Subscribed::Live)
+    }
+
+    /// Starts resuming `sub` in a task of its own: history replies, replays and registers it
+    /// (see `history`), then [`Session::resumed`] takes it over.
+    fn start_resume(
+        &mut self,
+        id: &str,
+        pattern: Pattern,
+        from: Resume,
+        sub: Arc<Subscriber>,
+        identity: Identity,
+    ) {
+        let pending = Pending::new(self.state.broker.clone(), pattern.clone(), sub);
+        let state = self.state.clone();
+        let (task_id, task_pattern) = (id.to_owned(), pattern.clone());
+        // Made here, so that a task aborted before it first ran counts too.
+        let ending = Ending {
+            metrics: state.metrics.ns(pattern.namespace()),
+            ended: None,
+        };
+        let task = self.resumes.spawn(async move {
+            // The whole guard moves in, not just the field set below.
+            let mut ending = ending;
+            let outbox = pending.subscriber().outbox.clone();
+            let outcome = match state.history_of(task_pattern.namespace()) {
+                Some(history) => history.resume(&task_id, &task_pattern, from, pending).await,
+                None => Err(WireError::new(
+                    ErrorType::Internal,
+                    "this namespace keeps no history",
+                )),
+            };
+            ending.ended = match &outcome {
+                Ok((report, _)) => Some(Ended::Live {
+                    recovered: report.recovered,
+                }),
+                // Stopped because the connection is closing: abandoned.
+                Err(_) if outbox.is_closing() => None,
+                Err(_) => Some(Ended::Refused),
+            };
+            Resumed {
+                id: task_id,
+                outcome,
+            }
+        });
+        self.resuming.insert(
+            id.to_owned(),
+            Resuming {
+                pattern,
+                identity,
+                task: task.id(),
+                unsubscribed: false,
+            },
+        );
+    }
+
+    /// The next resume to end; `None` at once when none is in progress.
+    pub async fn next_resumed(&mut self) -> Option<Result<Resumed, JoinError>> {
+        self.resumes.join_next().await
+    }
+
+    /// A resume ended: the subscription is live (the session holds it from now on), or the
+    /// client is told why not.
+    pub fn resumed(&mut self, done: Result<Resumed, JoinError>) {
+        let (id, outcome) = match done {
+            Ok(Resumed { id, outcome }) => (id, outcome),
+            Err(e) => {
+                // A panicked task; its subscription released itself.
+                let Some(id) = self
+                    .resuming
+                    .iter()
+                    .find(|(_, r)| r.task == e.id())
+                    .map(|(id, _)| id.clone())
+                else {
+                    return;
+                };
+                let error = WireError::new(ErrorType::Internal, "the resume failed");
+                (id, Err(error))
+            }
+        };
+        let Some(resuming) = self.resuming.remove(&id) else {
+            return;
+        };
+        // How it ended is counted in its task (see `Ending`); here, what the session holds.
+        let m = self.state.metrics.ns(resuming.pattern.namespace());
+        match outcome {
+            Ok((_, pending)) => {
+                let allowed = self
+                    .state
+                    .live()
+                    .access
+                    .still_allows(&resuming.identity, &resuming.pattern);
+                if resuming.unsubscribed {
+                    drop(pending);
+                    m.unsubscribe_success.inc();
+                    self.send(reply::success(SuccessKind::Unsubscribe, &id));
+                } else if !allowed {
+                    // A reload while it resumed no longer allows it (see `recheck`).
+                    drop(pending);
+                    self.fail(ErrorKind::Subscribe, Some(&id), no_longer_allowed());
+                } else {
+                    m.active_subscriptions.inc();
+                    let (pattern, sub) = pending.hold();
+                    self.subscriptions
+                        .insert(id, (pattern, sub, resuming.identity));
+                }
+            }
+            // The connection is closing: nobody to tell.
+            Err(_) if self.outbox.is_closing() => {}
+            Err(e) => {
+                self.fail(ErrorKind::Subscribe, Some(&id), e);
+                if resuming.unsubscribed {
+                    self.send(reply::success(SuccessKind::Unsubscribe, &id));
+                }
+            }
+        }
     }
 
     async fn authorize_publish(
@@ -336,20 +529,16 @@ impl Session {
                     .ns(pattern.namespace())
                     .active_subscriptions
                     .dec();
-                self.fail(
-                    ErrorKind::Subscribe,
-                    Some(&id),
-                    WireError::new(
-                        ErrorType::Unauthorized,
-                        "the subscription is no longer allowed after a configuration change",
-                    ),
-                );
+                self.fail(ErrorKind::Subscribe, Some(&id), no_longer_allowed());
             }
         }
     }
 
-    /// Removes every subscription (the connection is gone).
+    /// Removes every subscription and stops every resume (the connection is gone).
     pub fn end(&mut self) {
+        // Each aborted resume releases its subscription (see `subscription::Pending`).
+        self.resumes.abort_all();
+        self.resuming.clear();
         for (_, (pattern, sub, _)) in self.subscriptions.drain() {
             self.state
                 .metrics
@@ -359,6 +548,13 @@ impl Session {
             self.state.broker.unsubscribe(&pattern, &sub);
         }
     }
+}
+
+fn no_longer_allowed() -> WireError {
+    WireError::new(
+        ErrorType::Unauthorized,
+        "the subscription is no longer allowed after a configuration change",
+    )
 }
 
 /// Publish rate limit: `rate` tokens per second, at most `rate` saved up.

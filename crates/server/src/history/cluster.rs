@@ -5,10 +5,11 @@
 //! delivers each stored batch to its local subscribers, in stream order — so every node delivers
 //! a channel's events in offset order, whichever node stored them.
 //!
-//! A resume runs in the follower, between batches: it first catches up with everything stored
-//! when it began (the client's last position may come from a node that was ahead of this one),
-//! then replays from the store up to the last batch delivered live, then registers the
-//! subscription. The replay ends exactly where live delivery continues.
+//! A resume reads beside the follower: it first waits until this node's follower has passed
+//! everything stored when it began (the client's last position may come from a node that was
+//! ahead of this one), then reads the stream up to what the follower has passed. Its last step
+//! runs in the follower between batches: it reads up to the last batch delivered live, then
+//! registers the subscription. The replay ends exactly where live delivery continues.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,12 +21,14 @@ use herald_history::{
     Retention, Since,
 };
 use herald_protocol::Channel;
-use tokio::sync::mpsc;
+use herald_protocol::{Pattern, Resume};
+use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::replay::{self, Source};
+use super::replay::{self, Bounds, FinishJob, Gone, Replay, Source};
 use super::round::{self, Stored};
-use super::{AppendJob, Appended, History, QUEUE, Queues, ResumeJob, body};
+use super::{AppendJob, Appended, Beside, History, QUEUE, Queues, ReadLimits, body};
 use crate::broker::local::Hub;
+use crate::connection::outbox::Outbox;
 
 /// Longest a resume waits for this node's follower to catch up with the stream.
 const CATCH_UP: Duration = Duration::from_secs(10);
@@ -37,27 +40,89 @@ impl History {
         store: Arc<JetStreamStore>,
         namespaces: &[(String, Retention)],
         hub: Arc<Hub>,
-        max_replay: usize,
+        limits: ReadLimits,
     ) -> Result<History, HistoryError> {
         let mut queues = HashMap::new();
         for (name, _) in namespaces {
             let follower = store.follow(name).await?;
             let (append, appends) = mpsc::channel(QUEUE);
             tokio::spawn(store_rounds(store.clone(), name.clone(), appends));
-            let (resume, resumes) = mpsc::channel(QUEUE);
+            let (finish, finishes) = mpsc::channel(limits.concurrent);
+            let (passed, seen) = watch::channel(follower.seen());
             let deliverer = Deliverer {
                 namespace: name.clone(),
                 store: store.clone(),
                 hub: hub.clone(),
-                max_replay,
+                bounds: limits.replay,
+                passed,
             };
-            tokio::spawn(deliverer.run(resumes, follower));
-            queues.insert(name.clone(), Queues { append, resume });
+            tokio::spawn(deliverer.run(finishes, follower));
+            let progress = Progress {
+                store: store.clone(),
+                namespace: name.clone(),
+                seen,
+            };
+            queues.insert(
+                name.clone(),
+                Queues {
+                    append,
+                    finish,
+                    reads: Arc::new(Semaphore::new(limits.concurrent)),
+                    beside: Beside::Stream(progress),
+                },
+            );
         }
         Ok(History {
             store: Arc::new(AnyStore::JetStream(store)),
             queues,
+            limits,
         })
+    }
+}
+
+/// How far this node's follower of one namespace has got, for resumes reading beside it.
+pub(super) struct Progress {
+    store: Arc<JetStreamStore>,
+    namespace: String,
+    /// The last stream sequence the follower passed (everything up to it is delivered).
+    seen: watch::Receiver<u64>,
+}
+
+impl Progress {
+    /// A resume's first step: once the follower has passed what the stream held when called
+    /// (or after [`CATCH_UP`]), reads the stream up to what the follower has passed.
+    pub(super) async fn read(
+        &self,
+        pattern: &Pattern,
+        from: &Resume,
+        bounds: &Bounds,
+        outbox: &Outbox,
+    ) -> Result<Replay, Gone> {
+        let mut seen = self.seen.clone();
+        match self.store.last_sequence(&self.namespace).await {
+            Ok(target) => {
+                let caught_up = seen.wait_for(|s| *s >= target);
+                if tokio::time::timeout(CATCH_UP, caught_up).await.is_err() {
+                    // Replay stops at what was delivered live, so nothing is skipped; events the
+                    // client saw elsewhere beyond that may reach it twice.
+                    tracing::warn!(
+                        namespace = %self.namespace,
+                        seen = *seen.borrow(),
+                        target,
+                        "history follower did not catch up in time; resuming anyway"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot read the stream's last sequence; resuming from what this node has"
+            ),
+        }
+        let source = UpTo {
+            store: &self.store,
+            max_seq: *seen.borrow(),
+        };
+        replay::read(&source, pattern, from, bounds, outbox).await
     }
 }
 
@@ -88,7 +153,9 @@ struct Deliverer {
     namespace: String,
     store: Arc<JetStreamStore>,
     hub: Arc<Hub>,
-    max_replay: usize,
+    bounds: Bounds,
+    /// Publishes `Follower::seen` after each delivery, for [`Progress`].
+    passed: watch::Sender<u64>,
 }
 
 /// The stream up to what this node's follower delivered live.
@@ -115,61 +182,32 @@ impl Source for UpTo<'_> {
 }
 
 impl Deliverer {
-    async fn run(self, mut resumes: mpsc::Receiver<ResumeJob>, mut follower: Follower) {
+    async fn run(self, mut finishes: mpsc::Receiver<FinishJob>, mut follower: Follower) {
         loop {
             tokio::select! {
-                batch = follower.next() => match batch {
-                    Some(Ok(Some(batch))) => self.deliver(&batch),
-                    Some(Ok(None)) => {}
-                    Some(Err(e)) => {
-                        // The consumer recreates itself after outages; avoid spinning meanwhile.
-                        tracing::warn!(namespace = %self.namespace, error = %e, "history follower");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                batch = follower.next() => {
+                    match batch {
+                        Some(Ok(Some(batch))) => self.deliver(&batch),
+                        Some(Ok(None)) => {}
+                        Some(Err(e)) => {
+                            // The consumer recreates itself after outages; avoid spinning
+                            // meanwhile.
+                            tracing::warn!(namespace = %self.namespace, error = %e, "history follower");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        None => return,
                     }
-                    None => return,
-                },
-                job = resumes.recv() => match job {
+                    let seen = follower.seen();
+                    self.passed.send_if_modified(|s| std::mem::replace(s, seen) != seen);
+                }
+                job = finishes.recv() => match job {
                     Some(job) => {
-                        self.catch_up(&mut follower).await;
+                        // Everything up to `seen` was delivered live: replay stops there.
                         let source = UpTo { store: &self.store, max_seq: follower.seen() };
-                        replay::run(&source, &*self.hub, job, self.max_replay).await;
+                        replay::finish(&source, &*self.hub, &self.bounds, job).await;
                     }
                     None => return,
                 },
-            }
-        }
-    }
-
-    /// Delivers what the stream held when called.
-    async fn catch_up(&self, follower: &mut Follower) {
-        let target = match self.store.last_sequence(&self.namespace).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the stream's last sequence; resuming from what this node has");
-                return;
-            }
-        };
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
-        while follower.seen() < target {
-            match tokio::time::timeout_at(deadline, follower.next()).await {
-                Ok(Some(Ok(Some(batch)))) => self.deliver(&batch),
-                Ok(Some(Ok(None))) => {}
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "history follower");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    // Replay stops at what was delivered live, so nothing is skipped; events the
-                    // client saw elsewhere beyond that may reach it twice.
-                    tracing::warn!(
-                        namespace = %self.namespace,
-                        seen = follower.seen(),
-                        target,
-                        "history follower did not catch up in time; resuming anyway"
-                    );
-                    break;
-                }
             }
         }
     }

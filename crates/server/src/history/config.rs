@@ -1,5 +1,5 @@
-//! `[history]`: which store keeps channel history, and when an acknowledged event is on stable
-//! storage.
+//! `[history]`: which store keeps channel history, when an acknowledged event is on stable
+//! storage, and the bounds on reading it back (resumes and `GET /event/history`).
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,19 @@ pub struct HistoryConfig {
     /// Most events replayed to one resuming subscription; past it the client is told
     /// `too_many` and can page through `GET /event/history`.
     pub max_replay_events: usize,
+    /// Most bytes of events replayed to one resuming subscription (and held for it while it
+    /// reads); past it, `too_many` as for `max_replay_events`. By default
+    /// `max_resumes_per_connection` full replays fit `limits.max_queued_bytes`.
+    pub max_replay_bytes: usize,
+    /// Most bytes of events in one page of `GET /event/history`; the page ends early and the
+    /// client pages on with `since`. A page holds at least one event.
+    pub max_page_bytes: usize,
+    /// Most resumes one connection may have in progress; the next gets `subscribe_error`
+    /// `LimitExceededError`.
+    pub max_resumes_per_connection: usize,
+    /// Most history reads (resumes and `GET /event/history` requests) in progress at once in one
+    /// namespace; the next gets `LimitExceededError` (HTTP 429).
+    pub max_concurrent_reads: usize,
 }
 
 impl Default for HistoryConfig {
@@ -44,14 +57,29 @@ impl Default for HistoryConfig {
             sync: HistorySync::Always,
             sync_interval_ms: 100,
             max_replay_events: 1000,
+            max_replay_bytes: 1 << 20,
+            max_page_bytes: 1 << 20,
+            max_resumes_per_connection: 4,
+            max_concurrent_reads: 16,
         }
     }
 }
 
 impl HistoryConfig {
     pub fn check(&self, problems: &mut Vec<String>) {
-        if self.max_replay_events == 0 {
-            problems.push("history.max_replay_events: must be greater than 0".into());
+        for (key, value) in [
+            ("history.max_replay_events", self.max_replay_events),
+            ("history.max_replay_bytes", self.max_replay_bytes),
+            ("history.max_page_bytes", self.max_page_bytes),
+            (
+                "history.max_resumes_per_connection",
+                self.max_resumes_per_connection,
+            ),
+            ("history.max_concurrent_reads", self.max_concurrent_reads),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
         }
     }
 }

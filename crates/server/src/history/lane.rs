@@ -1,6 +1,7 @@
 //! Embedded history: one *lane* per namespace, a task that is both its appender and its
 //! deliverer. It stores a round, delivers each channel's events in offset order, answers the
-//! publishers, and runs resumes between rounds.
+//! publishers, and between rounds runs the short last step of resumes (see `replay`): by then
+//! everything stored has been delivered.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +16,9 @@ use herald_protocol::reply;
 use tokio::sync::mpsc;
 
 use super::config::{HistoryBackend, HistoryConfig, HistorySync};
-use super::replay::{self, Source};
+use super::replay::{self, Bounds, FinishJob, Source};
 use super::round::{self, Stored};
-use super::{AppendJob, Appended, History, QUEUE, Queues, ResumeJob, retention, wire};
+use super::{AppendJob, Appended, Beside, History, QUEUE, Queues, ReadLimits, retention, wire};
 use crate::broker::Broker;
 use crate::namespace::NamespaceHistory;
 
@@ -26,6 +27,7 @@ impl History {
     /// through `broker`. `None` when no namespace keeps history.
     pub fn embedded(
         config: &HistoryConfig,
+        limits: ReadLimits,
         data_dir: &Path,
         namespaces: &[(String, NamespaceHistory)],
         broker: Arc<dyn Broker>,
@@ -54,17 +56,30 @@ impl History {
         for (name, kept) in namespaces {
             store.set_retention(name, retention(kept));
             let (append, appends) = mpsc::channel(QUEUE);
-            let (resume, resumes) = mpsc::channel(QUEUE);
+            let (finish, finishes) = mpsc::channel(limits.concurrent);
             let lane = Lane {
                 namespace: name.clone(),
                 store: store.clone(),
                 broker: broker.clone(),
-                max_replay: config.max_replay_events,
+                bounds: limits.replay,
             };
-            tokio::spawn(lane.run(appends, resumes));
-            queues.insert(name.clone(), Queues { append, resume });
+            tokio::spawn(lane.run(appends, finishes));
+            let reads = Arc::new(tokio::sync::Semaphore::new(limits.concurrent));
+            queues.insert(
+                name.clone(),
+                Queues {
+                    append,
+                    finish,
+                    reads,
+                    beside: Beside::Store,
+                },
+            );
         }
-        Ok(Some(History { store, queues }))
+        Ok(Some(History {
+            store,
+            queues,
+            limits,
+        }))
     }
 }
 
@@ -72,7 +87,7 @@ struct Lane {
     namespace: String,
     store: Arc<AnyStore>,
     broker: Arc<dyn Broker>,
-    max_replay: usize,
+    bounds: Bounds,
 }
 
 impl Source for AnyStore {
@@ -94,7 +109,7 @@ impl Lane {
     async fn run(
         self,
         mut appends: mpsc::Receiver<AppendJob>,
-        mut resumes: mpsc::Receiver<ResumeJob>,
+        mut finishes: mpsc::Receiver<FinishJob>,
     ) {
         loop {
             tokio::select! {
@@ -102,8 +117,8 @@ impl Lane {
                     let round = round::collect(job, &mut appends);
                     self.commit(round).await;
                 }
-                Some(job) = resumes.recv() => {
-                    replay::run(&*self.store, &*self.broker, job, self.max_replay).await;
+                Some(job) = finishes.recv() => {
+                    replay::finish(&*self.store, &*self.broker, &self.bounds, job).await;
                 }
                 else => return,
             }

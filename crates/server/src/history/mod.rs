@@ -4,10 +4,14 @@
 //!
 //! Every namespace with history has an *appender* that takes publishes in rounds (group commit:
 //! the appends of all channels in a round are in flight together, so the store shares one fsync
-//! among them), and a *deliverer* that hands stored events to subscribers in offset order and runs
-//! resumes between deliveries — so nothing is delivered in its namespace while a resume reads
-//! history and registers its subscription, and the replay ends exactly where live delivery
-//! starts: no gap, no duplicate.
+//! among them), and a *deliverer* that hands stored events to subscribers in offset order.
+//!
+//! Reads never hold up that path: a resume reads what it missed beside the deliverer, in the
+//! resuming connection's own task, and only its last short step — what was stored since, then
+//! registering the subscription — runs in the deliverer between two deliveries, so the replay
+//! ends exactly where live delivery starts: no gap, no duplicate ([`replay`]). Reads are bounded:
+//! a resume in events and bytes (`too_many` past them), an HTTP page in bytes, and each
+//! namespace in reads at once (`LimitExceededError` past it).
 //!
 //! - Embedded ([`lane`]): one task per namespace is both; it delivers each round right after
 //!   storing it.
@@ -32,10 +36,12 @@ use herald_history::{
 };
 use herald_protocol::reply::{self, ResumeReport, StreamPosition};
 use herald_protocol::{Channel, ErrorType, Pattern, Resume, WireError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::broker::Subscriber;
 use crate::namespace::NamespaceHistory;
+use crate::subscription::Pending;
+use config::HistoryConfig;
+use replay::{Bounds, FinishJob, Gone};
 
 /// Most jobs waiting in one namespace's queue; senders wait for room beyond it.
 const QUEUE: usize = 4096;
@@ -55,25 +61,60 @@ struct AppendJob {
     reply: oneshot::Sender<Result<Appended, WireError>>,
 }
 
-/// Reply, replay what was missed, then register the subscription.
-struct ResumeJob {
-    id: String,
-    pattern: Pattern,
-    from: Resume,
-    subscriber: Arc<Subscriber>,
-    reply: oneshot::Sender<ResumeReport>,
-}
-
-/// Where one namespace's jobs go.
+/// One history namespace: where its jobs go, and who may read it.
 struct Queues {
     append: mpsc::Sender<AppendJob>,
-    resume: mpsc::Sender<ResumeJob>,
+    /// Resumes' second step, for the deliverer.
+    finish: mpsc::Sender<FinishJob>,
+    /// Reads in progress (resumes and HTTP pages), at most `history.max_concurrent_reads`.
+    reads: Arc<Semaphore>,
+    /// Where a resume's first step reads.
+    beside: Beside,
+}
+
+/// Where a resume reads what it missed, beside the deliverer.
+enum Beside {
+    /// The store (embedded): everything stored is delivered by the time the second step runs.
+    Store,
+    /// The stream up to what this node's follower has passed (cluster).
+    Stream(cluster::Progress),
+}
+
+/// The bounds on reading history back, from `[history]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub replay: Bounds,
+    /// `history.max_page_bytes`.
+    pub page_bytes: usize,
+    /// `history.max_concurrent_reads`.
+    pub concurrent: usize,
+}
+
+impl ReadLimits {
+    /// `largest_event` is `limits.max_event_bytes`.
+    pub fn new(config: &HistoryConfig, largest_event: usize) -> ReadLimits {
+        ReadLimits {
+            replay: Bounds {
+                events: config.max_replay_events,
+                bytes: config.max_replay_bytes,
+                largest_event,
+            },
+            page_bytes: config.max_page_bytes,
+            concurrent: config.max_concurrent_reads,
+        }
+    }
+}
+
+/// Leave to read history in one namespace, held for the read's duration.
+pub struct ReadPermit {
+    _held: OwnedSemaphorePermit,
 }
 
 /// History for every namespace that keeps it.
 pub struct History {
     store: Arc<AnyStore>,
     queues: HashMap<String, Queues>,
+    limits: ReadLimits,
 }
 
 /// A failure before the events reached the store: nothing was stored.
@@ -104,17 +145,68 @@ impl History {
         self.queues.contains_key(namespace)
     }
 
-    /// Reads stored events of one channel (the HTTP history endpoint).
+    /// Leave to read `namespace`'s history, or `LimitExceededError` while
+    /// `history.max_concurrent_reads` reads are in progress there.
+    pub fn admit(&self, namespace: &str) -> Result<ReadPermit, WireError> {
+        let queues = self.queues_of(namespace)?;
+        queues
+            .reads
+            .clone()
+            .try_acquire_owned()
+            .map(|held| ReadPermit { _held: held })
+            .map_err(|_| {
+                WireError::new(
+                    ErrorType::LimitExceeded,
+                    format!(
+                        "{} history reads are in progress in namespace {namespace}; retry shortly",
+                        self.limits.concurrent
+                    ),
+                )
+            })
+    }
+
+    /// A page of one channel's stored events (the HTTP history endpoint): at most `limit`
+    /// events and `history.max_page_bytes` bytes of them, but at least one. Read in store calls
+    /// that each fit the bytes left, so no more than the page is ever held.
     pub async fn read(
         &self,
+        _admitted: &ReadPermit,
         channel: &Channel,
         since: Since,
         limit: usize,
     ) -> Result<ReadOutcome, WireError> {
-        self.store
-            .read(channel.as_str(), since, limit)
-            .await
-            .map_err(|e| WireError::new(ErrorType::Internal, format!("history read failed: {e}")))
+        let failed = |e| WireError::new(ErrorType::Internal, format!("history read failed: {e}"));
+        let bounds = &self.limits.replay;
+        let mut page: Vec<StoredEvent> = Vec::new();
+        let mut bytes = 0;
+        let mut at = since;
+        loop {
+            let left = self.limits.page_bytes.saturating_sub(bytes);
+            let ask = bounds.page(limit.saturating_sub(page.len() + 1), left);
+            let (events, top) = match self.store.read(channel.as_str(), at, ask).await {
+                Ok(ReadOutcome::Events { events, top }) => (events, top),
+                // Past the first call, what was read stands; the next page reports the loss.
+                Ok(lost @ ReadOutcome::Unrecoverable { .. }) if page.is_empty() => return Ok(lost),
+                Ok(ReadOutcome::Unrecoverable { top, .. }) => {
+                    return Ok(ReadOutcome::Events { events: page, top });
+                }
+                Err(e) => return Err(failed(e)),
+            };
+            let got = events.len();
+            for event in events {
+                let size = event.payload.len();
+                if !page.is_empty() && bytes + size > self.limits.page_bytes {
+                    return Ok(ReadOutcome::Events { events: page, top });
+                }
+                bytes += size;
+                at = Since::After(event.position);
+                page.push(event);
+            }
+            let at_top = page.last().is_none_or(|e| e.position.offset >= top.offset);
+            if got < ask || at_top || page.len() >= limit {
+                return Ok(ReadOutcome::Events { events: page, top });
+            }
+        }
     }
 
     /// Stores the events (durably, under the sync policy); they are delivered in channel order.
@@ -140,31 +232,47 @@ impl History {
             .map_err(|_| uncertain("history appender stopped"))?
     }
 
-    /// Replays what `subscriber` missed since `from` and makes the subscription live (see
-    /// `subscription::activate`). Returns once it is live, with what was recovered.
+    /// Replays what `pending` missed since `from` and makes it live (see
+    /// `subscription::activate`). Returns once it is live, with what was recovered, handing the
+    /// subscription back. Takes one of the namespace's reads for its duration; stops early when
+    /// the client is gone. Dropping the future at any point releases the subscription.
     pub async fn resume(
         &self,
         id: &str,
         pattern: &Pattern,
         from: Resume,
-        subscriber: Arc<Subscriber>,
-    ) -> Result<ResumeReport, WireError> {
+        pending: Pending,
+    ) -> Result<(ResumeReport, Pending), WireError> {
         let queues = self.queues_of(pattern.namespace())?;
+        let _reading = self.admit(pattern.namespace())?;
+        let outbox = pending.subscriber().outbox.clone();
+        let bounds = &self.limits.replay;
+        let replay = match &queues.beside {
+            Beside::Store => replay::read(&*self.store, pattern, &from, bounds, &outbox).await,
+            Beside::Stream(progress) => progress.read(pattern, &from, bounds, &outbox).await,
+        }
+        .map_err(|Gone| gone())?;
         let (reply, done) = oneshot::channel();
-        let job = ResumeJob {
+        let job = FinishJob {
             id: id.to_owned(),
             pattern: pattern.clone(),
             from,
-            subscriber,
+            replay,
+            pending,
             reply,
         };
         queues
-            .resume
+            .finish
             .send(job)
             .await
             .map_err(|_| unavailable("history deliverer stopped"))?;
-        done.await
-            .map_err(|_| unavailable("history deliverer stopped"))
+        done.await.map_err(|_| {
+            if outbox.is_closing() {
+                gone()
+            } else {
+                unavailable("history deliverer stopped")
+            }
+        })
     }
 
     fn queues_of(&self, namespace: &str) -> Result<&Queues, WireError> {
@@ -172,6 +280,14 @@ impl History {
             .get(namespace)
             .ok_or_else(|| unavailable("this namespace keeps no history"))
     }
+}
+
+/// A resume whose client left: nobody reads this error, it only ends the resume.
+fn gone() -> WireError {
+    WireError::new(
+        ErrorType::Internal,
+        "the connection closed during the resume",
+    )
 }
 
 /// Converts a store position for the wire.

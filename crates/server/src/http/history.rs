@@ -1,6 +1,8 @@
 //! `GET /event/history?channel=/ns/a&since=<epoch>:<offset>|<ms>&limit=N` (Herald extension,
 //! `docs/extensions.md`): a page of a channel's stored events, authorized like a subscription to
-//! the channel.
+//! the channel. Bounded: at most `history.max_page_bytes` of events per page, and one of the
+//! namespace's `history.max_concurrent_reads` (429 `LimitExceededError` when none is free),
+//! held until the page's body is built.
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -87,7 +89,11 @@ pub async fn history(state: &State, req: Request<Incoming>) -> Result<Response<B
     let history = state.history_of(channel.namespace()).ok_or_else(|| {
         bad_request("this namespace keeps no history: set history in its [[namespaces]] entry")
     })?;
-    let body = match history.read(&channel, query.since, query.limit).await? {
+    let admitted = history.admit(channel.namespace())?;
+    let body = match history
+        .read(&admitted, &channel, query.since, query.limit)
+        .await?
+    {
         ReadOutcome::Events { events, top } => {
             let items: Vec<HistoryItem<'_>> = events
                 .iter()
@@ -103,6 +109,7 @@ pub async fn history(state: &State, req: Request<Incoming>) -> Result<Response<B
             reply::history_page(channel.as_str(), Err(reason(r)), wire(top))
         }
     };
+    drop(admitted);
     Ok(json(StatusCode::OK, body))
 }
 
