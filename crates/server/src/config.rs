@@ -56,7 +56,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Sent as `x-admin-key`; each at least 16 characters (`http::admin::MIN_KEY_CHARS`).
+    /// Sent as `x-admin-key`; each at least 16 characters (`auth::admin_key::MIN_KEY_CHARS`).
     pub keys: Vec<String>,
 }
 

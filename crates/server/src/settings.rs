@@ -58,7 +58,7 @@ impl Settings {
         let fixed = Fixed::build(&config, &mut problems);
         crate::namespace::check(&config.namespaces, &mut problems);
         let access = Access::build(&config.auth, &config.namespaces, &mut problems);
-        crate::http::admin::check_keys(&config.admin.keys, &mut problems);
+        crate::auth::admin_key::check_keys(&config.admin.keys, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }

@@ -33,7 +33,7 @@ pub struct State {
     /// Where reloads read the configuration from.
     reload_source: OnceLock<ReloadSource>,
     /// Failed admin-key attempts, which close the admin API for a while (`http::admin`).
-    pub admin_failures: crate::http::admin::Failures,
+    pub admin_failures: crate::auth::admin_key::Failures,
 }
 
 impl State {

@@ -11,6 +11,7 @@
 //! configured namespace: answering "not found" there, before the credential is even looked at,
 //! would let anyone list the namespaces by trying names.
 
+pub mod admin_key;
 pub mod api_key;
 pub mod rules;
 
