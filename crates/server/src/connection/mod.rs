@@ -225,8 +225,6 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     let mut reader = Reader::default();
     let ws = &state.fixed.websocket;
     let write_delay = Duration::from_micros(ws.write_delay_us);
-    let message_timeout = Duration::from_millis(ws.message_timeout_ms);
-    let idle_timeout = Duration::from_millis(ws.idle_timeout_ms);
     // When the message being received began, and when the client last sent anything.
     let mut message_since: Option<Instant> = None;
     let mut last_heard = Instant::now();
@@ -269,20 +267,26 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
         // A deadline only while a message is half-received, or while the connection holds no
         // subscription: subscribers that merely listen are never cut.
         let deadline = match message_since {
-            Some(t) => Some((t + message_timeout, Deadline::Message)),
-            None if !session.has_subscriptions() => {
-                Some((last_heard + idle_timeout, Deadline::Idle))
-            }
+            Some(t) => Some((
+                t + Duration::from_millis(ws.message_timeout_ms),
+                Deadline::Message,
+            )),
+            None if !session.has_subscriptions() => Some((
+                last_heard + Duration::from_millis(ws.idle_timeout_ms),
+                Deadline::Idle,
+            )),
             None => None,
         };
         tokio::select! {
             _ = outbox.ready() => {
                 if !write_delay.is_zero() {
-                    tokio::time::sleep(write_delay).await;
+                    // Boxed for the same reason as the deadline's timer below.
+                    Box::pin(tokio::time::sleep(write_delay)).await;
                 }
             }
-            // An async block: no timer is made unless this branch is enabled.
-            _ = async { if let Some((at, _)) = deadline { tokio::time::sleep_until(at.into()).await } },
+            // No timer unless this branch is enabled, and a boxed one then: inline, the timer
+            // would enlarge every connection's task, deadline or not.
+            _ = async { if let Some((at, _)) = deadline { Box::pin(tokio::time::sleep_until(at.into())).await } },
                 if deadline.is_some() => {
                 state.metrics.timeouts.inc();
                 let (code, reason) = match deadline.map(|(_, d)| d) {
