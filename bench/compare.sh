@@ -151,6 +151,12 @@ key = "bench-key"
 [limits]
 # Publishers here are the load generator: lift the per-connection WebSocket publish rate.
 max_publishes_per_second = 1000000
+
+[admission]
+# Every client of a benchmark is one loopback address: lift the per-address bounds.
+max_sockets_per_address = 1000000
+max_connects_per_address_per_second = 1000000
+max_http_publishes_per_address_per_second = 1000000
 TOML
 start_herald() {
     log "starting herald"

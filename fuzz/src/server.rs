@@ -82,14 +82,19 @@ fn chunks(stream: &[u8], seed: u8) -> Vec<&[u8]> {
     out
 }
 
-/// `config`: TOML text layered over the defaults as `Config::load` does, then validated.
+/// `config`: TOML text layered over the defaults as `Config::load` does, then checked and built
+/// as the server does (`Settings::build`), handler code aside: compiling JavaScript is the
+/// handler crate's own concern and would start engine threads per input.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
-    if let Ok(config) = figment.extract::<Config>() {
+    if let Ok(mut config) = figment.extract::<Config>() {
+        for ns in &mut config.namespaces {
+            ns.handlers = None;
+        }
         // Every problem is reported as text; none may panic on odd values.
-        let _ = config.validate();
+        let _ = herald_server::Settings::build(config);
     }
 }

@@ -4,17 +4,32 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// Builds a reqwest client with rustls on the `ring` provider (never aws-lc). reqwest is compiled
+/// Builds a reqwest client with rustls on the `ring` provider (never aws-lc), following up to 3
+/// redirects (for discovery documents and key sets, which carry no secret). reqwest is compiled
 /// without a bundled provider, so if the process has not installed one yet (the server does at
 /// startup) we install ring here; losing that race to another installer is fine.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    build(timeout, reqwest::redirect::Policy::limited(3))
+}
+
+/// A client that never follows a redirect, for calls that carry secrets (the authorizer
+/// webhook's headers, the client's token): following would hand them to wherever the redirect
+/// points. The 3xx response comes back to the caller, which treats it as a failure.
+pub(crate) fn client_without_redirects(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    build(timeout, reqwest::redirect::Policy::none())
+}
+
+fn build(
+    timeout: Duration,
+    redirects: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, ConfigError> {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(redirects)
         .build()
         .map_err(|e| ConfigError::HttpClient(e.to_string()))
 }
@@ -71,9 +86,34 @@ pub(crate) fn loggable_url(url: &str) -> String {
     }
 }
 
+/// A URL as `scheme://host:port` only (the port filled in when implicit), for logs about
+/// endpoints whose path or query may itself be a secret (a webhook URL with a token in it).
+pub(crate) fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => "<invalid URL>".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::loggable_url;
+    use super::{loggable_url, origin};
+
+    #[test]
+    fn origins_keep_scheme_host_and_port_only() {
+        assert_eq!(
+            origin("https://u:p@h.example/secret/path?key=s#f"),
+            "https://h.example:443"
+        );
+        assert_eq!(origin("http://127.0.0.1:9/x"), "http://127.0.0.1:9");
+        assert_eq!(origin("http://h"), "http://h:80");
+        assert_eq!(origin("not a url"), "<invalid URL>");
+    }
 
     #[test]
     fn urls_lose_secrets() {

@@ -73,8 +73,12 @@ impl Operation {
 /// [`Identity::to_context_value`] renders it as AppSync's `ctx.identity`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Identity {
-    /// API key: AppSync gives handlers no identity (`ctx.identity` is null).
-    ApiKey,
+    /// API key: AppSync gives handlers no identity (`ctx.identity` is null). The key's configured
+    /// name is kept for access rules and logs, never shown to handlers.
+    ApiKey {
+        /// The key's `name` in the configuration, when it has one.
+        name: Option<String>,
+    },
     /// Cognito user pool or OIDC JWT.
     Jwt(JwtIdentity),
     /// Lambda authorizer webhook.
@@ -124,7 +128,7 @@ impl Identity {
     /// The mode that produced this identity.
     pub fn mode(&self) -> AuthMode {
         match self {
-            Identity::ApiKey => AuthMode::ApiKey,
+            Identity::ApiKey { .. } => AuthMode::ApiKey,
             Identity::Jwt(j) => j.mode,
             Identity::Lambda(_) => AuthMode::Lambda,
             Identity::Iam(_) => AuthMode::Iam,
@@ -135,7 +139,7 @@ impl Identity {
     /// server saw it (AppSync fills `sourceIp` for IAM and Cognito/OIDC identities).
     pub fn to_context_value(&self, source_ip: &[String]) -> Value {
         match self {
-            Identity::ApiKey => Value::Null,
+            Identity::ApiKey { .. } => Value::Null,
             Identity::Jwt(j) => json!({
                 "sub": j.sub,
                 "issuer": j.issuer,
@@ -215,6 +219,12 @@ mod tests {
 
     #[test]
     fn api_key_identity_is_null_for_handlers() {
-        assert_eq!(Identity::ApiKey.to_context_value(&[]), Value::Null);
+        assert_eq!(
+            Identity::ApiKey {
+                name: Some("k".into())
+            }
+            .to_context_value(&[]),
+            Value::Null
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! `{"authorizationToken","requestContext":{"apiId","accountId","requestId","operation",
 //! "channelNamespaceName","channel"},"requestHeaders":{...}}` and reads the documented response
 //! `{"isAuthorized":bool,"handlerContext":{...},"ttlOverride":n}`. Anything else denies: a
-//! timeout, a connection error, a non-2xx status, a body that is not that object.
+//! timeout, a connection error, a non-2xx status, a body that is not that object. A redirect is
+//! never followed (it would carry `webhook_headers` and the token elsewhere): it denies too.
+//! Logs show the webhook as `scheme://host:port` only, since its path may hold a secret.
 //!
 //! Before calling, the token must fully match `identity_validation_expression` (when set).
 //! Decisions (allow and deny) are cached per (token, operation, channel) for
@@ -73,10 +75,7 @@ impl std::fmt::Debug for LambdaConfig {
     // Hand-written so webhook header values (secrets) never reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LambdaConfig")
-            .field(
-                "authorizer_url",
-                &crate::http::loggable_url(&self.authorizer_url),
-            )
+            .field("authorizer_url", &crate::http::origin(&self.authorizer_url))
             .field(
                 "authorizer_result_ttl_in_seconds",
                 &self.authorizer_result_ttl_in_seconds,
@@ -215,7 +214,8 @@ impl LambdaAuthorizer {
             )?),
             _ => None,
         };
-        let client = crate::http::client(Duration::from_millis(config.timeout_ms))?;
+        let client =
+            crate::http::client_without_redirects(Duration::from_millis(config.timeout_ms))?;
         let cache = Mutex::new(DecisionCache {
             entries: HashMap::new(),
             max_entries: config.max_cache_entries,
@@ -297,7 +297,7 @@ impl LambdaAuthorizer {
             builder = builder.header(k, v);
         }
         let unavailable = |why: String| {
-            tracing::warn!(url = %crate::http::loggable_url(&self.config.authorizer_url), reason = %why, "authorizer webhook failed; denying");
+            tracing::warn!(webhook = %crate::http::origin(&self.config.authorizer_url), reason = %why, "authorizer webhook failed; denying");
             AuthError::AuthorizerUnavailable(why)
         };
         let resp = builder
@@ -305,6 +305,11 @@ impl LambdaAuthorizer {
             .await
             .map_err(|e| unavailable(crate::http::describe(e)))?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(unavailable(format!(
+                "the webhook answered with a redirect (HTTP {status}), which is not followed: set authorizer_url to the final URL"
+            )));
+        }
         if !status.is_success() {
             return Err(unavailable(format!("HTTP {status}")));
         }
@@ -315,7 +320,7 @@ impl LambdaAuthorizer {
         let parsed = serde_json::from_slice::<Map<String, Value>>(&bytes)
             .and_then(|obj| serde_json::from_value::<AuthorizerResponse>(Value::Object(obj)));
         parsed.map_err(|e| {
-            tracing::warn!(url = %crate::http::loggable_url(&self.config.authorizer_url), error = %e, "authorizer response is not {{\"isAuthorized\": bool, ...}}; denying");
+            tracing::warn!(webhook = %crate::http::origin(&self.config.authorizer_url), error = %e, "authorizer response is not {{\"isAuthorized\": bool, ...}}; denying");
             AuthError::AuthorizerInvalidResponse(e.to_string())
         })
     }

@@ -39,6 +39,14 @@ fn publish<'a>(token: &'a str, channel: &'a str, h: &'a Map<String, Value>) -> L
     }
 }
 
+/// An authorizer for `url` that sends the webhook secret header `x-herald-secret: s3cret`.
+fn with_secret_header(url: String) -> LambdaAuthorizer {
+    let mut cfg = config(url, 0);
+    cfg.webhook_headers
+        .insert("x-herald-secret".into(), "s3cret".into());
+    LambdaAuthorizer::new(cfg).unwrap()
+}
+
 /// A webhook that allows tokens starting with "good" and answers with `extra` merged in.
 async fn webhook(extra: Value) -> Fixture {
     serve(move |_, body| {
@@ -59,10 +67,7 @@ async fn webhook(extra: Value) -> Fixture {
 #[tokio::test]
 async fn sends_the_appsync_request_and_returns_the_handler_context() {
     let server = webhook(json!({})).await;
-    let mut cfg = config(server.url("/authorize"), 0);
-    cfg.webhook_headers
-        .insert("x-herald-secret".into(), "s3cret".into());
-    let auth = LambdaAuthorizer::new(cfg).unwrap();
+    let auth = with_secret_header(server.url("/authorize"));
     let h = headers();
     let id = auth
         .authorize(&publish("good-token", "/news/latest", &h))
@@ -303,6 +308,44 @@ async fn garbage_responses_deny() {
     *reply.lock().unwrap() = (200, r#"{"isAuthorized":true}"#.to_owned());
     let id = auth.authorize(&publish("good", "/n/a", &h)).await.unwrap();
     assert!(matches!(id, Identity::Lambda(ref l) if l.handler_context.is_empty()));
+}
+
+/// A redirect is a failure: following it would hand the webhook's secret headers and the
+/// client's token to wherever it points.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let elsewhere = webhook(json!({})).await;
+    for status in [301, 302, 307, 308] {
+        let to = elsewhere.url("/steal");
+        let server = serve(move |_, _| Reply::Redirect(status, to.clone())).await;
+        let auth = with_secret_header(server.url("/authorize"));
+        let h = headers();
+        let err = auth
+            .authorize(&publish("good", "/n/a", &h))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::AuthorizerUnavailable(ref why) if why.contains("redirect") && why.contains(&status.to_string())),
+            "{status}: {err}"
+        );
+        assert_eq!(server.count(), 1);
+    }
+    assert_eq!(elsewhere.count(), 0, "the redirect target was called");
+}
+
+/// Logs and `Debug` show the webhook's scheme, host and port only: its path or query may hold a
+/// secret.
+#[test]
+fn the_webhook_url_is_shown_as_its_origin_only() {
+    let cfg = config(
+        "https://user:pw@hooks.example/t0ken-path?key=s3cret".into(),
+        0,
+    );
+    let shown = format!("{:?}", LambdaAuthorizer::new(cfg).unwrap());
+    assert!(shown.contains("https://hooks.example:443"), "{shown}");
+    for secret in ["t0ken", "s3cret", "user", "pw@"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
 }
 
 #[tokio::test]

@@ -108,9 +108,9 @@ fn init_logs(format: LogFormat) {
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(Some(file))?;
-    config.validate()?;
-    // Compiles the handlers: a syntax error names the namespace and the line.
-    config.load_handlers()?;
+    // Checks every section and compiles the handlers: a syntax error names the namespace and
+    // the line.
+    herald_server::Settings::build(config)?;
     println!("{}: ok", file.display());
     Ok(())
 }
@@ -131,14 +131,7 @@ impl ServeArgs {
     fn config(&self, generated: Option<&str>) -> anyhow::Result<Config> {
         let mut config = Config::load(self.file.as_deref())?;
         if self.file.is_none() && config.namespaces.is_empty() {
-            config.namespaces.push(NamespaceConfig {
-                name: "default".into(),
-                publish_auth_modes: None,
-                subscribe_auth_modes: None,
-                history: None,
-                handlers: None,
-                rules: None,
-            });
+            config.namespaces.push(NamespaceConfig::named("default"));
         }
         if let Some(listen) = self.listen {
             config.listen = listen;
@@ -182,7 +175,7 @@ fn serve(
     let mut config = args.config(None)?;
     let mut generated = None;
     if config.auth.api_keys.is_empty() {
-        let key = herald_server::id::api_key();
+        let key = herald_server::id::api_key()?;
         config = args.config(Some(&key))?;
         generated = Some(key);
     }
@@ -235,7 +228,7 @@ fn spawn_reload_on_sighup(reloader: herald_server::server::Reloader) {
             return;
         };
         while hup.recv().await.is_some() {
-            match reloader.reload() {
+            match reloader.reload().await {
                 Ok(()) => tracing::info!("reloaded on SIGHUP"),
                 Err(e) => tracing::error!(error = %e, "reload on SIGHUP refused"),
             }

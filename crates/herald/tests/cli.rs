@@ -300,7 +300,7 @@ fn publish_errors_exit_non_zero_with_the_server_error() {
         let out = publish(&endpoint, &args);
         assert!(!out.status.success());
         assert!(
-            stderr(&out).contains("NotFoundException"),
+            stderr(&out).contains("UnauthorizedException"),
             "{}",
             stderr(&out)
         );

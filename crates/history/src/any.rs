@@ -16,7 +16,8 @@ pub enum AnyStore {
     /// Durable history in a directory.
     Fjall(FjallStore),
     /// History in NATS JetStream, shared by a cluster.
-    JetStream(Box<JetStreamStore>),
+    /// Shared: the cluster follower reads the same store.
+    JetStream(std::sync::Arc<JetStreamStore>),
 }
 
 impl From<MemoryStore> for AnyStore {

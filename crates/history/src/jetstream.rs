@@ -36,6 +36,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
+use herald_protocol::channel::namespace_of;
 
 use crate::common::{new_epoch, validate_append};
 use crate::types::{
@@ -247,11 +248,6 @@ fn stored(epoch: u64, batch: &Batch, from: u64) -> Vec<StoredEvent> {
 fn channel_of(prefix: &str, subject: &str) -> Option<String> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
     Some(format!("/{}", rest.replace('.', "/")))
-}
-
-fn namespace_of(channel: &str) -> &str {
-    let rest = channel.strip_prefix('/').unwrap_or(channel);
-    rest.split('/').next().unwrap_or_default()
 }
 
 /// Stream names may not hold `.`, `*`, `>` or whitespace.

@@ -16,7 +16,7 @@
 //! * [`JetStreamStore`] (`jetstream.rs`) keeps history in NATS JetStream for cluster mode: one
 //!   stream per namespace, gapless offsets across nodes by compare-and-set on each channel's
 //!   newest batch, and a [`Follower`] that hands every node the stored batches in order.
-//! * [`AnyStore`] (`any.rs`) holds whichever of the two the config chose (the trait returns
+//! * [`AnyStore`] (`any.rs`) holds whichever of the three the config chose (the trait returns
 //!   `impl Future`, so it is not object-safe).
 //! * `common.rs` is shared logic: the read planner that decides between events and
 //!   [`ReadOutcome::Unrecoverable`], epochs, validation, the maintenance thread.

@@ -2,21 +2,58 @@
 //! as real headers on the upgrade request, or as the `authorization` field of an operation.
 
 /// Authorization fields, keys lower-cased (clients send `Authorization`, `X-Api-Key`, …).
+///
+/// Bounded, because a connection keeps its connect fields for its whole life: the
+/// [`CREDENTIALS`] are kept once each (the first one sent) whatever their position, each up to
+/// [`MAX_CREDENTIAL_BYTES`]; other fields (shown to handlers and the Lambda authorizer) are kept
+/// up to [`MAX_OTHER_FIELDS`] and [`MAX_OTHER_BYTES`], in order; the rest are ignored. So one
+/// object holds at most 38 fields and 104 KiB, and a flood of other headers can never push a
+/// credential out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthFields(Vec<(String, String)>);
 
-/// Most fields kept from one object; more are ignored (a client has no reason to send dozens).
-const MAX_FIELDS: usize = 32;
+/// The fields that carry or are signed with a credential (API key, token or SigV4).
+pub const CREDENTIALS: [&str; 6] = [
+    "x-api-key",
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "host",
+    "x-amz-content-sha256",
+];
+/// Longest credential value kept: room for a JWT with many claims or an STS session token; a
+/// longer one is ignored (and so refused as missing).
+pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
+/// Most fields other than credentials kept from one object (a client has no reason to send
+/// dozens).
+pub const MAX_OTHER_FIELDS: usize = 32;
+/// Most bytes (names plus values) of fields other than credentials kept from one object.
+pub const MAX_OTHER_BYTES: usize = 8 * 1024;
+
+fn is_credential(key: &str) -> bool {
+    CREDENTIALS.iter().any(|c| c.eq_ignore_ascii_case(key))
+}
 
 impl AuthFields {
     pub fn new() -> Self {
         AuthFields(Vec::new())
     }
 
-    /// Adds a field; the key is matched case-insensitively later.
+    /// Adds a field within the bounds above; the key is matched case-insensitively later.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) {
-        if self.0.len() < MAX_FIELDS {
-            self.0.push((key.to_ascii_lowercase(), value.into()));
+        let value = value.into();
+        let fits = if is_credential(key) {
+            value.len() <= MAX_CREDENTIAL_BYTES && self.get(key).is_none()
+        } else {
+            let (count, bytes) = self
+                .0
+                .iter()
+                .filter(|(k, _)| !is_credential(k))
+                .fold((0, 0), |(n, b), (k, v)| (n + 1, b + k.len() + v.len()));
+            count < MAX_OTHER_FIELDS && bytes + key.len() + value.len() <= MAX_OTHER_BYTES
+        };
+        if fits {
+            self.0.push((key.to_ascii_lowercase(), value));
         }
     }
 
@@ -121,6 +158,36 @@ mod tests {
         assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
         assert!(base64_decode("a").is_none());
         assert!(base64_decode("a$bc").is_none());
+    }
+
+    #[test]
+    fn credentials_are_kept_whatever_their_position_and_the_rest_is_bounded() {
+        let mut f = AuthFields::new();
+        for i in 0..1000 {
+            f.insert(&format!("x-junk-{i}"), "v".repeat(100));
+            // Repeats of a credential do not pile up: the first one stays.
+            f.insert("Host", format!("host-{i}"));
+        }
+        f.insert("X-Api-Key", "da2-late");
+        f.insert("x-api-key", "da2-later");
+        f.insert("authorization", "x".repeat(MAX_CREDENTIAL_BYTES + 1));
+        assert_eq!(f.get("x-api-key"), Some("da2-late"));
+        assert_eq!(f.get("host"), Some("host-0"));
+        assert_eq!(
+            f.get("authorization"),
+            None,
+            "an oversized credential is ignored"
+        );
+        let others: Vec<_> = f.iter().filter(|(k, _)| k.starts_with("x-junk-")).collect();
+        assert!(others.len() <= MAX_OTHER_FIELDS);
+        assert!(others.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() <= MAX_OTHER_BYTES);
+        assert_eq!(f.iter().count(), others.len() + 2);
+        // Small fields: the count bound applies.
+        let mut f = AuthFields::new();
+        for i in 0..100 {
+            f.insert(&format!("h{i}"), "1");
+        }
+        assert_eq!(f.iter().count(), MAX_OTHER_FIELDS);
     }
 
     #[test]

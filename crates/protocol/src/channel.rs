@@ -179,6 +179,15 @@ impl fmt::Display for Pattern {
     }
 }
 
+/// The namespace a raw channel string names (its first segment), without validating it: for
+/// counting requests that may not parse.
+pub fn namespace_of(raw: &str) -> &str {
+    raw.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

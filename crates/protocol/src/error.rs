@@ -9,7 +9,8 @@ use serde::Serialize;
 /// An AppSync error type, with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorType {
-    /// Bad or missing credentials, or a mode not allowed for the operation. HTTP 401.
+    /// Bad or missing credentials, a mode not allowed for the operation, or a channel outside
+    /// every configured namespace (no "not found", so namespace names cannot be probed). HTTP 401.
     Unauthorized,
     /// What `util.unauthorized()` in `onSubscribe` produces in `subscribe_error`.
     HandlerUnauthorized,
@@ -17,8 +18,6 @@ pub enum ErrorType {
     BadRequest,
     /// A handler refused the request with `util.error`. HTTP 403.
     Forbidden,
-    /// The channel's namespace is not configured. HTTP 404.
-    NamespaceNotFound,
     /// More subscriptions than a connection may hold.
     MaxSubscriptions,
     /// A rate or count limit was exceeded. HTTP 429.
@@ -41,7 +40,6 @@ impl ErrorType {
             ErrorType::HandlerUnauthorized => "Unauthorized",
             ErrorType::BadRequest => "BadRequestException",
             ErrorType::Forbidden => "ForbiddenException",
-            ErrorType::NamespaceNotFound => "NotFoundException",
             ErrorType::MaxSubscriptions => "MaxSubscriptionsReachedError",
             ErrorType::LimitExceeded => "LimitExceededError",
             ErrorType::UnsupportedOperation => "UnsupportedOperation",
@@ -56,7 +54,6 @@ impl ErrorType {
         match self {
             ErrorType::Unauthorized | ErrorType::HandlerUnauthorized => 401,
             ErrorType::Forbidden => 403,
-            ErrorType::NamespaceNotFound => 404,
             ErrorType::PayloadTooLarge => 413,
             ErrorType::LimitExceeded | ErrorType::MaxSubscriptions => 429,
             ErrorType::Internal => 500,

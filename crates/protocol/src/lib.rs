@@ -1,4 +1,5 @@
-//! The AWS AppSync Events wire protocol, as Herald speaks it. Pure: no sockets, no clocks.
+//! The AWS AppSync Events wire protocol, as Herald speaks it. Pure: no sockets; the one clock
+//! read seeds the identifier generator (`id`).
 //!
 //! - [`channel`]: channel paths and subscription patterns (`/ns/a/b`, `/ns/*`).
 //! - [`message`]: decoding what clients send (WebSocket frames, the HTTP publish body).

@@ -28,6 +28,11 @@ impl Default for EventLimits {
     }
 }
 
+/// Deepest nesting of arrays and objects an event may have. Not configurable: it protects every
+/// subscriber and handler that parses events recursively (browsers, SDKs, `JSON.parse` in
+/// handlers), so it is part of the protocol Herald speaks (`docs/protocol.md`).
+pub const MAX_EVENT_DEPTH: usize = 64;
+
 /// Which operation a frame asked for; used to pick the right error envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -55,6 +60,8 @@ pub enum ClientMessage<'a> {
         channel: Cow<'a, str>,
         events: Vec<Event<'a>>,
         authorization: Option<AuthFields>,
+        /// Herald extension `idempotencyKey`: a retry with the same key is not published twice.
+        idempotency_key: Option<Cow<'a, str>>,
     },
 }
 
@@ -88,6 +95,8 @@ pub enum EventError {
     NotJson { index: usize },
     #[error("event {index} is larger than {limit} bytes")]
     TooLarge { index: usize, limit: usize },
+    #[error("event {index} nests arrays and objects deeper than {limit} levels")]
+    TooDeep { index: usize, limit: usize },
 }
 
 #[derive(Deserialize)]
@@ -104,6 +113,8 @@ struct Envelope<'a> {
     authorization: Option<&'a RawValue>,
     #[serde(borrow, default)]
     resume: Option<&'a RawValue>,
+    #[serde(rename = "idempotencyKey", borrow, default)]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 /// Where a resumed subscription starts (Herald extension, see `docs/extensions.md`).
@@ -213,6 +224,23 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+'))
 }
 
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// An idempotency key (the `Idempotency-Key` header or a publish frame's `idempotencyKey`) is 1
+/// to 128 visible ASCII characters.
+pub fn check_idempotency_key(key: &str) -> Result<(), WireError> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad(format!(
+            "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
 fn string_field<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<Cow<'a, str>, WireError> {
     let raw = raw.ok_or_else(|| bad(format!("'{name}' is required")))?;
     serde_json::from_str::<Cow<'a, str>>(raw.get())
@@ -254,6 +282,10 @@ pub fn parse_events<'a>(
             if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
                 return Err(bad(EventError::NotJson { index }.to_string()));
             }
+            if !depth_within(&text, MAX_EVENT_DEPTH) {
+                let limit = MAX_EVENT_DEPTH;
+                return Err(bad(EventError::TooDeep { index, limit }.to_string()));
+            }
             if text.len() > limits.max_event_bytes {
                 return Ok(Err(EventError::TooLarge {
                     index,
@@ -263,6 +295,35 @@ pub fn parse_events<'a>(
             Ok(Ok(Event(raw)))
         })
         .collect()
+}
+
+/// Whether the JSON text nests arrays and objects at most `max` deep: one pass over the bytes,
+/// counting brackets outside strings, with no tree built and no recursion.
+fn depth_within(json: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 impl<'a> ClientMessage<'a> {
@@ -328,11 +389,20 @@ impl<'a> ClientMessage<'a> {
                     .into_iter()
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| with_id(WireError::new(ErrorType::BadRequest, e.to_string())))?;
+                let idempotency_key = match env.idempotency_key {
+                    None => None,
+                    Some(raw) => {
+                        let key = string_field(Some(raw), "idempotencyKey").map_err(with_id)?;
+                        check_idempotency_key(&key).map_err(with_id)?;
+                        Some(key)
+                    }
+                };
                 Ok(ClientMessage::Publish {
                     id,
                     channel,
                     events,
                     authorization,
+                    idempotency_key,
                 })
             }
         }
@@ -475,6 +545,43 @@ mod tests {
         assert!(e.message.len() < 300, "{}", e.message);
         let e = parse("{\"type\":5}").unwrap_err().error.message;
         assert!(e.ends_with("expected a string at line 1 column 9"), "{e}");
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded_outside_strings_only() {
+        let nested =
+            |open: &str, close: &str, n: usize| format!("{}{}", open.repeat(n), close.repeat(n));
+        assert!(depth_within(&nested("[", "]", 64), 64));
+        assert!(!depth_within(&nested("[", "]", 65), 64));
+        assert!(!depth_within(&nested("{\"a\":", "}", 65), 64));
+        // Siblings do not add up; brackets and escaped quotes inside strings do not count.
+        assert!(depth_within(
+            &format!("[{}]", vec![nested("[", "]", 63); 100].join(",")),
+            64
+        ));
+        assert!(depth_within(&format!("[\"\\\"{}\"]", "[".repeat(500)), 64));
+        let publish = |event: &str| {
+            let text = json_publish(event);
+            match parse(&text) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.error.message),
+            }
+        };
+        assert!(publish(&nested("[", "]", 64)).is_ok());
+        let e = publish(&nested("[", "]", 65)).unwrap_err();
+        assert_eq!(
+            e,
+            EventError::TooDeep {
+                index: 0,
+                limit: 64
+            }
+            .to_string()
+        );
+    }
+
+    fn json_publish(event: &str) -> String {
+        let events = serde_json::to_string(&[event]).unwrap();
+        format!(r#"{{"type":"publish","id":"p","channel":"/a/b","events":{events}}}"#)
     }
 
     #[test]

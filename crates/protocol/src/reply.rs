@@ -221,6 +221,63 @@ pub fn subscribe_resumed(id: &str, report: &ResumeReport) -> Bytes {
     encode("subscribe_success", Some(id), R { resume: report })
 }
 
+/// One stored event in a `GET /event/history` page.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryItem<'a> {
+    /// The event exactly as published: a JSON string token.
+    pub event: &'a [u8],
+    pub position: StreamPosition,
+    pub time_ms: u64,
+}
+
+/// The body of `GET /event/history` (Herald extension, `docs/extensions.md`): the events as
+/// stored (copied once, never parsed into a tree), or `recovered: false` with the reason.
+pub fn history_page(
+    channel: &str,
+    outcome: Result<&[HistoryItem<'_>], &str>,
+    top: StreamPosition,
+) -> Bytes {
+    #[derive(Serialize)]
+    struct Item<'a> {
+        /// `None` (null) only for a stored event that is not JSON, which publishing prevents.
+        event: Option<&'a serde_json::value::RawValue>,
+        position: StreamPosition,
+        time_ms: u64,
+    }
+    #[derive(Serialize)]
+    struct Page<'a> {
+        channel: &'a str,
+        recovered: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        events: Vec<Item<'a>>,
+        top: StreamPosition,
+    }
+    let (events, reason) = match outcome {
+        Ok(items) => (items, None),
+        Err(reason) => (&[][..], Some(reason)),
+    };
+    let page = Page {
+        channel,
+        recovered: reason.is_none(),
+        reason,
+        events: events
+            .iter()
+            .map(|e| Item {
+                event: std::str::from_utf8(e.event)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(t).ok()),
+                position: e.position,
+                time_ms: e.time_ms,
+            })
+            .collect(),
+        top,
+    };
+    serde_json::to_vec(&page)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

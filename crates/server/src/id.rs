@@ -1,19 +1,30 @@
-//! Generated API keys; event UUIDs come from [`herald_protocol::id`].
-
-use herald_protocol::id::{next_u64, seed};
+//! Generated API keys, from the operating system's random source; event UUIDs come from
+//! [`herald_protocol::id`] (a fast per-thread generator: ids need uniqueness, not secrecy).
 
 pub use herald_protocol::id::uuid_v4;
 
-/// A new API key in AppSync's shape: `da2-` and 26 lower-case letters and digits. Mixes a fresh
-/// `RandomState` seed into every character, so keys do not follow from the event-id generator.
-pub fn api_key() -> String {
+/// Why no key could be generated.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomError(String);
+
+/// A new API key in AppSync's shape: `da2-` and 26 lower-case letters and digits, each drawn
+/// uniformly from the OS random source (bytes at or above 252 = 7 × 36 are redrawn, so no
+/// character is likelier than another).
+pub fn api_key() -> Result<String, RandomError> {
     const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut key = String::from("da2-");
-    for _ in 0..26 {
-        let r = seed() ^ next_u64();
-        key.push(char::from(ALPHABET[(r % 36) as usize]));
+    let mut buf = [0u8; 64];
+    while key.len() < 30 {
+        getrandom::getrandom(&mut buf).map_err(|e| RandomError(e.to_string()))?;
+        for b in buf.iter().filter(|b| **b < 252) {
+            if key.len() == 30 {
+                break;
+            }
+            key.push(char::from(ALPHABET[usize::from(*b) % 36]));
+        }
     }
-    key
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -22,8 +33,13 @@ mod tests {
 
     #[test]
     fn api_keys_have_appsync_shape() {
-        let k = api_key();
+        let k = api_key().unwrap();
         assert!(k.starts_with("da2-") && k.len() == 30);
-        assert_ne!(k, api_key());
+        assert!(
+            k[4..]
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        assert_ne!(k, api_key().unwrap());
     }
 }

@@ -1,48 +1,94 @@
 //! Prometheus metrics at `GET /metrics`, named after AppSync's CloudWatch metrics (spec §8) and
-//! labelled by namespace, never by channel.
+//! labelled by namespace, never by channel. The exposition is the Prometheus project's
+//! `prometheus-client` (text format 0.0.4).
 //!
-//! Counters are plain atomics held in structs created at startup, so recording is one relaxed
-//! atomic add and nothing is formatted until `/metrics` is scraped. Per-delivery counts are added
-//! once per written batch by the connection task, not once per subscriber by the publisher.
+//! Recording is one relaxed atomic add on a handle held in structs made at startup; nothing is
+//! formatted until `/metrics` is scraped. Per-namespace handles live in one struct per namespace,
+//! so a publish looks its namespace up once. Latency histograms ([`Histogram`]) are lock-free
+//! too: fixed buckets of atomics, so the connection tasks that observe queueing delay never
+//! contend on a lock.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-/// A monotonically increasing count.
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::gauge::Gauge;
+
+/// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s.
+const BOUNDS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// A latency histogram with fixed buckets ([`BOUNDS`]); observing is a few atomic adds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound; the last slot counts those above every bound.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BOUNDS.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 
-/// A value that goes up and down.
-#[derive(Default)]
-pub struct Gauge(AtomicI64);
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Cumulative counts, as the format wants.
+        let mut cumulative = 0;
+        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(BOUNDS.len() + 1);
+        for (bound, n) in BOUNDS.iter().chain([&f64::INFINITY]).zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            buckets.push((*bound, cumulative));
+        }
+        let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum,
+            self.count(),
+            &buckets,
+            None,
+        )
+    }
 
-impl Gauge {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
-    pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
+}
+
+/// How a publish arrived, for the publish latency histogram.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    Http,
+    WebSocket,
 }
 
 /// Per-namespace metrics.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Namespace {
     pub subscribe_success: Counter,
     pub subscribe_client_error: Counter,
@@ -53,7 +99,7 @@ pub struct Namespace {
     pub publish_server_error: Counter,
     /// Events accepted by publishes.
     pub broadcast_events: Counter,
-    /// Bytes of accepted events.
+    /// Bytes of accepted events, each counted as the JSON string it travels as (escaped).
     pub broadcast_event_bytes: Counter,
     /// Subscriptions reached, summed over events.
     pub deliveries: Counter,
@@ -65,12 +111,31 @@ pub struct Namespace {
     /// Resumed subscriptions, and those that could not recover everything.
     pub resumes: Counter,
     pub resumes_unrecovered: Counter,
+    /// Resumes stopped before going live because their connection ended.
+    pub resumes_abandoned: Counter,
     /// Operations refused by access rules.
     pub rule_denials: Counter,
+    /// From a decoded publish to its answer, by transport.
+    pub publish_http_seconds: Histogram,
+    pub publish_websocket_seconds: Histogram,
+    /// Handler calls, by kind.
+    pub on_publish_seconds: Histogram,
+    pub on_subscribe_seconds: Histogram,
+    /// A publish's wait for history: queued, stored (group commit), delivered.
+    pub history_append_seconds: Histogram,
+}
+
+impl Namespace {
+    pub fn publish_seconds(&self, transport: Transport) -> &Histogram {
+        match transport {
+            Transport::Http => &self.publish_http_seconds,
+            Transport::WebSocket => &self.publish_websocket_seconds,
+        }
+    }
 }
 
 /// Server-wide metrics.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     pub connect_requests: Counter,
     pub connect_success: Counter,
@@ -86,38 +151,51 @@ pub struct Metrics {
     pub http_requests_5xx: Counter,
     /// Operations refused by authorization (any operation, any mode).
     pub unauthorized: Counter,
-    /// Grows on reload when namespaces are added (kept when removed, so counters never reset).
-    namespaces: std::sync::RwLock<BTreeMap<String, std::sync::Arc<Namespace>>>,
+    /// Sockets closed at accept: over `max_sockets` or `max_sockets_per_address`.
+    pub refused_sockets: Counter,
+    /// Connects and HTTP publishes refused by a per-address rate.
+    pub rate_limited: Counter,
+    /// Connections ended by a deadline: a stalled write, a half-sent message, an idle socket,
+    /// a slow request body.
+    pub timeouts: Counter,
+    /// From the first frame queued on an idle connection to the write that sends it.
+    pub queue_delay_seconds: Arc<Histogram>,
+    namespaces: Arc<Namespaces>,
+}
+
+/// Grows on reload when namespaces are added (kept when removed, so counters never reset).
+#[derive(Debug, Default)]
+struct Namespaces {
+    known: RwLock<BTreeMap<String, Arc<Namespace>>>,
     /// Stands in for a namespace that does not exist, so callers never need an `Option`.
-    unknown: std::sync::Arc<Namespace>,
+    unknown: Arc<Namespace>,
 }
 
 impl Metrics {
     pub fn new<'a>(namespaces: impl IntoIterator<Item = &'a str>) -> Metrics {
-        Metrics {
-            namespaces: std::sync::RwLock::new(
-                namespaces
-                    .into_iter()
-                    .map(|n| (n.to_owned(), std::sync::Arc::default()))
-                    .collect(),
-            ),
-            ..Metrics::default()
-        }
+        let m = Metrics::default();
+        m.add_namespaces(namespaces);
+        m
     }
 
     /// The namespace's metrics (a shared sink for unknown names, which are never exported).
-    pub fn ns(&self, name: &str) -> std::sync::Arc<Namespace> {
-        self.namespaces
+    pub fn ns(&self, name: &str) -> Arc<Namespace> {
+        let ns = &self.namespaces;
+        ns.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .unwrap_or(&self.unknown)
+            .unwrap_or(&ns.unknown)
             .clone()
     }
 
     /// Adds metrics for namespaces a reload introduced.
     pub fn add_namespaces<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        let mut map = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .namespaces
+            .known
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         for name in names {
             map.entry(name.to_owned()).or_default();
         }
@@ -128,215 +206,284 @@ impl Metrics {
             500.. => self.http_requests_5xx.inc(),
             400..=499 => self.http_requests_4xx.inc(),
             _ => self.http_requests_2xx.inc(),
-        }
+        };
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition. `queued_bytes` is read from the connections at scrape
+    /// time.
     pub fn render(&self, queued_bytes: u64) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let mut one = |name: &str, kind: &str, help: &str, value: i128| {
-            let _ = writeln!(
-                out,
-                "# HELP herald_{name} {help}\n# TYPE herald_{name} {kind}\nherald_{name} {value}"
-            );
-        };
-        one(
-            "connect_requests_total",
-            "counter",
-            "WebSocket upgrades received.",
-            self.connect_requests.get().into(),
-        );
-        one(
-            "connect_success_total",
-            "counter",
-            "Connections admitted.",
-            self.connect_success.get().into(),
-        );
-        one(
-            "connect_client_errors_total",
-            "counter",
-            "Connections refused (authorization, limits).",
-            self.connect_client_error.get().into(),
-        );
-        one(
-            "disconnect_total",
-            "counter",
-            "Admitted connections that ended.",
-            self.disconnects.get().into(),
-        );
-        one(
-            "active_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            self.active_connections.get().into(),
-        );
-        one(
-            "slow_consumer_disconnects_total",
-            "counter",
-            "Connections closed because their outbound queue overflowed.",
-            self.slow_consumer_disconnects.get().into(),
-        );
-        one(
-            "inbound_messages_total",
-            "counter",
-            "WebSocket messages received.",
-            self.inbound_messages.get().into(),
-        );
-        one(
-            "outbound_messages_total",
-            "counter",
-            "WebSocket messages sent.",
-            self.outbound_messages.get().into(),
-        );
-        one(
-            "outbound_bytes_total",
-            "counter",
-            "Bytes of WebSocket messages sent.",
-            self.outbound_bytes.get().into(),
-        );
-        one(
-            "unauthorized_total",
-            "counter",
-            "Operations refused by authorization.",
-            self.unauthorized.get().into(),
-        );
-        one(
-            "queued_bytes",
-            "gauge",
-            "Bytes waiting in connection outbound queues.",
-            queued_bytes.into(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP herald_http_requests_total HTTP requests answered, by status class.\n# TYPE herald_http_requests_total counter"
-        );
-        for (class, c) in [
-            ("2xx", &self.http_requests_2xx),
-            ("4xx", &self.http_requests_4xx),
-            ("5xx", &self.http_requests_5xx),
-        ] {
-            let _ = writeln!(
-                out,
-                "herald_http_requests_total{{status=\"{class}\"}} {}",
-                c.get()
-            );
-        }
-        type Get = fn(&Namespace) -> i128;
-        let per_ns: [(&str, &str, &str, Get); 16] = [
+        let mut registry = Registry::with_prefix("herald");
+        let plain: [(&str, &str, &Counter); 12] = [
             (
-                "subscribe_success_total",
-                "counter",
-                "Subscriptions accepted.",
-                |n| n.subscribe_success.get().into(),
+                "refused_sockets",
+                "Sockets closed at accept: over the total or per-address cap.",
+                &self.refused_sockets,
             ),
             (
-                "subscribe_client_errors_total",
-                "counter",
-                "Subscriptions refused.",
-                |n| n.subscribe_client_error.get().into(),
+                "rate_limited",
+                "Connects and HTTP publishes refused by a per-address rate.",
+                &self.rate_limited,
             ),
             (
-                "unsubscribe_success_total",
-                "counter",
-                "Subscriptions ended by the client.",
-                |n| n.unsubscribe_success.get().into(),
+                "timeouts",
+                "Connections ended by a deadline (stalled write, half-sent message, idle socket, slow body).",
+                &self.timeouts,
             ),
             (
-                "active_subscriptions",
-                "gauge",
-                "Live subscriptions.",
-                |n| n.active_subscriptions.get().into(),
+                "connect_requests",
+                "WebSocket upgrades received.",
+                &self.connect_requests,
             ),
             (
-                "publish_success_total",
-                "counter",
-                "Publish requests accepted (HTTP and WebSocket).",
-                |n| n.publish_success.get().into(),
+                "connect_success",
+                "Connections admitted.",
+                &self.connect_success,
             ),
             (
-                "publish_client_errors_total",
-                "counter",
-                "Publish requests refused for the client's fault.",
-                |n| n.publish_client_error.get().into(),
+                "connect_client_errors",
+                "Connections refused (authorization, limits).",
+                &self.connect_client_error,
             ),
             (
-                "publish_server_errors_total",
-                "counter",
-                "Publish requests failed by the server.",
-                |n| n.publish_server_error.get().into(),
+                "disconnect",
+                "Admitted connections that ended.",
+                &self.disconnects,
             ),
             (
-                "broadcast_events_total",
-                "counter",
-                "Events accepted for broadcast.",
-                |n| n.broadcast_events.get().into(),
+                "slow_consumer_disconnects",
+                "Connections closed because their outbound queue overflowed.",
+                &self.slow_consumer_disconnects,
             ),
             (
-                "broadcast_event_bytes_total",
-                "counter",
-                "Bytes of events accepted for broadcast.",
-                |n| n.broadcast_event_bytes.get().into(),
+                "inbound_messages",
+                "WebSocket messages received.",
+                &self.inbound_messages,
             ),
             (
-                "deliveries_total",
-                "counter",
-                "Events handed to subscriptions (one per event per subscription).",
-                |n| n.deliveries.get().into(),
+                "outbound_messages",
+                "WebSocket messages sent.",
+                &self.outbound_messages,
             ),
             (
-                "failed_events_total",
-                "counter",
-                "Events refused one by one (e.g. too large).",
-                |n| n.failed_events.get().into(),
+                "outbound_bytes",
+                "Bytes of WebSocket messages sent.",
+                &self.outbound_bytes,
             ),
             (
-                "history_appends_total",
-                "counter",
-                "Events stored in history.",
-                |n| n.history_appends.get().into(),
-            ),
-            (
-                "history_errors_total",
-                "counter",
-                "History store failures.",
-                |n| n.history_errors.get().into(),
-            ),
-            (
-                "resumes_total",
-                "counter",
-                "Subscriptions resumed from a position or time.",
-                |n| n.resumes.get().into(),
-            ),
-            (
-                "resumes_unrecovered_total",
-                "counter",
-                "Resumes that could not replay everything.",
-                |n| n.resumes_unrecovered.get().into(),
-            ),
-            (
-                "rule_denials_total",
-                "counter",
-                "Subscribes and publishes refused by access rules.",
-                |n| n.rule_denials.get().into(),
+                "unauthorized",
+                "Operations refused by authorization.",
+                &self.unauthorized,
             ),
         ];
-        for (name, kind, help, get) in per_ns {
-            let _ = writeln!(
-                out,
-                "# HELP herald_{name} {help}\n# TYPE herald_{name} {kind}"
-            );
-            for (ns, m) in self
-                .namespaces
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-            {
-                let _ = writeln!(out, "herald_{name}{{namespace=\"{ns}\"}} {}", get(m));
-            }
+        for (name, help, counter) in plain {
+            // Handles share their atomic: the registry reads the live values.
+            registry.register(name, help, counter.clone());
         }
+        registry.register(
+            "active_connections",
+            "Open WebSocket connections.",
+            self.active_connections.clone(),
+        );
+        let queued: Gauge = Gauge::default();
+        queued.set(i64::try_from(queued_bytes).unwrap_or(i64::MAX));
+        registry.register(
+            "queued_bytes",
+            "Bytes waiting in connection outbound queues.",
+            queued,
+        );
+        registry.register_collector(Box::new(Scrape {
+            http: [
+                ("2xx", self.http_requests_2xx.clone()),
+                ("4xx", self.http_requests_4xx.clone()),
+                ("5xx", self.http_requests_5xx.clone()),
+            ],
+            queue_delay: self.queue_delay_seconds.clone(),
+            namespaces: self.namespaces.clone(),
+        }));
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
         out
     }
 }
+
+/// What the registry's own types cannot hold: labelled families and the histograms. Holds
+/// handles that share the live atomics.
+#[derive(Debug)]
+struct Scrape {
+    http: [(&'static str, Counter); 3],
+    queue_delay: Arc<Histogram>,
+    namespaces: Arc<Namespaces>,
+}
+
+type Field<T> = fn(&Namespace) -> &T;
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut e = encoder.encode_descriptor(
+                "http_requests",
+                "HTTP requests answered, by status class.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (class, c) in &self.http {
+                c.encode(e.encode_family(&[("status", *class)])?)?;
+            }
+        }
+        self.queue_delay.encode(encoder.encode_descriptor(
+            "queue_delay_seconds",
+            "Time from the first frame queued on an idle connection to the write that sends it (sampled: one in 16 such writes per connection).",
+            None,
+            MetricType::Histogram,
+        )?)?;
+        let known = self
+            .namespaces
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, help, field) in COUNTERS {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (ns, n) in known.iter() {
+                field(n).encode(e.encode_family(&[("namespace", ns.as_str())])?)?;
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "active_subscriptions",
+                "Live subscriptions.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (ns, n) in known.iter() {
+                n.active_subscriptions
+                    .encode(e.encode_family(&[("namespace", ns.as_str())])?)?;
+            }
+        }
+        for (name, help, label, parts) in HISTOGRAMS {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (ns, n) in known.iter() {
+                for (value, field) in parts {
+                    let labels = [("namespace", ns.as_str()), (label, value)];
+                    field(n).encode(e.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut e = encoder.encode_descriptor(
+            "history_append_duration_seconds",
+            "A publish's wait for history: queued, stored (group commit), delivered.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (ns, n) in known.iter() {
+            n.history_append_seconds
+                .encode(e.encode_family(&[("namespace", ns.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-namespace counters: name (without `_total`), help, field.
+const COUNTERS: [(&str, &str, Field<Counter>); 16] = [
+    ("subscribe_success", "Subscriptions accepted.", |n| {
+        &n.subscribe_success
+    }),
+    ("subscribe_client_errors", "Subscriptions refused.", |n| {
+        &n.subscribe_client_error
+    }),
+    (
+        "unsubscribe_success",
+        "Subscriptions ended by the client.",
+        |n| &n.unsubscribe_success,
+    ),
+    (
+        "publish_success",
+        "Publish requests accepted (HTTP and WebSocket).",
+        |n| &n.publish_success,
+    ),
+    (
+        "publish_client_errors",
+        "Publish requests refused for the client's fault.",
+        |n| &n.publish_client_error,
+    ),
+    (
+        "publish_server_errors",
+        "Publish requests failed by the server.",
+        |n| &n.publish_server_error,
+    ),
+    ("broadcast_events", "Events accepted for broadcast.", |n| {
+        &n.broadcast_events
+    }),
+    (
+        "broadcast_event_bytes",
+        "Bytes of events accepted for broadcast, each counted as the JSON string it travels as.",
+        |n| &n.broadcast_event_bytes,
+    ),
+    (
+        "deliveries",
+        "Events handed to subscriptions (one per event per subscription).",
+        |n| &n.deliveries,
+    ),
+    (
+        "failed_events",
+        "Events refused one by one (e.g. too large).",
+        |n| &n.failed_events,
+    ),
+    ("history_appends", "Events stored in history.", |n| {
+        &n.history_appends
+    }),
+    ("history_errors", "History store failures.", |n| {
+        &n.history_errors
+    }),
+    (
+        "resumes",
+        "Subscriptions resumed from a position or time.",
+        |n| &n.resumes,
+    ),
+    (
+        "resumes_unrecovered",
+        "Resumes that could not replay everything.",
+        |n| &n.resumes_unrecovered,
+    ),
+    (
+        "resumes_abandoned",
+        "Resumes stopped before going live because their connection ended.",
+        |n| &n.resumes_abandoned,
+    ),
+    (
+        "rule_denials",
+        "Subscribes and publishes refused by access rules.",
+        |n| &n.rule_denials,
+    ),
+];
+
+/// Per-namespace histograms with one more label: name, help, label, (value, field) pairs.
+type Labelled = (
+    &'static str,
+    &'static str,
+    &'static str,
+    [(&'static str, Field<Histogram>); 2],
+);
+const HISTOGRAMS: [Labelled; 2] = [
+    (
+        "publish_duration_seconds",
+        "Publish requests, from decoded to answered.",
+        "transport",
+        [
+            ("http", |n| &n.publish_http_seconds),
+            ("websocket", |n| &n.publish_websocket_seconds),
+        ],
+    ),
+    (
+        "handler_duration_seconds",
+        "Namespace handler calls.",
+        "handler",
+        [
+            ("onPublish", |n| &n.on_publish_seconds),
+            ("onSubscribe", |n| &n.on_subscribe_seconds),
+        ],
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -345,18 +492,40 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::new(["default", "chat"]);
-        m.ns("chat").publish_success.add(3);
+        m.ns("chat").publish_success.inc_by(3);
         m.ns("nope").publish_success.inc();
         m.active_connections.inc();
+        m.ns("chat")
+            .publish_seconds(Transport::Http)
+            .observe(Duration::from_micros(300));
+        m.queue_delay_seconds.observe(Duration::from_secs(60));
         let text = m.render(7);
-        assert!(text.contains("herald_publish_success_total{namespace=\"chat\"} 3\n"));
+        assert!(
+            text.contains("herald_publish_success_total{namespace=\"chat\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("herald_publish_success_total{namespace=\"default\"} 0\n"));
         assert!(!text.contains("nope"));
         assert!(text.contains("herald_active_connections 1\n"));
         assert!(text.contains("herald_queued_bytes 7\n"));
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(text.contains("herald_http_requests_total{status=\"2xx\"} 0\n"));
+        assert!(text.contains(
+            "herald_publish_duration_seconds_bucket{namespace=\"chat\",transport=\"http\",le=\"0.0005\"} 1\n"
+        ));
+        assert!(text.contains(
+            "herald_publish_duration_seconds_bucket{namespace=\"chat\",transport=\"http\",le=\"0.00025\"} 0\n"
+        ));
+        assert!(text.contains("herald_queue_delay_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("herald_queue_delay_seconds_count 1\n"));
+        assert!(
+            text.contains("herald_history_append_duration_seconds_count{namespace=\"chat\"} 0\n")
+        );
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (_, value) = line.rsplit_once(' ').unwrap();
-            value.parse::<i128>().unwrap();
+            value.parse::<f64>().unwrap();
         }
     }
 }

@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use herald_handler::{EventOutcome, IncomingEvent, PublishContext, RequestInfo};
 
 use crate::auth::Identity;
+use crate::broker::BrokerError;
+use crate::idempotency::Begin;
 use crate::state::State;
 
 /// Who publishes: what the handler sees as `ctx.identity` and `ctx.request.headers`.
@@ -46,9 +48,31 @@ pub fn handler_error(e: &herald_handler::HandlerError, op: herald_handler::Opera
 }
 
 /// Publishes the accepted events of a request to `channel` (already authorized), through the
-/// namespace's `onPublish` handler when it has one. Oversized events are listed in `failed` with
-/// AppSync's `EventTooLargeException`; events a handler fails too, with its code.
+/// namespace's `onPublish` handler when it has one, once per idempotency key (see
+/// `idempotency`). Oversized events are listed in `failed` with AppSync's
+/// `EventTooLargeException`; events a handler fails too, with its code.
 pub async fn publish(
+    state: &State,
+    channel: &Channel,
+    events: &[Result<Event<'_>, EventError>],
+    caller: &Caller<'_>,
+    idempotency_key: Option<&str>,
+) -> Result<PublishResult, WireError> {
+    let Some(key) = idempotency_key else {
+        return publish_once(state, channel, events, caller).await;
+    };
+    match state.idempotency.begin(channel.namespace(), key) {
+        Begin::Replay(result) => Ok((*result).clone()),
+        Begin::Refuse(e) => Err(e),
+        Begin::Fresh(claim) => {
+            let outcome = publish_once(state, channel, events, caller).await;
+            claim.finish(&outcome);
+            outcome
+        }
+    }
+}
+
+async fn publish_once(
     state: &State,
     channel: &Channel,
     events: &[Result<Event<'_>, EventError>],
@@ -58,6 +82,7 @@ pub async fn publish(
     let mut bodies: Vec<Cow<'_, str>> = Vec::with_capacity(events.len());
     let identifiers: Vec<String> = events.iter().map(|_| crate::id::uuid_v4()).collect();
     let namespace = channel.namespace();
+    let m = state.metrics.ns(namespace);
     let live = state.live();
     let outcomes = match live
         .handlers
@@ -67,7 +92,7 @@ pub async fn publish(
         Some(handlers) => {
             let ctx = PublishContext {
                 channel: channel.as_str().to_owned(),
-                identity: Some(caller.identity.verified.to_context_value(caller.source_ip))
+                identity: Some(caller.identity.to_context_value(caller.source_ip))
                     .filter(|v| !v.is_null()),
                 request: request_info(caller.headers),
                 events: events
@@ -82,10 +107,11 @@ pub async fn publish(
                     })
                     .collect(),
             };
-            let outcomes = handlers
-                .on_publish(namespace, ctx)
-                .await
-                .map_err(|e| handler_error(&e, herald_handler::Operation::Publish))?;
+            let started = std::time::Instant::now();
+            let outcomes = handlers.on_publish(namespace, ctx).await;
+            m.on_publish_seconds.observe(started.elapsed());
+            let outcomes =
+                outcomes.map_err(|e| handler_error(&e, herald_handler::Operation::Publish))?;
             Some(outcomes.into_iter())
         }
         None => None,
@@ -138,52 +164,62 @@ pub async fn publish(
             }),
         }
     }
-    let m = state.metrics.ns(channel.namespace());
-    m.failed_events.add(result.failed.len() as u64);
+    m.failed_events.inc_by(result.failed.len() as u64);
     if bodies.is_empty() {
         return Ok(result);
     }
-    m.broadcast_events.add(bodies.len() as u64);
+    m.broadcast_events.inc_by(bodies.len() as u64);
     m.broadcast_event_bytes
-        .add(bodies.iter().map(|b| b.len() as u64).sum());
-    if let Some(history) = state.history_of(channel.namespace()) {
-        // Stored first: `successful` means durable, and positions go out with the events.
-        let tokens = bodies
-            .iter()
-            .map(|t| Bytes::copy_from_slice(t.as_bytes()))
-            .collect();
-        let appended = history.append(channel, tokens).await.inspect_err(|_| {
-            m.history_errors.inc();
-        })?;
-        m.history_appends.add(appended.positions.len() as u64);
-        if let Some(d) = appended.delivered {
-            m.deliveries.add((d * appended.positions.len()) as u64);
+        .inc_by(bodies.iter().map(|b| b.len() as u64).sum());
+    let (delivered, positions) = match state.history_of(channel.namespace()) {
+        Some(history) => {
+            // Stored first: `successful` means durable, and positions go out with the events.
+            let tokens = bodies
+                .iter()
+                .map(|t| Bytes::copy_from_slice(t.as_bytes()))
+                .collect();
+            let started = std::time::Instant::now();
+            let appended = history.append(channel, tokens).await;
+            m.history_append_seconds.observe(started.elapsed());
+            let appended = appended.inspect_err(|_| {
+                m.history_errors.inc();
+            })?;
+            m.history_appends.inc_by(appended.positions.len() as u64);
+            let positions = appended.positions.into_iter().map(crate::history::wire);
+            (appended.delivered, positions.map(Some).collect())
         }
-        let delivered_events = result
-            .successful
-            .iter_mut()
-            .filter(|a| a.delivered.is_none());
-        for (accepted, position) in delivered_events.zip(appended.positions) {
-            accepted.delivered = appended.delivered;
-            accepted.position = Some(crate::history::wire(position));
+        None => {
+            let bodies: Vec<Bytes> = bodies.iter().map(|t| reply::data_body(t)).collect();
+            let delivered = state
+                .broker
+                .publish(channel, &bodies)
+                .await
+                .map_err(|e| match e {
+                    BrokerError::Unavailable(_) => {
+                        WireError::new(ErrorType::Internal, e.to_string())
+                    }
+                    BrokerError::Uncertain(_) => WireError::new(
+                        ErrorType::Internal,
+                        format!(
+                            "{}: {e}; retry with the same idempotency key",
+                            crate::idempotency::MAY_BE_STORED
+                        ),
+                    ),
+                })?;
+            (delivered, vec![None; bodies.len()])
         }
-        return Ok(result);
-    }
-    let bodies: Vec<Bytes> = bodies.iter().map(|t| reply::data_body(t)).collect();
-    let delivered = state
-        .broker
-        .publish(channel, &bodies)
-        .await
-        .map_err(|e| WireError::new(ErrorType::Internal, e.to_string()))?;
+    };
     if let Some(d) = delivered {
-        m.deliveries.add((d * bodies.len()) as u64);
+        m.deliveries.inc_by((d * positions.len()) as u64);
     }
-    for accepted in result
+    // Events a handler dropped already say `delivered: 0`; the rest were handed on, in order.
+    let handed_on = result
         .successful
         .iter_mut()
-        .filter(|a| a.delivered.is_none())
-    {
+        .filter(|a| a.delivered.is_none());
+    for (accepted, position) in handed_on.zip(positions) {
         accepted.delivered = delivered;
+        accepted.position = position;
     }
     Ok(result)
 }

@@ -13,9 +13,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, ConfigError};
+use crate::admission::Ticket;
+use crate::config::{Config, ConfigError, ReloadSource};
+use crate::deployment::BackplaneError;
+use crate::reload::ReloadError;
+use crate::settings::Settings;
 use crate::state::State;
-use crate::transport::tls::{self, DevFiles, TlsError};
+use crate::transport::deadline::WriteDeadline;
+use crate::transport::tls::{DevFiles, TlsError};
 use crate::transport::ws::close;
 
 /// The server could not start.
@@ -26,11 +31,7 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
-    Handler(#[from] herald_handler::LoadError),
-    #[error(transparent)]
-    Cluster(#[from] crate::cluster::ClusterError),
-    #[error("cannot open the history store")]
-    History(#[from] herald_history::HistoryError),
+    Backplane(#[from] BackplaneError),
     #[error(
         "cannot listen on {addr}: {source} (is another process using the port? choose another with --listen)"
     )]
@@ -45,8 +46,9 @@ pub enum StartError {
 pub struct Reloader(Arc<State>);
 
 impl Reloader {
-    pub fn reload(&self) -> Result<(), crate::state::ReloadError> {
-        self.0.reload_from_source()
+    /// Reloads from the configuration source (see `reload`).
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        crate::reload::reload(self.0.clone()).await
     }
 }
 
@@ -59,34 +61,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates the configuration, sets up TLS and binds the port.
+    /// Checks and builds the configuration, sets up TLS, starts the backplane (embedded or
+    /// cluster) and binds the port.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        config.validate()?;
-        let (tls, dev_tls) = match (&config.tls.cert, &config.tls.key, config.tls.dev) {
-            (Some(cert), Some(key), _) => (Some(tls::from_files(cert, key)?), None),
-            (_, _, true) => {
-                let (acceptor, files) = tls::dev(&config.data_dir)?;
-                (Some(acceptor), Some(files))
-            }
-            _ => (None, None),
-        };
-        let addr = config.listen;
-        let state = if config.cluster.enabled() {
-            let followed = config
-                .namespaces
-                .iter()
-                .filter(|n| n.history.is_some())
-                .map(|n| n.name.clone())
-                .collect();
-            let broker = crate::cluster::NatsBroker::connect(&config.cluster, followed).await?;
-            let client = broker.client();
-            let broker: Arc<dyn crate::hub::Broker> = Arc::new(broker);
-            let history =
-                crate::history::History::start_cluster(&config, broker.clone(), client).await?;
-            Arc::new(State::with_broker(config, broker, history)?)
-        } else {
-            Arc::new(State::new(config)?)
-        };
+        let Settings { fixed, live } = Settings::build(config)?;
+        let (tls, dev_tls) = fixed.tls.acceptor(&fixed.data_dir)?;
+        let addr = fixed.listen;
+        let backplane = crate::deployment::start(&fixed).await?;
+        let state = Arc::new(State::new(fixed, live, backplane.broker, backplane.history));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -101,11 +83,11 @@ impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
-            .unwrap_or(self.state.config.listen)
+            .unwrap_or(self.state.fixed.listen)
     }
 
     /// Where reloads (SIGHUP, `POST /admin/reload`) read the configuration from.
-    pub fn set_reload_source(&self, source: crate::state::ReloadSource) {
+    pub fn set_reload_source(&self, source: ReloadSource) {
         self.state.set_reload_source(source);
     }
 
@@ -136,7 +118,7 @@ impl Server {
         // Every HTTP connection holds a receiver; shutdown flips the value and waits for all to drop.
         let (stop, _) = tokio::sync::watch::channel(false);
         let ticker = tokio::spawn(keepalive(state.clone()));
-        let handshake = Duration::from_millis(state.config.websocket.handshake_timeout_ms);
+        let handshake = Duration::from_millis(state.fixed.websocket.handshake_timeout_ms);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -167,7 +149,7 @@ impl Server {
         state
             .connections
             .close_all(close::GOING_AWAY, "server shutting down");
-        let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+        let grace = Duration::from_millis(state.fixed.shutdown_grace_ms);
         let drained = async {
             let _ = stop.send(true);
             stop.closed().await;
@@ -192,6 +174,16 @@ async fn serve_tcp(
     handshake: Duration,
     watcher: tokio::sync::watch::Receiver<bool>,
 ) {
+    let ticket = match state.admission.admit(peer.ip()) {
+        Ok(t) => Arc::new(t),
+        Err(refusal) => {
+            // Closed unanswered: answering would cost what the cap protects.
+            state.metrics.refused_sockets.inc();
+            tracing::debug!(%peer, ?refusal, "socket refused");
+            return;
+        }
+    };
+    let stall = Duration::from_millis(state.fixed.limits.write_timeout_ms);
     if let Some(acceptor) = tls {
         let mut first = [0u8; 1];
         let is_tls = matches!(
@@ -199,29 +191,39 @@ async fn serve_tcp(
             Ok(Ok(1))
         ) && first[0] == 0x16;
         if is_tls {
+            let tcp = WriteDeadline::new(tcp, stall);
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer, watcher).await,
+                Ok(Ok(stream)) => serve_http(state, stream, peer, ticket, watcher).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
             return;
         }
     }
-    serve_http(state, tcp, peer, watcher).await;
+    let tcp = WriteDeadline::new(tcp, stall);
+    serve_http(state, tcp, peer, ticket, watcher).await;
 }
 
 async fn serve_http<S>(
     state: Arc<State>,
     io: S,
     peer: SocketAddr,
+    ticket: Arc<Ticket>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
-        let mut req = req;
-        req.extensions_mut().insert(crate::http::Peer(peer));
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = state.admission.client(peer.ip(), forwarded);
+        let extensions = req.extensions_mut();
+        extensions.insert(crate::http::request::Peer { client });
+        // The WebSocket this request may become holds the socket's place too.
+        extensions.insert(ticket.clone());
         async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -245,7 +247,7 @@ async fn serve_http<S>(
 
 /// One timer for every connection: keep-alives and the maximum lifetime.
 async fn keepalive(state: Arc<State>) {
-    let ws = &state.config.websocket;
+    let ws = &state.fixed.websocket;
     let period = Duration::from_millis(ws.keepalive_interval_ms);
     let max_age = Duration::from_secs(ws.max_lifetime_secs);
     let ka = Bytes::from_static(herald_protocol::reply::KA.as_bytes());

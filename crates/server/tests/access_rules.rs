@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
+use herald_server::config::RulesConfig;
 use herald_server::config::{ApiKeyConfig, NamespaceConfig};
-use herald_server::rules::RulesConfig;
 use serde_json::json;
 
 const T1: &str = "da2-tenant-one-0000000";

@@ -64,7 +64,7 @@ async fn malformed_frames_get_errors_and_the_connection_survives() {
             r#"{"type":"subscribe","id":"s","channel":"/nope/a"}"#,
             "subscribe_error",
             Some("s"),
-            "NotFoundException",
+            "UnauthorizedException",
         ),
         (
             r#"{"type":"subscribe","id":"s","channel":"/default/*/a"}"#,
@@ -124,7 +124,7 @@ async fn malformed_frames_get_errors_and_the_connection_survives() {
             r#"{"type":"publish","id":"p","channel":"/nope/a","events":["1"]}"#,
             "publish_error",
             Some("p"),
-            "NotFoundException",
+            "UnauthorizedException",
         ),
         (
             r#"{"type":"publish","id":"p","channel":"/default/a","events":["1"],"authorization":{"x-api-key":"da2-bad00000"}}"#,
@@ -261,8 +261,8 @@ async fn http_publish_errors() {
         (
             json!({"channel": "/nope/a", "events": ["1"]}),
             KEY,
-            404,
-            "NotFoundException",
+            401,
+            "UnauthorizedException",
         ),
         (ok(json!([])), KEY, 400, "BadRequestException"),
         (

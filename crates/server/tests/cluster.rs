@@ -1,7 +1,7 @@
 //! Cluster mode over a real `nats-server` (started by the test on a free loopback port) with
 //! three Herald nodes: cross-node delivery counts are exact; a NATS outage makes publishes fail
 //! clearly, then heals by itself; history lives in JetStream, and a client resumes on another
-//! node with no gap and no duplicate.
+//! node with no gap and no duplicate, also while others keep publishing.
 
 mod common;
 #[path = "../../history/tests/support/nats.rs"]
@@ -416,6 +416,71 @@ async fn history_in_jetstream_resumes_on_another_node_without_gap() {
     assert_eq!(events, ["10", "11"], "{page}");
     for n in [n1, n2, n3] {
         n.stop().await;
+    }
+}
+
+/// The seam in cluster mode while publishers keep publishing on another node: a subscriber
+/// drops and resumes, alternately on the two nodes, from its last position; it sees every offset
+/// exactly once, in order. Resumes read beside each node's follower and go live in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_seam_across_nodes_under_concurrent_publishing() {
+    const PUBLISHERS: usize = 2;
+    const PER_PUBLISHER: usize = 40;
+    const TOTAL: usize = PUBLISHERS * PER_PUBLISHER;
+    let nats = Nats::start(free_port());
+    let n1 = std::sync::Arc::new(start(history_node(&nats, "n1")).await);
+    let n2 = std::sync::Arc::new(start(history_node(&nats, "n2")).await);
+    let mut c = Client::ready(&n1).await;
+    assert_eq!(
+        c.subscribe("s0", "/hist/seam").await["type"],
+        "subscribe_success"
+    );
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let n2 = n2.clone();
+            tokio::spawn(async move {
+                for i in 0..PER_PUBLISHER {
+                    let body = json!({"channel": "/hist/seam", "events": [format!("\"{p}-{i}\"")]});
+                    let (status, reply) = post(&n2, KEY, &body).await;
+                    assert_eq!(status, 200, "{reply}");
+                }
+            })
+        })
+        .collect();
+    let mut seen: Vec<u64> = Vec::new();
+    let mut last = None;
+    let mut drops = [10, 30, 55].into_iter().peekable();
+    let mut resumes = 0;
+    while seen.len() < TOTAL {
+        if drops.next_if(|&d| d <= seen.len()).is_some() {
+            resumes += 1;
+            let node = if resumes % 2 == 1 { &n2 } else { &n1 };
+            drop(std::mem::replace(&mut c, Client::ready(node).await));
+            let (epoch, offset): (String, u64) = last.clone().unwrap();
+            let from = json!({"epoch": epoch, "offset": offset});
+            let ok = c.resume(&format!("s{resumes}"), "/hist/seam", from).await;
+            assert_eq!(ok["resume"]["recovered"], true, "{ok}");
+            continue;
+        }
+        let f = c.recv().await;
+        assert_eq!(f["type"], "data", "{f}");
+        let p = position(&f);
+        seen.push(p.1);
+        last = Some(p);
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let first = seen[0];
+    assert_eq!(
+        seen,
+        (first..first + TOTAL as u64).collect::<Vec<_>>(),
+        "every offset once, in order"
+    );
+    for n in [n1, n2] {
+        if let Some(n) = std::sync::Arc::into_inner(n) {
+            n.stop().await;
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The configuration examples in the docs work as written: every TOML block loads and validates.
 
-use herald_server::Config;
+use herald_server::{Config, Settings};
 
 fn toml_blocks(doc: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -32,8 +32,8 @@ fn documented_configs_are_valid() {
             std::fs::write(&file, block).unwrap();
             let config = Config::load(Some(&file))
                 .unwrap_or_else(|e| panic!("{doc} block {i}: {e}\n{block}"));
-            config
-                .validate()
+            Settings::build(config)
+                .map(drop)
                 .unwrap_or_else(|e| panic!("{doc} block {i}: {e}\n{block}"));
         }
     }

@@ -130,8 +130,13 @@ fn control() -> impl Strategy<Value = (Control, Wire)> {
     let c = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..=125).prop_map(Control::Ping),
         prop::collection::vec(any::<u8>(), 0..=125).prop_map(Control::Pong),
-        prop::option::of((any::<u16>(), prop::collection::vec(any::<u8>(), 0..=123)))
-            .prop_map(Control::Close),
+        // Codes a peer may send (RFC 6455 §7.4) with UTF-8 reasons; others are refused and
+        // covered by the arbitrary-bytes property.
+        prop::option::of((
+            prop_oneof![1000u16..=1003, 1007u16..=1014, 3000u16..=4999],
+            "[a-z é]{0,40}".prop_map(String::into_bytes),
+        ))
+        .prop_map(Control::Close),
     ];
     (c, wire())
 }

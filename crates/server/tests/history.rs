@@ -5,26 +5,8 @@
 mod common;
 
 use common::*;
-use herald_server::Config;
-use herald_server::config::{HistoryBackend, NamespaceConfig, NamespaceHistory};
+use herald_server::config::HistoryBackend;
 use serde_json::{Value, json};
-
-fn history_config(dir: &std::path::Path, max_count: Option<u64>) -> Config {
-    let mut c = config();
-    c.data_dir = dir.to_owned();
-    c.namespaces.push(NamespaceConfig {
-        name: "chat".into(),
-        publish_auth_modes: None,
-        subscribe_auth_modes: None,
-        handlers: None,
-        rules: None,
-        history: Some(NamespaceHistory {
-            max_age_secs: None,
-            max_count,
-        }),
-    });
-    c
-}
 
 fn position(frame: &Value) -> (String, u64) {
     let p = &frame["position"];
@@ -323,85 +305,117 @@ async fn memory_backend_works_too() {
 
 /// The seam under concurrent publishing: while publishers keep publishing, a subscriber drops
 /// and resumes from its last position several times; it must see every offset exactly once, in
-/// order. Random disconnect points and publisher counts, a few cases each run.
+/// order. Random disconnect points and publisher counts, a few cases each run. With `wildcard`,
+/// each publisher has its own channel under `/chat/seam/*` (created by its first publish, perhaps
+/// while a resume runs), and the subscriber resumes with a position per channel it has seen.
 #[test]
 fn resume_seam_under_concurrent_publishing() {
     use proptest::prelude::*;
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 6,
+        cases: 8,
         ..ProptestConfig::default()
     });
-    let strategy = (1usize..4, proptest::collection::vec(1usize..40, 1..4));
+    let strategy = (
+        1usize..4,
+        proptest::collection::vec(1usize..40, 1..4),
+        proptest::bool::ANY,
+    );
     runner
-        .run(&strategy, |(publishers, drops)| {
+        .run(&strategy, |(publishers, drops, wildcard)| {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(seam(publishers, drops));
+            rt.block_on(seam(publishers, drops, wildcard));
             Ok(())
         })
         .unwrap();
 }
 
-async fn seam(publishers: usize, drops: Vec<usize>) {
+async fn seam(publishers: usize, drops: Vec<usize>, wildcard: bool) {
     const PER_PUBLISHER: usize = 60;
     let dir = tempfile::tempdir().unwrap();
     let server = start(history_config(dir.path(), None)).await;
-    let total = (publishers * PER_PUBLISHER) as u64;
+    let total = publishers * PER_PUBLISHER;
+    let channel_of = move |p: usize| {
+        if wildcard {
+            format!("/chat/seam/p{p}")
+        } else {
+            "/chat/seam".to_owned()
+        }
+    };
+    let subscribed = if wildcard {
+        "/chat/seam/*"
+    } else {
+        "/chat/seam"
+    };
     let mut c = Client::ready(&server).await;
     assert_eq!(
-        c.subscribe("s", "/chat/seam").await["type"],
+        c.subscribe("s", subscribed).await["type"],
         "subscribe_success"
     );
     let addr = server.addr;
     let tasks: Vec<_> = (0..publishers)
         .map(|p| {
+            let channel = channel_of(p);
             tokio::spawn(async move {
                 let s = TestAddr(addr);
                 for i in 0..PER_PUBLISHER {
-                    let body = json!({"channel": "/chat/seam", "events": [json!({"p": p, "i": i}).to_string()]});
+                    let body = json!({"channel": channel, "events": [json!({"p": p, "i": i}).to_string()]});
                     let (status, _) = s.post(&body).await;
                     assert_eq!(status, 200);
                 }
             })
         })
         .collect();
-    let mut seen: Vec<u64> = Vec::new();
-    let mut last: Option<(String, u64)> = None;
+    // Offsets seen per channel, in arrival order, and the last position of each.
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut last: std::collections::BTreeMap<String, (String, u64)> = Default::default();
+    let mut received = 0;
     let mut drops = drops.into_iter();
     let mut next_drop = drops.next();
     let mut sub = 0;
-    while (seen.len() as u64) < total {
-        if next_drop == Some(seen.len()) || next_drop.is_some_and(|d| d < seen.len()) {
+    while received < total {
+        if next_drop.is_some_and(|d| d <= received) {
             next_drop = drops.next();
             drop(std::mem::replace(&mut c, Client::ready(&server).await));
             sub += 1;
-            let resume = match &last {
-                Some((epoch, offset)) => json!({"epoch": epoch, "offset": offset}),
-                None => json!({"since_ms": 0}),
+            let resume = if wildcard {
+                let positions: serde_json::Map<String, Value> = last
+                    .iter()
+                    .map(|(ch, (epoch, offset))| {
+                        (ch.clone(), json!({"epoch": epoch, "offset": offset}))
+                    })
+                    .collect();
+                json!({"positions": positions, "since_ms": 0})
+            } else {
+                match last.values().next() {
+                    Some((epoch, offset)) => json!({"epoch": epoch, "offset": offset}),
+                    None => json!({"since_ms": 0}),
+                }
             };
-            c.send(
-                json!({"type": "subscribe", "id": format!("s{sub}"), "channel": "/chat/seam",
-                "authorization": {"x-api-key": KEY}, "resume": resume}),
-            )
-            .await;
-            let ok = c.recv().await;
+            let ok = c.resume(&format!("s{sub}"), subscribed, resume).await;
             assert_eq!(ok["resume"]["recovered"], true, "{ok}");
             continue;
         }
         let f = c.recv().await;
         assert_eq!(f["type"], "data", "{f}");
+        let channel = f["position"]["channel"].as_str().unwrap().to_owned();
         let p = position(&f);
-        seen.push(p.1);
-        last = Some(p);
+        seen.entry(channel.clone()).or_default().push(p.1);
+        last.insert(channel, p);
+        received += 1;
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let expected: Vec<u64> = (1..=total).collect();
-    assert_eq!(seen, expected, "every offset once, in order");
+    let per_channel = if wildcard { PER_PUBLISHER } else { total } as u64;
+    let expected: Vec<u64> = (1..=per_channel).collect();
+    assert_eq!(seen.len(), if wildcard { publishers } else { 1 });
+    for (channel, offsets) in &seen {
+        assert_eq!(offsets, &expected, "{channel}: every offset once, in order");
+    }
     server.stop().await;
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use herald_server::Config;
 use herald_server::config::NamespaceConfig;
-use herald_server::rules::RulesConfig;
+use herald_server::config::RulesConfig;
 use serde_json::json;
 
 const ADMIN: &str = "admin-secret-0000";

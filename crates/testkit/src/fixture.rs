@@ -21,6 +21,8 @@ pub enum Reply {
     Raw(u16, &'static str, String),
     /// Never answer (the connection stays open until the client gives up).
     Hang,
+    /// A redirect: status and `Location`.
+    Redirect(u16, String),
 }
 
 /// One received request.
@@ -150,14 +152,17 @@ where
         headers,
         body,
     });
-    let (status, content_type, text) = match reply {
-        Reply::Json(s, b) => (s, "application/json", b),
-        Reply::Raw(s, c, b) => (s, c, b),
+    let (status, content_type, text, location) = match reply {
+        Reply::Json(s, b) => (s, "application/json", b, None),
+        Reply::Raw(s, c, b) => (s, c, b, None),
         Reply::Hang => std::future::pending().await,
+        Reply::Redirect(s, to) => (s, "text/plain", String::new(), Some(to)),
     };
-    Response::builder()
+    let mut response = Response::builder()
         .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(text)))
-        .unwrap()
+        .header("content-type", content_type);
+    if let Some(to) = location {
+        response = response.header("location", to);
+    }
+    response.body(Full::new(Bytes::from(text))).unwrap()
 }

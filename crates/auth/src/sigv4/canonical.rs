@@ -179,7 +179,10 @@ pub fn canonical_uri(path: &str) -> String {
         out.push('/');
         uri_encode_into(&mut out, seg.as_bytes());
     }
-    if out.is_empty() || (path.ends_with('/') && !segments.is_empty()) {
+    // A final `.` or `..` leaves a trailing slash, as RFC 3986's remove_dot_segments does
+    // (`/a/.` is `/a/`): aws-sigv4 signs that form.
+    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
+    if out.is_empty() || (trailing && !segments.is_empty()) {
         out.push('/');
     }
     out
@@ -394,6 +397,9 @@ mod tests {
         assert_eq!(canonical_uri("//a/./b/../c/"), "/a/c/");
         assert_eq!(canonical_uri("/a%20b"), "/a%2520b");
         assert_eq!(canonical_uri("/.."), "/");
+        // Found by proptest against aws-sigv4: a final dot segment keeps its slash.
+        assert_eq!(canonical_uri("/'/."), "/%27/");
+        assert_eq!(canonical_uri("/a/b/.."), "/a/");
     }
 
     #[test]

@@ -2,21 +2,22 @@
 //! (spec §2), and writes whatever its [`Outbox`] holds.
 //!
 //! The task alternates between writing everything queued (one syscall for many frames) and
-//! waiting for either more input or more output. Publishing happens inline: a `publish` frame
-//! fans out from this task before the reply is queued.
+//! waiting for more input, more output, or the end of a resume (which runs in a task of its own).
+//! Publishing happens inline: a `publish` frame fans out from this task before the reply is
+//! queued.
 
 pub mod outbox;
 mod session;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use herald_protocol::{AuthFields, ErrorType, WireError, reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::Check;
+use crate::auth::{Action, Presented};
 use crate::state::State;
 use crate::transport::ws::{self, Message, Reader, close};
 use outbox::{Out, Outbox};
@@ -36,7 +37,7 @@ pub async fn run<S>(state: Arc<State>, mut io: S, fields: AuthFields, source_ip:
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limits = &state.config.limits;
+    let limits = &state.fixed.limits;
     let metrics = &state.metrics;
     metrics.connect_requests.inc();
     let outbox = Arc::new(Outbox::new(
@@ -56,20 +57,24 @@ where
         return;
     };
     let live = state.live();
-    let modes = live.config.auth.connection_auth_modes.clone();
+    let admitted = live
+        .access
+        .authorize(Action::Connect, Presented::fields(&fields), metrics);
+    // Boxed: verifying a token is a large future; inline, it would enlarge every idle
+    // connection's task.
+    if let Err(err) = Box::pin(admitted).await {
+        metrics.connect_client_error.inc();
+        refuse(&mut io, &err).await;
+        return;
+    }
     drop(live);
-    let identity = match Box::pin(state.authorize(&modes, Check::connect(&fields))).await {
-        Ok(identity) => identity,
-        Err(err) => {
-            metrics.connect_client_error.inc();
-            refuse(&mut io, &err).await;
-            return;
-        }
-    };
     metrics.connect_success.inc();
     metrics.active_connections.inc();
-    let mut session = Session::new(state.clone(), outbox.clone(), fields, identity, source_ip);
+    let mut session = Session::new(state.clone(), outbox.clone(), fields, source_ip);
     let reason = pump(&state, &mut io, &outbox, &mut session).await;
+    // First refuse everything for this connection, so resumes still running stop short of going
+    // live; then release its subscriptions and abort its resumes.
+    outbox.shut();
     session.end();
     metrics.active_connections.dec();
     metrics.disconnects.inc();
@@ -102,6 +107,15 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
         while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
+}
+
+/// Which deadline a connection is under.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// A message has begun and must be completed.
+    Message,
+    /// No subscription: the client must send something.
+    Idle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +170,7 @@ async fn write_while<S: AsyncWrite + Unpin>(
             biased;
             _ = &mut handling => return Ok(()),
             _ = outbox.ready() => {
-                outbox.drain(&mut batch);
+                let queued_at = outbox.drain(&mut batch);
                 let mut frames = 0u64;
                 for item in batch.drain(..) {
                     match item {
@@ -172,13 +186,22 @@ async fn write_while<S: AsyncWrite + Unpin>(
                     frames += 1;
                 }
                 if !buf.is_empty() {
-                    state.metrics.outbound_messages.add(frames);
-                    state.metrics.outbound_bytes.add(buf.len() as u64);
+                    record_write(state, frames, buf.len(), queued_at);
                     io.write_all(&buf).await?;
                     buf.clear();
                 }
             }
         }
+    }
+}
+
+/// Counts one coalesced write: its frames, bytes, and how long its oldest frame waited.
+fn record_write(state: &State, frames: u64, bytes: usize, queued_at: Option<std::time::Instant>) {
+    let m = &state.metrics;
+    m.outbound_messages.inc_by(frames);
+    m.outbound_bytes.inc_by(bytes as u64);
+    if let Some(t) = queued_at {
+        m.queue_delay_seconds.observe(t.elapsed());
     }
 }
 
@@ -188,8 +211,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     outbox: &Outbox,
     session: &mut Session,
 ) -> Result<(), End> {
-    let initial = state.config.websocket.read_buffer_bytes.max(256);
-    let max_message = state.config.limits.max_request_bytes;
+    let initial = state.fixed.websocket.read_buffer_bytes.max(256);
+    let max_message = state.fixed.limits.max_request_bytes;
     // Empty while idle: an idle connection holds no read buffer on the heap (see `read_some`).
     let mut rbuf = BytesMut::new();
     let mut tiny = [0u8; TINY_READ];
@@ -200,9 +223,13 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     // Items that need the session, set aside while it was busy with a message.
     let mut held: VecDeque<Out> = VecDeque::new();
     let mut reader = Reader::default();
-    let write_delay = Duration::from_micros(state.config.websocket.write_delay_us);
+    let ws = &state.fixed.websocket;
+    let write_delay = Duration::from_micros(ws.write_delay_us);
+    // When the message being received began, and when the client last sent anything.
+    let mut message_since: Option<Instant> = None;
+    let mut last_heard = Instant::now();
     loop {
-        outbox.drain(&mut queue);
+        let queued_at = outbox.drain(&mut queue);
         while let Some(item) = held.pop_back() {
             queue.push_front(item);
         }
@@ -226,11 +253,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             queue = VecDeque::new();
         }
         if !wbuf.is_empty() {
-            state.metrics.outbound_messages.add(frames);
-            state
-                .metrics
-                .outbound_bytes
-                .add((wbuf.len() - before) as u64);
+            record_write(state, frames, wbuf.len() - before, queued_at);
             io.write_all(&wbuf).await?;
             wbuf.clear();
             if wbuf.capacity() > KEEP_WRITE_BUFFER {
@@ -241,18 +264,45 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             linger(io).await;
             return Err(End::Closed(code));
         }
+        // A deadline only while a message is half-received, or while the connection holds no
+        // subscription: subscribers that merely listen are never cut.
+        let deadline = match message_since {
+            Some(t) => Some((
+                t + Duration::from_millis(ws.message_timeout_ms),
+                Deadline::Message,
+            )),
+            None if !session.has_subscriptions() => Some((
+                last_heard + Duration::from_millis(ws.idle_timeout_ms),
+                Deadline::Idle,
+            )),
+            None => None,
+        };
         tokio::select! {
             _ = outbox.ready() => {
                 if !write_delay.is_zero() {
-                    tokio::time::sleep(write_delay).await;
+                    // Boxed for the same reason as the deadline's timer below.
+                    Box::pin(tokio::time::sleep(write_delay)).await;
                 }
             }
+            // No timer unless this branch is enabled, and a boxed one then: inline, the timer
+            // would enlarge every connection's task, deadline or not.
+            _ = async { if let Some((at, _)) = deadline { Box::pin(tokio::time::sleep_until(at.into())).await } },
+                if deadline.is_some() => {
+                state.metrics.timeouts.inc();
+                let (code, reason) = match deadline.map(|(_, d)| d) {
+                    Some(Deadline::Message) => (close::POLICY_VIOLATION, "message not completed in time"),
+                    _ => (close::NORMAL, "idle: no subscription and nothing sent"),
+                };
+                outbox.close(code, reason);
+            }
+            Some(done) = session.next_resumed() => session.resumed(done),
             read = read_some(io, &mut rbuf, &mut tiny, initial, busy) => {
                 let (n, full) = read?;
                 if n == 0 {
                     return Err(End::Eof);
                 }
                 busy = full;
+                last_heard = Instant::now();
                 loop {
                     let message = match reader.next(&mut rbuf, max_message) {
                         Ok(Some(m)) => m,
@@ -275,6 +325,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         Message::Ping(payload) => ws::write_frame(&mut wbuf, ws::OP_PONG, &[&payload]),
                         Message::Pong => {}
                         Message::Close(code) => {
+                            // The peer's code echoed (the reader refused any a peer may not
+                            // send, answering 1002), or 1000 for a close without one.
                             ws::write_close(&mut wbuf, code.unwrap_or(close::NORMAL), "");
                             let _ = io.write_all(&wbuf).await;
                             linger(io).await;
@@ -285,6 +337,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 if rbuf.is_empty() {
                     rbuf = BytesMut::new();
                 }
+                message_since = if rbuf.is_empty() && !reader.in_progress() {
+                    None
+                } else {
+                    message_since.or(Some(last_heard))
+                };
             }
         }
     }

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -50,7 +51,16 @@ struct State {
     queue: VecDeque<Out>,
     bytes: usize,
     closing: bool,
+    /// When the queue last went from empty to not, for the queueing-delay histogram; stamped
+    /// on one such transition in [`SAMPLE`], so the clock read and the shared histogram stay off
+    /// most deliveries.
+    since: Option<Instant>,
+    /// Empty-to-not transitions, for the sampling.
+    transitions: u32,
 }
+
+/// One queueing-delay observation per this many empty-to-not transitions of a queue.
+pub const SAMPLE: u32 = 16;
 
 /// A bounded, multi-producer queue drained by the connection task.
 pub struct Outbox {
@@ -99,6 +109,12 @@ impl Outbox {
             return Err(PushError::Overflow);
         }
         let was_empty = s.queue.is_empty();
+        if was_empty {
+            if s.transitions.is_multiple_of(SAMPLE) {
+                s.since = Some(Instant::now());
+            }
+            s.transitions = s.transitions.wrapping_add(1);
+        }
         s.bytes += cost;
         s.queue.push_back(item);
         drop(s);
@@ -120,8 +136,23 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// The connection ended: drops what is queued and refuses everything from now on.
+    pub fn shut(&self) {
+        let mut s = self.lock();
+        s.closing = true;
+        s.queue = VecDeque::new();
+        s.bytes = 0;
+    }
+
+    /// Whether the connection is closing or gone: work for it (a resume reading history) can
+    /// stop.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
     /// Moves everything queued into `into` (which the caller keeps to reuse its allocation).
-    pub fn drain(&self, into: &mut VecDeque<Out>) {
+    /// Returns when the oldest of those items was queued, if any were.
+    pub fn drain(&self, into: &mut VecDeque<Out>) -> Option<Instant> {
         let mut s = self.lock();
         if into.is_empty() {
             std::mem::swap(&mut s.queue, into);
@@ -133,6 +164,7 @@ impl Outbox {
         if s.queue.capacity() > 32 {
             s.queue = VecDeque::new();
         }
+        s.since.take()
     }
 
     /// Resolves when something was queued since the last wait.

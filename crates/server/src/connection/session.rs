@@ -1,5 +1,9 @@
 //! The AppSync protocol state of one connection: its subscriptions, its publish rate, and the
 //! reply to each client message (spec §2.2).
+//!
+//! A subscription that resumes from history goes live in a task of its own (reading history
+//! takes a while), so the connection keeps reading meanwhile — and notices when its client
+//! leaves, which aborts the resume. At most `history.max_resumes_per_connection` run at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,14 +11,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use herald_protocol::message::Operation as FrameOp;
-use herald_protocol::reply::{self, ErrorKind, SuccessKind};
+use herald_protocol::reply::{self, ErrorKind, ResumeReport, SuccessKind};
 use herald_protocol::{AuthFields, Channel, ClientMessage, ErrorType, Pattern, Resume, WireError};
+use tokio::task::{JoinError, JoinSet};
 
 use super::outbox::{Out, Outbox};
-use crate::auth::{Identity, Presented};
-use crate::hub::Subscriber;
+use crate::auth::{Action, Identity, Presented};
+use crate::broker::Subscriber;
+use crate::metrics::{Namespace, Transport};
 use crate::publish;
-use crate::state::{Access, State, Target};
+use crate::state::State;
+use crate::subscription::Pending;
+use herald_protocol::channel::namespace_of;
 use herald_protocol::message::Event;
 
 pub struct Session {
@@ -22,14 +30,71 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Connect credentials: used for an operation that carries no `authorization` of its own.
     connect_fields: AuthFields,
-    /// Who connected; kept for handlers and rules.
-    #[allow(dead_code)]
-    identity: Identity,
     /// Live subscriptions, with the identity each was admitted with (re-checked on reload).
     subscriptions: HashMap<String, (Pattern, Arc<Subscriber>, Identity)>,
     /// The client's address, for handlers' `ctx.identity.sourceIp`.
     source_ip: Vec<String>,
     bucket: TokenBucket,
+    /// Subscriptions still resuming, by id; each runs in a task of `resumes`.
+    resuming: HashMap<String, Resuming>,
+    /// The resumes' tasks, aborted when the connection ends.
+    resumes: JoinSet<Resumed>,
+}
+
+/// A subscription still resuming.
+struct Resuming {
+    pattern: Pattern,
+    identity: Identity,
+    task: tokio::task::Id,
+    /// The client unsubscribed meanwhile: release it once the resume ends.
+    unsubscribed: bool,
+}
+
+/// A resume's end: the subscription id, and the subscription gone live or why not.
+pub struct Resumed {
+    id: String,
+    outcome: Result<(ResumeReport, Pending), WireError>,
+}
+
+/// Counts how a resume ended, once, even if its task is aborted: gone live (a subscribe
+/// success), refused (a subscribe client error), or abandoned because its connection ended.
+struct Ending {
+    metrics: Arc<Namespace>,
+    /// Set when the resume ended on its own.
+    ended: Option<Ended>,
+}
+
+enum Ended {
+    Live { recovered: bool },
+    Refused,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        match self.ended {
+            Some(Ended::Live { recovered }) => {
+                m.subscribe_success.inc();
+                m.resumes.inc();
+                if !recovered {
+                    m.resumes_unrecovered.inc();
+                }
+            }
+            Some(Ended::Refused) => {
+                m.subscribe_client_error.inc();
+            }
+            None => {
+                m.resumes_abandoned.inc();
+            }
+        }
+    }
+}
+
+/// What a subscribe did.
+enum Subscribed {
+    Live,
+    /// Resuming in its own task; [`Session::resumed`] takes it from there.
+    Resuming,
 }
 
 impl Session {
@@ -37,18 +102,18 @@ impl Session {
         state: Arc<State>,
         outbox: Arc<Outbox>,
         connect_fields: AuthFields,
-        identity: Identity,
         source_ip: Vec<String>,
     ) -> Session {
-        let rate = state.config.limits.max_publishes_per_second;
+        let rate = state.fixed.limits.max_publishes_per_second;
         Session {
             state,
             outbox,
             connect_fields,
-            identity,
             subscriptions: HashMap::new(),
             source_ip,
             bucket: TokenBucket::new(rate),
+            resuming: HashMap::new(),
+            resumes: JoinSet::new(),
         }
     }
 
@@ -77,7 +142,7 @@ impl Session {
         };
         match message {
             ClientMessage::ConnectionInit => self.send(reply::connection_ack(
-                self.state.config.websocket.connection_timeout_ms,
+                self.state.fixed.websocket.connection_timeout_ms,
             )),
             ClientMessage::Subscribe {
                 id,
@@ -88,10 +153,11 @@ impl Session {
                 let state = self.state.clone();
                 let m = state.metrics.ns(namespace_of(&channel));
                 match self.subscribe(&id, &channel, authorization, resume).await {
-                    Ok(()) => {
+                    Ok(Subscribed::Live) => {
                         m.subscribe_success.inc();
                         m.active_subscriptions.inc();
                     }
+                    Ok(Subscribed::Resuming) => {}
                     Err(e) => {
                         m.subscribe_client_error.inc();
                         self.fail(ErrorKind::Subscribe, Some(&id), e);
@@ -99,6 +165,11 @@ impl Session {
                 }
             }
             ClientMessage::Unsubscribe { id } => match self.subscriptions.remove(&*id) {
+                // Answered once the resume ends, after any live events it let through.
+                None if self
+                    .resuming
+                    .get_mut(&*id)
+                    .is_some_and(|r| !std::mem::replace(&mut r.unsubscribed, true)) => {}
                 Some((pattern, sub, _)) => {
                     let m = self.state.metrics.ns(pattern.namespace());
                     m.unsubscribe_success.inc();
@@ -120,11 +191,13 @@ impl Session {
                 channel,
                 events,
                 authorization,
+                idempotency_key,
             } => {
                 let m = self.state.metrics.ns(namespace_of(&channel));
+                let started = Instant::now();
                 if !self.bucket.take() {
                     m.publish_client_error.inc();
-                    let limit = self.state.config.limits.max_publishes_per_second;
+                    let limit = self.state.fixed.limits.max_publishes_per_second;
                     return self.fail(
                         ErrorKind::Publish,
                         Some(&id),
@@ -150,7 +223,11 @@ impl Session {
                     headers: &self.connect_fields,
                     source_ip: &self.source_ip,
                 };
-                match publish::publish(&self.state, &channel, &events, &caller).await {
+                let key = idempotency_key.as_deref();
+                let outcome = publish::publish(&self.state, &channel, &events, &caller, key).await;
+                m.publish_seconds(Transport::WebSocket)
+                    .observe(started.elapsed());
+                match outcome {
                     Ok(result) => {
                         m.publish_success.inc();
                         self.send(reply::publish_success(&id, &result))
@@ -162,6 +239,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Whether any subscription is live or resuming (an idle connection without one may be
+    /// closed).
+    pub fn has_subscriptions(&self) -> bool {
+        !self.subscriptions.is_empty() || !self.resumes.is_empty()
     }
 
     /// A binary message: AppSync speaks JSON text only.
@@ -182,8 +265,8 @@ impl Session {
         channel: &str,
         authorization: Option<AuthFields>,
         resume: Option<Resume>,
-    ) -> Result<(), WireError> {
-        if self.subscriptions.contains_key(id) {
+    ) -> Result<Subscribed, WireError> {
+        if self.subscriptions.contains_key(id) || self.resuming.contains_key(id) {
             return Err(WireError::new(
                 ErrorType::BadRequest,
                 format!(
@@ -191,29 +274,42 @@ impl Session {
                 ),
             ));
         }
-        let max = self.state.config.limits.max_subscriptions_per_connection;
-        if self.subscriptions.len() >= max {
+        let max = self.state.fixed.limits.max_subscriptions_per_connection;
+        if self.subscriptions.len() + self.resuming.len() >= max {
             return Err(WireError::new(
                 ErrorType::MaxSubscriptions,
                 format!("a connection may hold at most {max} subscriptions"),
+            ));
+        }
+        let max = self.state.fixed.history.max_resumes_per_connection;
+        if resume.is_some() && self.resuming.len() >= max {
+            // Resumes that ended since the connection task last looked are no longer in progress.
+            while let Some(done) = self.resumes.try_join_next() {
+                self.resumed(done);
+            }
+        }
+        if resume.is_some() && self.resuming.len() >= max {
+            return Err(WireError::new(
+                ErrorType::LimitExceeded,
+                format!(
+                    "a connection may resume at most {max} subscriptions at once; wait for their subscribe_success"
+                ),
             ));
         }
         let pattern = Pattern::parse(channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
         let namespace = pattern.namespace();
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
-        let credential = Presented::Fields {
-            fields,
-            events: &[],
-        };
-        let identity = self
-            .state
-            .admit(namespace, Access::Subscribe, channel, credential)
-            .await?;
-        // Order of checks: authorization, access rules, then the namespace's onSubscribe handler.
-        self.state
-            .check_rules(&identity, namespace, Target::Subscribe(&pattern))?;
         let live = self.state.live();
+        let action = Action::Subscribe {
+            pattern: &pattern,
+            raw: channel,
+        };
+        // Order of checks: authorization and access rules, then the onSubscribe handler.
+        let identity = live
+            .access
+            .authorize(action, Presented::fields(fields), &self.state.metrics)
+            .await?;
         if let Some(handlers) = live
             .handlers
             .as_ref()
@@ -221,18 +317,20 @@ impl Session {
         {
             let ctx = herald_handler::SubscribeContext {
                 channel: pattern.to_string(),
-                identity: Some(identity.verified.to_context_value(&self.source_ip))
-                    .filter(|v| !v.is_null()),
+                identity: Some(identity.to_context_value(&self.source_ip)).filter(|v| !v.is_null()),
                 request: publish::request_info(&self.connect_fields),
             };
-            handlers
-                .on_subscribe(namespace, ctx)
-                .await
+            let started = Instant::now();
+            let outcome = handlers.on_subscribe(namespace, ctx).await;
+            let m = self.state.metrics.ns(namespace);
+            m.on_subscribe_seconds.observe(started.elapsed());
+            outcome
                 .map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
         }
         // In cluster mode, events for this pattern must reach this node before the client is
         // told the subscription is live.
-        self.state.broker.prepare(&pattern).await.map_err(|e| {
+        let broker = &*self.state.broker;
+        broker.prepare(&pattern).await.map_err(|e| {
             WireError::new(
                 ErrorType::Internal,
                 format!("the subscription could not be set up: {e}"),
@@ -243,41 +341,147 @@ impl Session {
             prefix: reply::data_prefix(id),
         });
         match (resume, self.state.history_of(namespace)) {
-            (Some(from), Some(history)) => {
-                // The lane replies, replays, then registers: see `history`.
-                let report = match history.resume(id, &pattern, from, sub.clone()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Releases what `prepare` took.
-                        self.state.broker.unsubscribe(&pattern, &sub);
-                        return Err(e);
-                    }
-                };
-                let m = self.state.metrics.ns(namespace);
-                m.resumes.inc();
-                if !report.recovered {
-                    m.resumes_unrecovered.inc();
-                }
+            (Some(from), Some(_)) => {
+                self.start_resume(id, pattern, from, sub, identity);
+                return Ok(Subscribed::Resuming);
             }
-            (resume, _) => {
-                // The reply is queued before the subscription goes live, so it precedes any data.
-                match resume {
-                    None => self.send(reply::success(SuccessKind::Subscribe, id)),
-                    Some(_) => self.send(reply::subscribe_resumed(
-                        id,
-                        &reply::ResumeReport {
-                            recovered: false,
-                            replayed: 0,
-                            reason: Some("no_history"),
-                        },
-                    )),
-                }
-                self.state.broker.subscribe(&pattern, sub.clone());
+            (None, _) => {
+                crate::subscription::activate(broker, id, &pattern, sub.clone(), None, Vec::new())
+            }
+            (Some(_), None) => {
+                let report = reply::ResumeReport {
+                    recovered: false,
+                    replayed: 0,
+                    reason: Some("no_history"),
+                };
+                crate::subscription::activate(
+                    broker,
+                    id,
+                    &pattern,
+                    sub.clone(),
+                    Some(&report),
+                    Vec::new(),
+                )
             }
         }
         self.subscriptions
             .insert(id.to_owned(), (pattern, sub, identity));
-        Ok(())
+        Ok(Subscribed::Live)
+    }
+
+    /// Starts resuming `sub` in a task of its own: history replies, replays and registers it
+    /// (see `history`), then [`Session::resumed`] takes it over.
+    fn start_resume(
+        &mut self,
+        id: &str,
+        pattern: Pattern,
+        from: Resume,
+        sub: Arc<Subscriber>,
+        identity: Identity,
+    ) {
+        let pending = Pending::new(self.state.broker.clone(), pattern.clone(), sub);
+        let state = self.state.clone();
+        let (task_id, task_pattern) = (id.to_owned(), pattern.clone());
+        // Made here, so that a task aborted before it first ran counts too.
+        let ending = Ending {
+            metrics: state.metrics.ns(pattern.namespace()),
+            ended: None,
+        };
+        let task = self.resumes.spawn(async move {
+            // The whole guard moves in, not just the field set below.
+            let mut ending = ending;
+            let outbox = pending.subscriber().outbox.clone();
+            let outcome = match state.history_of(task_pattern.namespace()) {
+                Some(history) => history.resume(&task_id, &task_pattern, from, pending).await,
+                None => Err(WireError::new(
+                    ErrorType::Internal,
+                    "this namespace keeps no history",
+                )),
+            };
+            ending.ended = match &outcome {
+                Ok((report, _)) => Some(Ended::Live {
+                    recovered: report.recovered,
+                }),
+                // Stopped because the connection is closing: abandoned.
+                Err(_) if outbox.is_closing() => None,
+                Err(_) => Some(Ended::Refused),
+            };
+            Resumed {
+                id: task_id,
+                outcome,
+            }
+        });
+        self.resuming.insert(
+            id.to_owned(),
+            Resuming {
+                pattern,
+                identity,
+                task: task.id(),
+                unsubscribed: false,
+            },
+        );
+    }
+
+    /// The next resume to end; `None` at once when none is in progress.
+    pub async fn next_resumed(&mut self) -> Option<Result<Resumed, JoinError>> {
+        self.resumes.join_next().await
+    }
+
+    /// A resume ended: the subscription is live (the session holds it from now on), or the
+    /// client is told why not.
+    pub fn resumed(&mut self, done: Result<Resumed, JoinError>) {
+        let (id, outcome) = match done {
+            Ok(Resumed { id, outcome }) => (id, outcome),
+            Err(e) => {
+                // A panicked task; its subscription released itself.
+                let Some(id) = self
+                    .resuming
+                    .iter()
+                    .find(|(_, r)| r.task == e.id())
+                    .map(|(id, _)| id.clone())
+                else {
+                    return;
+                };
+                let error = WireError::new(ErrorType::Internal, "the resume failed");
+                (id, Err(error))
+            }
+        };
+        let Some(resuming) = self.resuming.remove(&id) else {
+            return;
+        };
+        // How it ended is counted in its task (see `Ending`); here, what the session holds.
+        let m = self.state.metrics.ns(resuming.pattern.namespace());
+        match outcome {
+            Ok((_, pending)) => {
+                let allowed = self
+                    .state
+                    .live()
+                    .access
+                    .still_allows(&resuming.identity, &resuming.pattern);
+                if resuming.unsubscribed {
+                    drop(pending);
+                    m.unsubscribe_success.inc();
+                    self.send(reply::success(SuccessKind::Unsubscribe, &id));
+                } else if !allowed {
+                    // A reload while it resumed no longer allows it (see `recheck`).
+                    drop(pending);
+                    self.fail(ErrorKind::Subscribe, Some(&id), no_longer_allowed());
+                } else {
+                    m.active_subscriptions.inc();
+                    let (pattern, sub) = pending.hold();
+                    self.subscriptions
+                        .insert(id, (pattern, sub, resuming.identity));
+                }
+            }
+            // The connection is closing: nobody to tell.
+            Err(_) if self.outbox.is_closing() => {}
+            Err(e) => {
+                self.fail(ErrorKind::Subscribe, Some(&id), e);
+                if resuming.unsubscribed {
+                    self.send(reply::success(SuccessKind::Unsubscribe, &id));
+                }
+            }
+        }
     }
 
     async fn authorize_publish(
@@ -288,19 +492,21 @@ impl Session {
     ) -> Result<(Channel, Identity), WireError> {
         let channel = Channel::parse(raw_channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
-        let namespace = channel.namespace();
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
+        let action = Action::Publish {
+            channel: &channel,
+            raw: raw_channel,
+        };
         let identity = self
             .state
-            .admit(
-                namespace,
-                Access::Publish,
-                raw_channel,
+            .live()
+            .access
+            .authorize(
+                action,
                 Presented::Fields { fields, events },
+                &self.state.metrics,
             )
             .await?;
-        self.state
-            .check_rules(&identity, namespace, Target::Publish(&channel))?;
         Ok((channel, identity))
     }
 
@@ -312,17 +518,7 @@ impl Session {
         let revoked: Vec<String> = self
             .subscriptions
             .iter()
-            .filter(|(_, (pattern, _, identity))| {
-                let namespace = pattern.namespace();
-                let mode_ok = live
-                    .modes(namespace, Access::Subscribe)
-                    .is_some_and(|m| m.contains(&identity.mode()));
-                !mode_ok
-                    || self
-                        .state
-                        .check_rules(identity, namespace, Target::Subscribe(pattern))
-                        .is_err()
-            })
+            .filter(|(_, (pattern, _, identity))| !live.access.still_allows(identity, pattern))
             .map(|(id, _)| id.clone())
             .collect();
         for id in revoked {
@@ -333,20 +529,16 @@ impl Session {
                     .ns(pattern.namespace())
                     .active_subscriptions
                     .dec();
-                self.fail(
-                    ErrorKind::Subscribe,
-                    Some(&id),
-                    WireError::new(
-                        ErrorType::Unauthorized,
-                        "the subscription is no longer allowed after a configuration change",
-                    ),
-                );
+                self.fail(ErrorKind::Subscribe, Some(&id), no_longer_allowed());
             }
         }
     }
 
-    /// Removes every subscription (the connection is gone).
+    /// Removes every subscription and stops every resume (the connection is gone).
     pub fn end(&mut self) {
+        // Each aborted resume releases its subscription (see `subscription::Pending`).
+        self.resumes.abort_all();
+        self.resuming.clear();
         for (_, (pattern, sub, _)) in self.subscriptions.drain() {
             self.state
                 .metrics
@@ -358,13 +550,11 @@ impl Session {
     }
 }
 
-/// The namespace a raw channel string names, for metrics (may not exist).
-fn namespace_of(channel: &str) -> &str {
-    channel
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
+fn no_longer_allowed() -> WireError {
+    WireError::new(
+        ErrorType::Unauthorized,
+        "the subscription is no longer allowed after a configuration change",
+    )
 }
 
 /// Publish rate limit: `rate` tokens per second, at most `rate` saved up.

@@ -20,9 +20,18 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const POLICY_VIOLATION: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     /// The connection's outbound queue overflowed: it could not keep up with its subscriptions.
     pub const SLOW_CONSUMER: u16 = 4008;
+
+    /// Whether a peer may send `code` in a close frame (RFC 6455 §7.4 and the IANA registry):
+    /// the defined codes 1000–1003 and 1007–1014, and 3000–4999 for libraries and
+    /// applications. 1004 is reserved, 1005, 1006 and 1015 must never be sent, and the rest of
+    /// 0–2999 is unassigned: any of those is a protocol error, not something to echo back.
+    pub fn valid_from_peer(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key`.
@@ -41,6 +50,8 @@ pub enum Message {
     Binary,
     Ping(Vec<u8>),
     Pong,
+    /// A close frame: its code, already checked to be one a peer may send; `None` when it had
+    /// no payload.
     Close(Option<u16>),
 }
 
@@ -73,6 +84,13 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Whether a fragmented message has begun and not ended.
+    pub fn in_progress(&self) -> bool {
+        self.partial.is_some()
+    }
+}
+
+impl Reader {
     /// Takes the next complete message out of `buf`, or `None` if more bytes are needed.
     /// `max_message` bounds a message (and so the buffer a client can make us hold).
     pub fn next(
@@ -92,10 +110,7 @@ impl Reader {
             match opcode {
                 OP_PING => return Ok(Some(Message::Ping(payload))),
                 OP_PONG => return Ok(Some(Message::Pong)),
-                OP_CLOSE => {
-                    let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                    return Ok(Some(Message::Close(code)));
-                }
+                OP_CLOSE => return close_code(&payload).map(|code| Some(Message::Close(code))),
                 OP_TEXT | OP_BINARY => {
                     if self.partial.is_some() {
                         return Err(FrameError::Protocol("new message inside a fragmented one"));
@@ -120,6 +135,25 @@ impl Reader {
                 }
                 _ => return Err(FrameError::Protocol("unknown opcode")),
             }
+        }
+    }
+}
+
+/// The code of a close frame's payload (RFC 6455 §5.5.1): empty, or a valid code and a UTF-8
+/// reason.
+fn close_code(payload: &[u8]) -> Result<Option<u16>, FrameError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(FrameError::Protocol("a close frame with half a code")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !close::valid_from_peer(code) {
+                return Err(FrameError::Protocol("a close code a peer may not send"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(FrameError::InvalidUtf8);
+            }
+            Ok(Some(code))
         }
     }
 }
@@ -315,7 +349,41 @@ mod tests {
                 client_frame(true, 0x3, b""),
                 FrameError::Protocol("unknown opcode"),
             ),
+            (
+                client_frame(true, OP_CLOSE, &[0x03]),
+                FrameError::Protocol("a close frame with half a code"),
+            ),
+            (
+                client_frame(true, OP_CLOSE, &[0x03, 0xe8, 0xff]),
+                FrameError::InvalidUtf8,
+            ),
         ];
+        for code in [
+            0u16,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
+            let mut buf = BytesMut::from(&client_frame(true, OP_CLOSE, &code.to_be_bytes())[..]);
+            assert_eq!(
+                Reader::default().next(&mut buf, 100),
+                Err(FrameError::Protocol("a close code a peer may not send")),
+                "{code}"
+            );
+        }
+        for code in [1000u16, 1003, 1007, 1014, 3000, 4999] {
+            let mut buf = BytesMut::from(&client_frame(true, OP_CLOSE, &code.to_be_bytes())[..]);
+            assert_eq!(
+                Reader::default().next(&mut buf, 100),
+                Ok(Some(Message::Close(Some(code))))
+            );
+        }
         for (bytes, want) in cases {
             let mut buf = BytesMut::from(&bytes[..]);
             assert_eq!(Reader::default().next(&mut buf, 100), Err(want));

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use herald_server::config::{ApiKeyConfig, NamespaceConfig};
+use herald_server::config::{ApiKeyConfig, NamespaceConfig, NamespaceHistory};
 use herald_server::{Config, Server};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -69,6 +69,28 @@ pub fn config() -> Config {
         name: Some("test".into()),
         expires: None,
     });
+    // Every test client is 127.0.0.1: lift the per-address rates (the abuse tests set their own).
+    c.admission.max_connects_per_address_per_second = 100_000;
+    c.admission.max_http_publishes_per_address_per_second = 100_000;
+    c
+}
+
+/// The test config plus a `chat` namespace that keeps history under `dir`, at most `max_count`
+/// events per channel.
+pub fn history_config(dir: &std::path::Path, max_count: Option<u64>) -> Config {
+    let mut c = config();
+    c.data_dir = dir.to_owned();
+    c.namespaces.push(NamespaceConfig {
+        name: "chat".into(),
+        publish_auth_modes: None,
+        subscribe_auth_modes: None,
+        handlers: None,
+        rules: None,
+        history: Some(NamespaceHistory {
+            max_age_secs: None,
+            max_count,
+        }),
+    });
     c
 }
 
@@ -77,17 +99,11 @@ pub async fn start(config: Config) -> TestServer {
 }
 
 /// Starts a server whose reloads (`POST /admin/reload`) read `source`.
-pub async fn start_reloadable(
-    config: Config,
-    source: herald_server::state::ReloadSource,
-) -> TestServer {
+pub async fn start_reloadable(config: Config, source: herald_server::ReloadSource) -> TestServer {
     start_with(config, Some(source)).await
 }
 
-async fn start_with(
-    config: Config,
-    source: Option<herald_server::state::ReloadSource>,
-) -> TestServer {
+async fn start_with(config: Config, source: Option<herald_server::ReloadSource>) -> TestServer {
     let server = Server::bind(config).await.expect("server starts");
     if let Some(source) = source {
         server.set_reload_source(source);
@@ -215,6 +231,16 @@ impl Client {
         self.send(json!({
             "type": "subscribe", "id": id, "channel": channel,
             "authorization": {"x-api-key": KEY, "host": "localhost"}
+        }))
+        .await;
+        self.recv().await
+    }
+
+    /// Subscribes with `resume` (a Herald extension) and returns the reply.
+    pub async fn resume(&mut self, id: &str, channel: &str, resume: Value) -> Value {
+        self.send(json!({
+            "type": "subscribe", "id": id, "channel": channel,
+            "authorization": {"x-api-key": KEY, "host": "localhost"}, "resume": resume
         }))
         .await;
         self.recv().await

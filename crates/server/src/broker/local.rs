@@ -1,106 +1,124 @@
-//! Fan-out: the index of local subscriptions, and the [`Broker`] seam the cluster mode replaces.
+//! The index of this node's subscriptions, and fan-out to them: the [`Broker`] of a single node.
 //!
 //! Subscriptions are indexed by key in two maps: exact channels (`/ns/a/b`) and wildcard prefixes
 //! (`/ns/a` for `/ns/a/*`). An event on `/ns/a/b` is delivered by looking up the exact key and
 //! each proper prefix (`/ns`, `/ns/a`): at most five lookups, whatever the number of
 //! subscriptions. Each map is split into shards by key hash, each behind its own read-write lock,
 //! so publishes on different channels never contend and publishes on one channel share a read lock.
+//! The hash is keyed from the OS random source ([`Keyed`]), so clients cannot pick colliding
+//! channel names in advance.
 //!
 //! Delivery pushes `(subscription prefix, event body)` into each subscriber's outbox: two
 //! reference-count increments, no copy of the event, no JSON work per subscriber.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::pin::Pin;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use herald_protocol::{Channel, Pattern};
 
-use crate::connection::outbox::{Out, Outbox};
-
-/// One subscription as the index sees it.
-pub struct Subscriber {
-    pub outbox: Arc<Outbox>,
-    /// `{"type":"data","id":"<subscription id>","event":` for this subscription.
-    pub prefix: Bytes,
-}
-
-/// Failure to hand an event to the fan-out layer.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("the cluster backplane is unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Future returned by [`Broker::publish`]: subscriptions reached per event, when known.
-pub type PublishFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<usize>, BrokerError>> + Send + 'a>>;
-
-/// Future returned by [`Broker::prepare`].
-pub type ReadyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>>;
-
-/// Where events go to reach subscribers. Single-node Herald uses [`Hub`] directly; cluster mode
-/// wraps it with a backplane. Contract: events of one `publish` call are delivered to each
-/// subscription in order, and one publisher's successive calls on a channel keep their order.
-pub trait Broker: Send + Sync + 'static {
-    /// Delivers each body to every matching subscription; resolves to the number of
-    /// subscriptions reached per event when the broker can count them (a single node can; a
-    /// cluster cannot see other nodes' subscribers).
-    fn publish<'a>(&'a self, channel: &'a Channel, bodies: &'a [Bytes]) -> PublishFuture<'a>;
-    /// Makes sure events for `pattern` will reach this node, before the client is told its
-    /// subscription is live. A single node has nothing to do.
-    fn prepare<'a>(&'a self, _pattern: &'a Pattern) -> ReadyFuture<'a> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-    /// Registers a local subscription (after [`Broker::prepare`]).
-    fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>);
-    fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>);
-    /// This node's subscriptions, for events that reach the node another way (a cluster
-    /// node's JetStream history follower).
-    fn local(&self) -> &Hub;
-}
+use super::{Broker, PublishFuture, Subscriber};
+use crate::connection::outbox::Out;
 
 const SHARDS: usize = 64;
 
-/// FxHash: a fast, non-cryptographic hash; keys are channel names, and a client that crafts
-/// colliding names only slows its own shard.
-#[derive(Default)]
-struct FxHasher(u64);
+/// The index's hash: Fx-style word-at-a-time mixing, fast on the short keys channel names are,
+/// but keyed with random values from the OS, because the keys are chosen by clients. Unkeyed, a
+/// client could compute offline names that all land in one shard and one probe chain, turning
+/// every lookup there into a scan. Each word is folded in with a 64×64→128-bit multiply by the
+/// secret key, high half XORed into low (as foldhash does), because Fx's plain multiply only
+/// carries upward: names differing in a word's high bits would collide in the low bits
+/// whatever the key. Not a cryptographic hash; it denies precomputed collisions.
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    seed: u64,
+    key: u64,
+}
 
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+impl Keyed {
+    /// Fresh keys: std's `RandomState` is seeded from the OS random source once per thread,
+    /// and hashing two constants with it gives two unpredictable words, with no failure path.
+    fn random() -> Keyed {
+        let s = RandomState::new();
+        Keyed {
+            seed: s.hash_one(0u8),
+            key: s.hash_one(1u8) | 1,
         }
-    }
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
-type Map = HashMap<Box<str>, Vec<Arc<Subscriber>>, BuildHasherDefault<FxHasher>>;
+impl BuildHasher for Keyed {
+    type Hasher = KeyedHasher;
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher {
+            state: self.seed,
+            key: self.key,
+        }
+    }
+}
+
+struct KeyedHasher {
+    state: u64,
+    key: u64,
+}
+
+impl KeyedHasher {
+    fn mix(&mut self, word: u64) {
+        let product = u128::from(self.state ^ word) * u128::from(self.key);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for KeyedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.mix(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        }
+        // The tail, zero-padded, assembled by shifts: a short copy into a buffer would cost a
+        // memcpy call, more than the rest of the hash.
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let word = tail
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, b)| w | (u64::from(*b) << (8 * i)));
+            self.mix(word);
+        }
+    }
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+type Map = HashMap<Box<str>, Vec<Arc<Subscriber>>, Keyed>;
 
 struct Index {
+    hash: Keyed,
     shards: Box<[RwLock<Map>]>,
 }
 
 impl Index {
     fn new() -> Index {
+        let hash = Keyed::random();
         Index {
-            shards: (0..SHARDS).map(|_| RwLock::new(Map::default())).collect(),
+            hash,
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(Map::with_hasher(hash)))
+                .collect(),
         }
     }
 
     fn shard(&self, key: &str) -> &RwLock<Map> {
-        let mut h = FxHasher::default();
-        h.write(key.as_bytes());
+        // Bits 32 and up: the maps inside a shard index buckets by the low bits and tag entries
+        // with the top 7, so shard choice takes neither and keys of one shard still spread.
         // The modulo keeps the index in range, so this cannot panic.
-        &self.shards[(h.finish() as usize) % SHARDS]
+        let h = self.hash.hash_one(key);
+        &self.shards[((h >> 32) as usize) % SHARDS]
     }
 
     fn insert(&self, key: &str, sub: Arc<Subscriber>) {
@@ -206,15 +224,12 @@ impl Broker for Hub {
         self.index(pattern)
             .remove(pattern.key().as_str(), subscriber);
     }
-
-    fn local(&self) -> &Hub {
-        self
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::outbox::Outbox;
     use std::collections::VecDeque;
 
     fn sub(id: &str) -> Arc<Subscriber> {
@@ -228,6 +243,55 @@ mod tests {
         let mut q = VecDeque::new();
         s.outbox.drain(&mut q);
         q.len()
+    }
+
+    /// The unkeyed FxHash this index once used: what an attacker can run offline.
+    fn unkeyed_fx(key: &str) -> u64 {
+        let mut h = 0u64;
+        for chunk in key.as_bytes().chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        h
+    }
+
+    /// Channel names chosen offline to pile into one shard do not: the hash is keyed per
+    /// process. Two families: names that share a shard under the old unkeyed hash, and names
+    /// that differ only in the high byte of their last word, which Fx-style multiplication never
+    /// carries into the low bits, whatever the key (so seeding Fx alone would not do).
+    #[test]
+    fn colliding_names_cannot_be_precomputed() {
+        let index = Index::new();
+        let shard_of = |key: &str| {
+            let shard = index.shard(key);
+            index
+                .shards
+                .iter()
+                .position(|s| std::ptr::eq(s, shard))
+                .unwrap()
+        };
+        let precomputed: Vec<String> = (0..)
+            .map(|i| format!("/ns/room-{i}"))
+            .filter(|k| unkeyed_fx(k).is_multiple_of(SHARDS as u64))
+            .take(64)
+            .collect();
+        let high_byte: Vec<String> = ('a'..='z')
+            .chain('A'..='Z')
+            .chain('0'..='9')
+            .map(|c| format!("/ns/abc{c}"))
+            .collect();
+        for names in [precomputed, high_byte] {
+            let shards: std::collections::HashSet<usize> =
+                names.iter().map(|k| shard_of(k)).collect();
+            // ~60 names over 64 shards spread over ~40 of them; 8 or fewer is odds of 1e-40.
+            assert!(
+                shards.len() > 8,
+                "{} names in {} shards",
+                names.len(),
+                shards.len()
+            );
+        }
     }
 
     #[test]

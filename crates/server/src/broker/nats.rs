@@ -1,4 +1,4 @@
-//! Cluster mode: several Herald nodes share NATS as their backplane ([`NatsBroker`]).
+//! Cluster mode's broker: several Herald nodes share NATS as their backplane ([`NatsBroker`]).
 //!
 //! Channels map to NATS subjects: `/ns/a/b` → `<prefix>.ns.a.b`, and a subscription `/ns/a/*`
 //! listens on `<prefix>.ns.a.>` (channel segments are `[A-Za-z0-9-]`, valid NATS tokens). A
@@ -19,10 +19,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use herald_protocol::{Channel, Pattern};
 
-use crate::hub::{Broker, BrokerError, Hub, PublishFuture, ReadyFuture, Subscriber};
+use super::local::Hub;
+use super::{Broker, BrokerError, PublishFuture, ReadyFuture, Subscriber};
 
 /// `[cluster]` settings.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// NATS server(s), e.g. `nats://10.0.0.5:4222`; several comma-separated. Empty: no cluster.
@@ -55,6 +56,36 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     pub fn enabled(&self) -> bool {
         !self.nats_url.trim().is_empty()
+    }
+
+    pub fn check(&self, problems: &mut Vec<String>) {
+        if !self.enabled() {
+            return;
+        }
+        if self.user.is_some() != self.password.is_some() {
+            problems.push("cluster.user / cluster.password: set both, or neither".into());
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            problems
+                .push("cluster.tls_cert_file / cluster.tls_key_file: set both, or neither".into());
+        }
+        for (key, file) in [
+            ("cluster.credentials_file", &self.credentials_file),
+            ("cluster.tls_ca_file", &self.tls_ca_file),
+            ("cluster.tls_cert_file", &self.tls_cert_file),
+            ("cluster.tls_key_file", &self.tls_key_file),
+        ] {
+            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+                problems.push(format!("{key}: {} is not a readable file", f.display()));
+            }
+        }
+        if self.history_replicas > 5 {
+            problems.push("cluster.history_replicas: JetStream allows 1 to 5 replicas".into());
+        }
+        let p = &self.subject_prefix;
+        if p.contains(['*', '>', ' ']) || p.starts_with('.') || p.ends_with('.') {
+            problems.push(format!("cluster.subject_prefix: {p:?} is not a NATS subject prefix (tokens separated by '.', no wildcards or spaces)"));
+        }
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -115,10 +146,12 @@ pub enum ClusterError {
 impl NatsBroker {
     /// Connects to NATS. Later disconnections are retried by the client, which restores every
     /// subscription on reconnect; local subscribers stay connected meanwhile.
-    /// `followed`: the history namespaces, whose events this node gets from JetStream.
+    /// `followed`: the history namespaces, whose events this node gets from JetStream. `hub`:
+    /// this node's subscriptions, where events from NATS are delivered.
     pub async fn connect(
         config: &ClusterConfig,
         followed: HashSet<String>,
+        hub: Arc<Hub>,
     ) -> Result<NatsBroker, ClusterError> {
         let mut options = async_nats::ConnectOptions::new()
             .event_callback(|event| async move { tracing::info!(%event, "NATS") })
@@ -177,7 +210,7 @@ impl NatsBroker {
         }
         Ok(NatsBroker {
             client,
-            hub: Arc::new(Hub::new()),
+            hub,
             prefix: config.prefix().to_owned(),
             remote: Mutex::new(HashMap::new()),
             followed,
@@ -230,15 +263,18 @@ impl Broker for NatsBroker {
         Box::pin(async move {
             if self.client.connection_state() != async_nats::connection::State::Connected {
                 return Err(BrokerError::Unavailable(
-                    "not connected to NATS; the event was not published, retry".into(),
+                    "not connected to NATS; retry".into(),
                 ));
             }
             let subject = self.subject(Kind::Exact, channel.as_str());
-            for body in bodies {
+            for (i, body) in bodies.iter().enumerate() {
                 self.client
                     .publish(subject.clone(), body.clone())
                     .await
-                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+                    .map_err(|e| match i {
+                        0 => BrokerError::Unavailable(e.to_string()),
+                        _ => BrokerError::Uncertain(e.to_string()),
+                    })?;
             }
             // Subscribers on other nodes cannot be counted from here.
             Ok(None)
@@ -318,10 +354,6 @@ impl Broker for NatsBroker {
 
     fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>) {
         self.hub.subscribe(pattern, subscriber);
-    }
-
-    fn local(&self) -> &Hub {
-        &self.hub
     }
 
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>) {

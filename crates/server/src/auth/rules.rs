@@ -17,11 +17,11 @@ use herald_protocol::{Channel, Pattern};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::Identity;
+use herald_auth::Identity;
 
 /// The rules of one namespace (`[namespaces.rules]`). An absent list leaves that operation
 /// unrestricted (authorization alone decides).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     #[serde(default)]
@@ -193,8 +193,7 @@ fn values(var: &Var, identity: &Identity) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     };
-    let key_name = || identity.key_name.clone().into_iter().collect::<Vec<_>>();
-    match (&identity.verified, var) {
+    match (identity, var) {
         (V::Jwt(j), Var::Sub) => vec![j.sub.clone()],
         (V::Jwt(j), Var::Username) => vec![j.username.clone()],
         (V::Jwt(j), Var::Issuer) => vec![j.issuer.clone()],
@@ -211,7 +210,9 @@ fn values(var: &Var, identity: &Identity) -> Vec<String> {
             .unwrap_or_default(),
         (V::Iam(i), Var::Sub | Var::Username | Var::Principal) => vec![i.principal.clone()],
         (V::Iam(i), Var::AccessKeyId) => vec![i.access_key_id.clone()],
-        (V::ApiKey, Var::Sub | Var::Username | Var::KeyName) => key_name(),
+        (V::ApiKey { name }, Var::Sub | Var::Username | Var::KeyName) => {
+            name.iter().cloned().collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -278,18 +279,15 @@ mod tests {
     use serde_json::json;
 
     fn jwt(sub: &str, groups: &[&str], claims: Value) -> Identity {
-        Identity {
-            verified: V::Jwt(JwtIdentity {
-                mode: herald_auth::AuthMode::OpenIdConnect,
-                sub: sub.into(),
-                username: sub.into(),
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                issuer: "https://idp".into(),
-                claims,
-                default_auth_strategy: "ALLOW",
-            }),
-            key_name: None,
-        }
+        V::Jwt(JwtIdentity {
+            mode: herald_auth::AuthMode::OpenIdConnect,
+            sub: sub.into(),
+            username: sub.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            issuer: "https://idp".into(),
+            claims,
+            default_auth_strategy: "ALLOW",
+        })
     }
 
     fn rules(sub: &[&str]) -> Rules {

@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::Response;
 use hyper::header::{self, HeaderValue};
 
-use crate::http::Body;
+use super::response::Body;
 
 const HTML: &str = "text/html; charset=utf-8";
 const INDEX: &str = include_str!("console/index.html");

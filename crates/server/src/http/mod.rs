@@ -1,0 +1,71 @@
+//! HTTP on the one port. This file routes; each endpoint has its own file:
+//! `POST /event` ([`publish`], spec §3), the WebSocket upgrade at `/event/realtime`
+//! ([`upgrade`]), `GET /event/history` ([`history`]), `POST /admin/reload` ([`admin`]), the web
+//! console ([`console`]), plus `GET /healthz`, `GET /metrics` and CORS ([`cors`]) for pages on
+//! other origins. CORS covers the client API only, `/event` and `/event/history`: a page on
+//! another origin must not read `/metrics` or drive the admin API with a visitor's browser.
+
+pub mod admin;
+pub mod console;
+pub mod cors;
+pub mod history;
+pub mod publish;
+pub mod request;
+pub mod response;
+pub mod upgrade;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::state::State;
+use response::{Body, bad_request, error, errors, text};
+
+/// Routes one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|_| matches!(path, "/event" | "/event/history"))
+        .cloned();
+    let mut response = match (req.method(), path) {
+        (&Method::POST, "/event") => publish::publish(&state, req).await,
+        (&Method::OPTIONS, "/event") => cors::preflight(req.headers(), "POST, OPTIONS"),
+        (&Method::OPTIONS, "/event/history") => cors::preflight(req.headers(), "GET, OPTIONS"),
+        (&Method::GET, "/event/realtime") => upgrade::upgrade(state.clone(), req),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::POST, "/admin/reload") => admin::reload(&state, req.headers()).await,
+        (&Method::GET, p) if p == "/console" || p.starts_with("/console/") => console::serve(p)
+            .unwrap_or_else(|| errors(StatusCode::NOT_FOUND, bad_request("no such console file"))),
+        (&Method::GET, "/metrics") => {
+            let body = state.metrics.render(state.connections.queued_bytes());
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::GET, "/event/history") => {
+            history::history(&state, req).await.unwrap_or_else(error)
+        }
+        (_, "/event" | "/event/realtime" | "/event/history" | "/healthz") => errors(
+            StatusCode::METHOD_NOT_ALLOWED,
+            bad_request("method not allowed on this path"),
+        ),
+        _ => errors(
+            StatusCode::NOT_FOUND,
+            bad_request("no such path: publish with POST /event, subscribe at /event/realtime"),
+        ),
+    };
+    if let Some(origin) = origin {
+        state.live().cors.apply(&origin, response.headers_mut());
+    }
+    state.metrics.http_status(response.status().as_u16());
+    response
+}

@@ -1,0 +1,91 @@
+//! The WebSocket upgrade at `/event/realtime` (RFC 6455 handshake, the `aws-appsync-event-ws`
+//! subprotocol): connect credentials come from the `header-` subprotocol or the request's
+//! headers; the connection then runs in its own task (`connection`).
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use herald_protocol::{AuthFields, ErrorType, WireError};
+
+use super::request::{client, header_fields, source_ip};
+use super::response::{Body, bad_request, error, errors, text};
+use crate::admission::Ticket;
+use crate::connection;
+use crate::state::State;
+use crate::transport::ws;
+
+/// The one subprotocol Herald speaks.
+const SUBPROTOCOL: &str = "aws-appsync-event-ws";
+
+pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| is_upgrade && version_ok)
+    else {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            bad_request(
+                "this path takes a WebSocket upgrade (version 13) with subprotocol aws-appsync-event-ws",
+            ),
+        );
+    };
+    let accept = ws::accept_key(key.as_bytes());
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    // Credentials travel in a `header-…` subprotocol (browsers) or as real headers (SDKs).
+    let fields = offered
+        .iter()
+        .find_map(|p| AuthFields::from_subprotocol(p))
+        .unwrap_or_else(|| header_fields(headers));
+    if let Some(client) = client(req.extensions())
+        && !state.admission.connect(client)
+    {
+        state.metrics.rate_limited.inc();
+        return error(WireError::new(
+            ErrorType::LimitExceeded,
+            "too many connections per second from this address; retry with backoff",
+        ));
+    }
+    let source = source_ip(req.extensions());
+    // The socket's place under the connection caps, held until the WebSocket ends.
+    let ticket = req.extensions().get::<Arc<Ticket>>().cloned();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let _ticket = ticket;
+        match on_upgrade.await {
+            Ok(upgraded) => connection::run(state, TokioIo::new(upgraded), fields, source).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut r = text(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if offered.iter().any(|p| p == SUBPROTOCOL) {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    r
+}
