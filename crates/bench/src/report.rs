@@ -283,8 +283,8 @@ impl Report {
         rows.push((
             "victim publish".into(),
             format!(
-                "{} acknowledged ({:.0}/s), {} publish errors",
-                v.acknowledged, v.published_per_s, v.publish_errors
+                "{} acknowledged ({:.0}/s), {} publish errors, {} fell due but not sent (one was in flight)",
+                v.acknowledged, v.published_per_s, v.publish_errors, v.missed_schedule
             ),
         ));
         lat_rows(rows, "victim publish->ack", &v.publish_ack);

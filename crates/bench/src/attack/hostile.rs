@@ -193,8 +193,30 @@ struct Attack {
     tally: Arc<Tally>,
 }
 
+/// Worker threads of the attack's own runtime.
+const ATTACK_THREADS: usize = 2;
+
+/// Starts the attack on its own runtime and threads, so that thousands of hostile tasks do not
+/// queue ahead of the well-behaved clients' tasks in the bench: both sides then share the cores
+/// only through the kernel's scheduler, as separate clients would. The thread ends by `end`.
+pub fn spawn(
+    ep: Endpoint,
+    plan: AttackPlan,
+    end: Instant,
+    tally: Arc<Tally>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(ATTACK_THREADS)
+        .thread_name("attack")
+        .enable_all()
+        .build()?;
+    Ok(std::thread::Builder::new()
+        .name("attack".into())
+        .spawn(move || rt.block_on(run(ep, plan, end, tally)))?)
+}
+
 /// Runs the attack until `end` (every wait is bounded by it) or until its attempts are spent.
-pub async fn run(ep: Endpoint, plan: AttackPlan, end: Instant, tally: Arc<Tally>) {
+async fn run(ep: Endpoint, plan: AttackPlan, end: Instant, tally: Arc<Tally>) {
     if plan.kind == Kind::None {
         return;
     }
