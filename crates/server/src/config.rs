@@ -103,6 +103,9 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Outbound queue of one connection, in messages; the same rule applies.
     pub max_queued_messages: usize,
+    /// A request's line and headers must arrive within this long (and an idle keep-alive
+    /// connection's next request must begin), or the socket is closed.
+    pub header_timeout_ms: u64,
     /// An HTTP request body must arrive whole within this long after its headers, or the request
     /// gets 408 and the connection is closed.
     pub request_body_timeout_ms: u64,
@@ -127,6 +130,7 @@ impl Default for Limits {
             max_request_bytes: 1_258_291,
             max_queued_bytes: 4 * 1024 * 1024,
             max_queued_messages: 16_384,
+            header_timeout_ms: 10_000,
             request_body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
             idempotency_window_secs: 120,
@@ -196,6 +200,7 @@ impl Limits {
         ] {
             positive(problems, key, value as u64);
         }
+        positive(problems, "limits.header_timeout_ms", self.header_timeout_ms);
         positive(
             problems,
             "limits.request_body_timeout_ms",

@@ -213,6 +213,7 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout_ms = state.fixed.limits.header_timeout_ms;
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         let forwarded = req
@@ -228,7 +229,7 @@ async fn serve_http<S>(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(Duration::from_millis(header_timeout_ms))
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);

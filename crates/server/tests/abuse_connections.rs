@@ -98,6 +98,20 @@ async fn a_stalled_request_body_is_cut_at_its_deadline() {
     server.stop().await;
 }
 
+/// Finding 5: a request line that never ends is cut at the header deadline, unanswered.
+#[tokio::test]
+async fn a_half_sent_request_line_is_cut_at_its_deadline() {
+    let mut c = config();
+    c.limits.header_timeout_ms = 300;
+    let server = start(c).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /hea").await.unwrap();
+    let started = Instant::now();
+    read_until_closed(&mut s).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.stop().await;
+}
+
 /// Finding 2 and 5: sockets of every kind count against a per-address cap and a total cap;
 /// past them a socket is closed at once, and freed places are reused.
 #[tokio::test]
