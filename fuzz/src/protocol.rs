@@ -21,8 +21,9 @@ const LIMITS: [EventLimits; 2] = [
 /// its own input back at length.
 const MAX_ERROR_MESSAGE: usize = 512;
 
-/// Most fields `AuthFields` keeps from one object.
-const MAX_AUTH_FIELDS: usize = 32;
+/// What an `AuthFields` keeps at most: the credential headers, and a bounded number of others.
+const MAX_AUTH_FIELDS: usize =
+    herald_protocol::auth::CREDENTIALS.len() + herald_protocol::auth::MAX_OTHER_FIELDS;
 
 /// `client_message`: one WebSocket text frame through `ClientMessage::parse`.
 pub fn client_message(data: &[u8]) {
