@@ -1,5 +1,7 @@
 //! Fuzz checks for `herald-server`: the WebSocket frame reader, and the configuration loader.
 
+use std::sync::OnceLock;
+
 use bytes::BytesMut;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -89,7 +91,12 @@ pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+    // The defaults are the same every time: serialize them once.
+    static DEFAULTS: OnceLock<Figment> = OnceLock::new();
+    let figment = DEFAULTS
+        .get_or_init(|| Figment::from(Serialized::defaults(Config::default())))
+        .clone()
+        .merge(Toml::string(text));
     if let Ok(mut config) = figment.extract::<Config>() {
         for ns in &mut config.namespaces {
             ns.handlers = None;
