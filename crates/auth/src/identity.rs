@@ -174,7 +174,7 @@ pub fn auth_field<'a>(auth: &'a Map<String, Value>, name: &str) -> Option<&'a st
 }
 
 /// Constant-time equality for secrets of possibly different lengths (the length is not secret).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

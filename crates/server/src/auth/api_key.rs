@@ -80,19 +80,11 @@ impl ApiKeys {
 pub fn matching<'a>(keys: impl Iterator<Item = &'a [u8]>, presented: &[u8]) -> Option<usize> {
     let mut found = None;
     for (i, k) in keys.enumerate() {
-        if constant_time_eq(k, presented) {
+        if herald_auth::identity::ct_eq(k, presented) {
             found = Some(i);
         }
     }
     found
-}
-
-/// Equal-length inputs are compared in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
