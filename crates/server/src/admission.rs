@@ -1,18 +1,25 @@
-//! Who may hold a socket, and how fast each client address may connect and publish: the total
-//! socket cap, the per-address socket cap, and per-address token buckets for WebSocket connects
-//! and HTTP publishes. API keys ship in browser code, so anyone may be a client; these bounds
-//! keep one address from exhausting what the others need.
+//! Who may hold a socket, and how fast each client may connect and publish: the total socket
+//! cap, and per client address and per authenticated identity a socket cap and token buckets for
+//! WebSocket connects and HTTP publishes. API keys ship in browser code, so anyone may be a
+//! client; these bounds keep one address, or one stolen credential used from many addresses,
+//! from exhausting what the others need.
 //!
 //! Addresses: the TCP peer, unless the peer is a configured trusted proxy — then the client is
-//! the last address of `X-Forwarded-For` that is not itself a trusted proxy, so per-address limits
+//! the source of the connection's PROXY protocol header (`admission.proxy_protocol`), else the
+//! last address of `X-Forwarded-For` that is not itself a trusted proxy, so per-address limits
 //! stay meaningful behind a load balancer and cannot be spoofed by clients that reach Herald
 //! directly. IPv6 addresses count per /64, the block one subscriber usually holds.
 //!
-//! Overflow rules: a socket over either cap is closed at once, unanswered (counted in
-//! `herald_refused_sockets_total`); a connect or publish over its rate gets 429
-//! `LimitExceededError`.
+//! Identities: the principal a credential proves (Cognito/OIDC issuer and `sub`, the IAM access
+//! key). API keys prove no one — every browser shares the key — and a Lambda authorizer's answer
+//! names no principal, so those clients are bounded per address only.
+//!
+//! Overflow rules: a socket over the total or per-address cap is closed at once, unanswered
+//! (counted in `herald_refused_sockets_total`); a connect or publish over its rate, and a
+//! WebSocket over its identity's socket cap, gets 429 `LimitExceededError`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,9 +39,18 @@ pub struct AdmissionConfig {
     pub max_connects_per_address_per_second: u32,
     /// HTTP publishes per second from one client address (burst: as many).
     pub max_http_publishes_per_address_per_second: u32,
-    /// Load balancers whose `X-Forwarded-For` is believed: addresses or CIDR blocks
-    /// (`10.0.0.0/8`, `fd00::/8`).
+    /// Open WebSockets of one authenticated identity.
+    pub max_sockets_per_identity: usize,
+    /// WebSocket connects per second of one authenticated identity (burst: as many).
+    pub max_connects_per_identity_per_second: u32,
+    /// HTTP publishes per second of one authenticated identity (burst: as many).
+    pub max_http_publishes_per_identity_per_second: u32,
+    /// Load balancers whose `X-Forwarded-For` (or PROXY protocol header) is believed: addresses
+    /// or CIDR blocks (`10.0.0.0/8`, `fd00::/8`).
     pub trusted_proxies: Vec<String>,
+    /// Whether trusted proxies open every connection with a PROXY protocol header (v1 or v2, as
+    /// HAProxy and AWS NLB send): its source address is then the client's.
+    pub proxy_protocol: bool,
 }
 
 impl Default for AdmissionConfig {
@@ -44,7 +60,11 @@ impl Default for AdmissionConfig {
             max_sockets_per_address: 1_000,
             max_connects_per_address_per_second: 50,
             max_http_publishes_per_address_per_second: 200,
+            max_sockets_per_identity: 1_000,
+            max_connects_per_identity_per_second: 50,
+            max_http_publishes_per_identity_per_second: 1_000,
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -65,6 +85,18 @@ impl AdmissionConfig {
                 "admission.max_http_publishes_per_address_per_second",
                 u64::from(self.max_http_publishes_per_address_per_second),
             ),
+            (
+                "admission.max_sockets_per_identity",
+                self.max_sockets_per_identity as u64,
+            ),
+            (
+                "admission.max_connects_per_identity_per_second",
+                u64::from(self.max_connects_per_identity_per_second),
+            ),
+            (
+                "admission.max_http_publishes_per_identity_per_second",
+                u64::from(self.max_http_publishes_per_identity_per_second),
+            ),
         ] {
             if value == 0 {
                 problems.push(format!("{key}: must be greater than 0"));
@@ -76,6 +108,12 @@ impl AdmissionConfig {
                     "admission.trusted_proxies[{i}]: {p:?} is not an address or CIDR block such as 10.0.0.0/8"
                 ));
             }
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            problems.push(
+                "admission.proxy_protocol: list the proxies that send it in admission.trusted_proxies"
+                    .into(),
+            );
         }
     }
 }
@@ -147,7 +185,16 @@ impl Bucket {
     }
 }
 
-/// What is known of one client address.
+/// Who a bound is kept for: a client address, or an authenticated identity (a keyed hash of its
+/// principal, so the table holds no credential and attacker-chosen names cannot collide on
+/// purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Address(IpAddr),
+    Identity(u64),
+}
+
+/// What is known of one client address or identity.
 #[derive(Debug)]
 struct Address {
     open: usize,
@@ -168,7 +215,9 @@ pub struct Admission {
     config: AdmissionConfig,
     trusted: Vec<Block>,
     open: AtomicUsize,
-    shards: Box<[Mutex<HashMap<IpAddr, Address>>]>,
+    shards: Box<[Mutex<HashMap<Key, Address>>]>,
+    /// Seeds identity hashes, fresh per process.
+    hasher: RandomState,
 }
 
 /// Why a socket was refused.
@@ -192,11 +241,30 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         self.admission.open.fetch_sub(1, Ordering::Relaxed);
         if let Some(ip) = self.address {
-            let mut shard = self.admission.shard(ip);
-            if let Some(a) = shard.get_mut(&ip) {
-                a.open = a.open.saturating_sub(1);
-            }
+            self.admission.release(Key::Address(ip));
         }
+    }
+}
+
+/// A WebSocket's place under its identity's socket cap; dropping it releases the place.
+pub struct IdentityTicket {
+    admission: Arc<Admission>,
+    key: Key,
+}
+
+impl Drop for IdentityTicket {
+    fn drop(&mut self) {
+        self.admission.release(self.key);
+    }
+}
+
+/// An identity that per-identity bounds apply to: a principal the credential proves.
+pub fn principal(identity: &herald_auth::Identity) -> Option<(&'static str, &str, &str)> {
+    use herald_auth::Identity;
+    match identity {
+        Identity::Jwt(j) if !j.sub.is_empty() => Some(("jwt", &j.issuer, &j.sub)),
+        Identity::Iam(i) => Some(("iam", "", &i.access_key_id)),
+        Identity::ApiKey { .. } | Identity::Jwt(_) | Identity::Lambda(_) => None,
     }
 }
 
@@ -211,13 +279,15 @@ impl Admission {
             config: config.clone(),
             open: AtomicUsize::new(0),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
         }
     }
 
-    fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Address>> {
-        let h = match ip {
-            IpAddr::V4(a) => u32::from(a) as usize,
-            IpAddr::V6(a) => (u128::from(a) >> 64) as usize,
+    fn shard(&self, key: Key) -> std::sync::MutexGuard<'_, HashMap<Key, Address>> {
+        let h = match key {
+            Key::Address(IpAddr::V4(a)) => u32::from(a) as usize,
+            Key::Address(IpAddr::V6(a)) => (u128::from(a) >> 64) as usize,
+            Key::Identity(h) => h as usize,
         };
         // The modulo keeps the index in range.
         self.shards[h % SHARDS]
@@ -225,25 +295,52 @@ impl Admission {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the address's entry, creating it (and sweeping idle ones) as needed.
-    fn with<T>(&self, ip: IpAddr, f: impl FnOnce(&mut Address) -> T) -> T {
+    /// Runs `f` on the entry of an address or identity, creating it (and sweeping idle ones) as
+    /// needed.
+    fn with<T>(&self, key: Key, f: impl FnOnce(&mut Address) -> T) -> T {
         let now = Instant::now();
-        let mut shard = self.shard(ip);
-        if shard.len() >= SWEEP_AT && !shard.contains_key(&ip) {
+        let mut shard = self.shard(key);
+        if shard.len() >= SWEEP_AT && !shard.contains_key(&key) {
             shard.retain(|_, a| {
                 a.open > 0
                     || now.saturating_duration_since(a.last_seen).as_secs() < FORGET_AFTER_SECS
             });
         }
-        let c = &self.config;
-        let entry = shard.entry(ip).or_insert_with(|| Address {
+        let (connects, publishes) = self.rates(key);
+        let entry = shard.entry(key).or_insert_with(|| Address {
             open: 0,
-            connects: Bucket::full(c.max_connects_per_address_per_second, now),
-            publishes: Bucket::full(c.max_http_publishes_per_address_per_second, now),
+            connects: Bucket::full(connects, now),
+            publishes: Bucket::full(publishes, now),
             last_seen: now,
         });
         entry.last_seen = now;
         f(entry)
+    }
+
+    /// Connects and HTTP publishes per second for this kind of key.
+    fn rates(&self, key: Key) -> (u32, u32) {
+        let c = &self.config;
+        match key {
+            Key::Address(_) => (
+                c.max_connects_per_address_per_second,
+                c.max_http_publishes_per_address_per_second,
+            ),
+            Key::Identity(_) => (
+                c.max_connects_per_identity_per_second,
+                c.max_http_publishes_per_identity_per_second,
+            ),
+        }
+    }
+
+    fn release(&self, key: Key) {
+        if let Some(a) = self.shard(key).get_mut(&key) {
+            a.open = a.open.saturating_sub(1);
+        }
+    }
+
+    fn identity_key(&self, identity: &herald_auth::Identity) -> Option<Key> {
+        let (kind, issuer, name) = principal(identity)?;
+        Some(Key::Identity(self.hasher.hash_one((kind, issuer, name))))
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -264,7 +361,7 @@ impl Admission {
         }
         let ip = key(peer);
         let max = self.config.max_sockets_per_address;
-        let admitted = self.with(ip, |a| {
+        let admitted = self.with(Key::Address(ip), |a| {
             if a.open >= max {
                 return false;
             }
@@ -279,6 +376,11 @@ impl Admission {
             admission: self.clone(),
             address: Some(ip),
         })
+    }
+
+    /// Whether a socket from `peer` starts with a PROXY protocol header to read.
+    pub fn expects_proxy_header(&self, peer: IpAddr) -> bool {
+        self.config.proxy_protocol && self.trusted(peer)
     }
 
     /// The client's address: the peer, or what a trusted proxy says in `X-Forwarded-For`.
@@ -297,19 +399,84 @@ impl Admission {
 
     /// Takes a WebSocket connect from this client's budget.
     pub fn connect(&self, client: IpAddr) -> bool {
-        let rate = self.config.max_connects_per_address_per_second;
-        self.with(key(client), |a| a.connects.take(rate, Instant::now()))
+        self.take_connect(Key::Address(key(client)))
     }
 
     /// Takes an HTTP publish from this client's budget.
     pub fn publish(&self, client: IpAddr) -> bool {
-        let rate = self.config.max_http_publishes_per_address_per_second;
-        self.with(key(client), |a| a.publishes.take(rate, Instant::now()))
+        self.take_publish(Key::Address(key(client)))
+    }
+
+    /// Takes an HTTP publish from this identity's budget (always granted to identities the
+    /// per-identity bounds do not apply to).
+    pub fn identity_publish(&self, identity: &herald_auth::Identity) -> bool {
+        self.identity_key(identity)
+            .is_none_or(|k| self.take_publish(k))
+    }
+
+    /// Admits a WebSocket of this identity: takes a connect from its budget and a place under its
+    /// socket cap. `Ok(None)` for identities the per-identity bounds do not apply to.
+    pub fn identity_connect(
+        self: &Arc<Self>,
+        identity: &herald_auth::Identity,
+    ) -> Result<Option<IdentityTicket>, IdentityRefusal> {
+        let Some(k) = self.identity_key(identity) else {
+            return Ok(None);
+        };
+        let max = self.config.max_sockets_per_identity;
+        let (rate, _) = self.rates(k);
+        self.with(k, |a| {
+            if a.open >= max {
+                return Err(IdentityRefusal::Sockets);
+            }
+            if !a.connects.take(rate, Instant::now()) {
+                return Err(IdentityRefusal::Rate);
+            }
+            a.open += 1;
+            Ok(())
+        })?;
+        Ok(Some(IdentityTicket {
+            admission: self.clone(),
+            key: k,
+        }))
+    }
+
+    fn take_connect(&self, k: Key) -> bool {
+        let (rate, _) = self.rates(k);
+        self.with(k, |a| a.connects.take(rate, Instant::now()))
+    }
+
+    fn take_publish(&self, k: Key) -> bool {
+        let (_, rate) = self.rates(k);
+        self.with(k, |a| a.publishes.take(rate, Instant::now()))
     }
 
     /// Open sockets.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Why an identity's WebSocket was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRefusal {
+    /// `max_sockets_per_identity` are open.
+    Sockets,
+    /// Over `max_connects_per_identity_per_second`.
+    Rate,
+}
+
+impl IdentityRefusal {
+    /// What the client is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            IdentityRefusal::Sockets => {
+                "this identity holds the maximum number of connections; close one first"
+            }
+            IdentityRefusal::Rate => {
+                "too many connections per second for this identity; retry with backoff"
+            }
+        }
     }
 }
 
@@ -334,7 +501,11 @@ mod tests {
             max_sockets_per_address: 2,
             max_connects_per_address_per_second: 2,
             max_http_publishes_per_address_per_second: 1,
+            max_sockets_per_identity: 2,
+            max_connects_per_identity_per_second: 3,
+            max_http_publishes_per_identity_per_second: 1,
             trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
+            proxy_protocol: false,
         }))
     }
 
@@ -388,6 +559,42 @@ mod tests {
         assert!(a.publish(ip));
         assert!(!a.publish(ip));
         assert!(a.connect("192.0.2.2".parse().unwrap()));
+    }
+
+    fn iam(key: &str) -> herald_auth::Identity {
+        herald_auth::Identity::Iam(herald_auth::IamIdentity {
+            access_key_id: key.into(),
+            principal: "arn:aws:iam::1:user/x".into(),
+            account_id: None,
+        })
+    }
+
+    #[test]
+    fn identities_have_their_own_caps_and_rates() {
+        let a = admission(&[]);
+        let one = a.identity_connect(&iam("AKIDONE")).unwrap().unwrap();
+        let _two = a.identity_connect(&iam("AKIDONE")).unwrap().unwrap();
+        assert_eq!(
+            a.identity_connect(&iam("AKIDONE")).err(),
+            Some(IdentityRefusal::Sockets)
+        );
+        drop(one);
+        // Three connects per second: the third is still granted, the fourth is over the rate.
+        let _three = a.identity_connect(&iam("AKIDONE")).unwrap().unwrap();
+        drop(_three);
+        assert_eq!(
+            a.identity_connect(&iam("AKIDONE")).err(),
+            Some(IdentityRefusal::Rate)
+        );
+        assert!(a.identity_connect(&iam("AKIDTWO")).unwrap().is_some());
+        assert!(a.identity_publish(&iam("AKIDONE")));
+        assert!(!a.identity_publish(&iam("AKIDONE")));
+        // API keys prove no one: bounded per address only.
+        let anon = herald_auth::Identity::ApiKey { name: None };
+        for _ in 0..10 {
+            assert!(a.identity_connect(&anon).unwrap().is_none());
+            assert!(a.identity_publish(&anon));
+        }
     }
 
     #[test]

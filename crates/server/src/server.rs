@@ -20,6 +20,7 @@ use crate::reload::ReloadError;
 use crate::settings::Settings;
 use crate::state::State;
 use crate::transport::deadline::WriteDeadline;
+use crate::transport::proxy;
 use crate::transport::tls::{DevFiles, TlsError};
 use crate::transport::ws::close;
 
@@ -174,7 +175,24 @@ async fn serve_tcp(
     handshake: Duration,
     watcher: tokio::sync::watch::Receiver<bool>,
 ) {
-    let ticket = match state.admission.admit(peer.ip()) {
+    let mut tcp = tcp;
+    // Behind a PROXY-protocol load balancer the client is whom the header names; read it before
+    // admission so the per-address cap counts clients, not the balancer.
+    let mut proxied = None;
+    if state.admission.expects_proxy_header(peer.ip()) {
+        match tokio::time::timeout(handshake, proxy::read_header(&mut tcp)).await {
+            Ok(Ok(client)) => proxied = client,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "PROXY header refused; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no PROXY header in time; closing");
+                return;
+            }
+        }
+    }
+    let ticket = match state.admission.admit(proxied.unwrap_or(peer.ip())) {
         Ok(t) => Arc::new(t),
         Err(refusal) => {
             // Closed unanswered: answering would cost what the cap protects.
@@ -193,7 +211,7 @@ async fn serve_tcp(
         if is_tls {
             let tcp = WriteDeadline::new(tcp, stall);
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer, ticket, watcher).await,
+                Ok(Ok(stream)) => serve_http(state, stream, peer, proxied, ticket, watcher).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -201,13 +219,14 @@ async fn serve_tcp(
         }
     }
     let tcp = WriteDeadline::new(tcp, stall);
-    serve_http(state, tcp, peer, ticket, watcher).await;
+    serve_http(state, tcp, peer, proxied, ticket, watcher).await;
 }
 
 async fn serve_http<S>(
     state: Arc<State>,
     io: S,
     peer: SocketAddr,
+    proxied: Option<std::net::IpAddr>,
     ticket: Arc<Ticket>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
@@ -216,11 +235,15 @@ async fn serve_http<S>(
     let header_timeout_ms = state.fixed.limits.header_timeout_ms;
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let client = state.admission.client(peer.ip(), forwarded);
+        // A PROXY header names the client for the whole connection; else a trusted proxy's
+        // `X-Forwarded-For` names it per request.
+        let client = proxied.unwrap_or_else(|| {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            state.admission.client(peer.ip(), forwarded)
+        });
         let extensions = req.extensions_mut();
         extensions.insert(crate::http::request::Peer { client });
         // The WebSocket this request may become holds the socket's place too.

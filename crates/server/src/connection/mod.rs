@@ -62,12 +62,26 @@ where
         .authorize(Action::Connect, Presented::fields(&fields), metrics);
     // Boxed: verifying a token is a large future; inline, it would enlarge every idle
     // connection's task.
-    if let Err(err) = Box::pin(admitted).await {
-        metrics.connect_client_error.inc();
-        refuse(&mut io, &err).await;
-        return;
-    }
+    let identity = match Box::pin(admitted).await {
+        Ok(identity) => identity,
+        Err(err) => {
+            metrics.connect_client_error.inc();
+            refuse(&mut io, &err).await;
+            return;
+        }
+    };
     drop(live);
+    // The identity's place under its socket cap, held until the connection ends.
+    let _identity_place = match state.admission.identity_connect(&identity) {
+        Ok(place) => place,
+        Err(refusal) => {
+            metrics.rate_limited.inc();
+            metrics.connect_client_error.inc();
+            let err = WireError::new(ErrorType::LimitExceeded, refusal.message());
+            refuse(&mut io, &err).await;
+            return;
+        }
+    };
     metrics.connect_success.inc();
     metrics.active_connections.inc();
     let mut session = Session::new(state.clone(), outbox.clone(), fields, source_ip);

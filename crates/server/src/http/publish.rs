@@ -102,6 +102,13 @@ async fn admit_and_publish(
         .access
         .authorize(action, credential, &state.metrics)
         .await?;
+    if !state.admission.identity_publish(&identity) {
+        state.metrics.rate_limited.inc();
+        return Err(WireError::new(
+            ErrorType::LimitExceeded,
+            "too many publishes per second for this identity; retry with backoff",
+        ));
+    }
     let source = source_ip(&parts.extensions);
     let caller = crate::publish::Caller {
         identity: &identity,

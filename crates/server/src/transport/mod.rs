@@ -1,5 +1,7 @@
-//! Bytes on the wire: WebSocket framing and TLS. Protocol logic lives elsewhere.
+//! Bytes on the wire: the PROXY protocol header, TLS, WebSocket framing and write deadlines.
+//! Protocol logic lives elsewhere.
 
 pub mod deadline;
+pub mod proxy;
 pub mod tls;
 pub mod ws;
