@@ -1,4 +1,5 @@
-//! Fuzz checks for `herald-server`: the WebSocket frame reader, and the configuration loader.
+//! Fuzz checks for `herald-server`: the WebSocket frame reader, the PROXY protocol header, and
+//! the configuration loader.
 
 use std::sync::OnceLock;
 
@@ -103,5 +104,30 @@ pub fn config(data: &[u8]) {
         }
         // Every problem is reported as text; none may panic on odd values.
         let _ = herald_server::Settings::build(config);
+    }
+}
+
+/// `proxy_header`: the input is what a trusted proxy sent first. The header reader must never
+/// panic, and must never consume a byte past the header: read from the input followed by a
+/// marker, it gives the same answer and leaves the marker unread.
+pub fn proxy_header(data: &[u8]) {
+    use herald_server::transport::proxy::read_header;
+    static RT: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    let Some(rt) = RT
+        .get_or_init(|| tokio::runtime::Builder::new_current_thread().build().ok())
+        .as_ref()
+    else {
+        return;
+    };
+    const MARK: &[u8] = b"\x16after";
+    let mut alone = data;
+    let first = rt.block_on(read_header(&mut alone));
+    let mut followed = data.to_vec();
+    followed.extend_from_slice(MARK);
+    let mut rest = &followed[..];
+    let second = rt.block_on(read_header(&mut rest));
+    if first.is_ok() {
+        assert_eq!(first, second);
+        assert!(rest.ends_with(MARK), "read past the header");
     }
 }

@@ -1,5 +1,5 @@
 //! Replays the committed fuzz corpora of the server's parsers (`fuzz/corpus/`): the WebSocket
-//! frame reader and the configuration loader, through the checks the fuzz targets run
+//! frame reader, the PROXY protocol header and the configuration loader, through the checks the fuzz targets run
 //! (`fuzz/src/server.rs`), so a plain `cargo test` re-runs them.
 
 #[path = "../../../fuzz/src/server.rs"]
@@ -17,4 +17,9 @@ fn ws_frame() {
 #[test]
 fn config() {
     replay("config", checks::config);
+}
+
+#[test]
+fn proxy_header() {
+    replay("proxy_header", checks::proxy_header);
 }
