@@ -156,6 +156,12 @@ pub struct WebSocketConfig {
     /// write (fewer syscalls under heavy fan-out, at the cost of that much latency). 0 = write
     /// at once.
     pub write_delay_us: u64,
+    /// A publish whose channel has at most this many local subscriptions (per exact channel or
+    /// wildcard) writes each event straight into each subscriber's socket from the publishing
+    /// task, when that socket has nothing queued: no wake-up of the subscriber's task, no hand-off
+    /// between threads. Larger fan-outs queue, so each connection coalesces many events into one
+    /// write. Plain TCP only (TLS connections always queue). 0 = always queue.
+    pub direct_write_max_fanout: usize,
     /// A WebSocket message begun must be complete within this long, or the connection is closed
     /// (1008): a half-sent message holds a growing buffer.
     pub message_timeout_ms: u64,
@@ -173,6 +179,7 @@ impl Default for WebSocketConfig {
             handshake_timeout_ms: 10_000,
             read_buffer_bytes: 1024,
             write_delay_us: 0,
+            direct_write_max_fanout: 64,
             message_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
         }

@@ -15,12 +15,15 @@ use crate::broker::Broker;
 use crate::broker::local::Hub;
 use crate::broker::nats::{ClusterError, NatsBroker};
 use crate::history::{History, ReadLimits, retention};
+use crate::metrics::Outbound;
 use crate::settings::Fixed;
 
 /// How events reach subscribers, and where history is kept.
 pub struct Backplane {
     pub broker: Arc<dyn Broker>,
     pub history: Option<History>,
+    /// The counters the fan-out adds its direct writes to, for the server's metrics.
+    pub outbound: Outbound,
 }
 
 /// The backplane could not start.
@@ -34,7 +37,11 @@ pub enum BackplaneError {
 
 /// Starts the backplane the settings ask for.
 pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
-    let hub = Arc::new(Hub::new());
+    let outbound = Outbound::default();
+    let hub = Arc::new(Hub::new(
+        outbound.clone(),
+        fixed.websocket.direct_write_max_fanout,
+    ));
     let limits = ReadLimits::new(&fixed.history, fixed.limits.max_event_bytes);
     if !fixed.cluster.enabled() {
         let broker: Arc<dyn Broker> = hub;
@@ -45,7 +52,11 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
             &fixed.history_namespaces,
             broker.clone(),
         )?;
-        return Ok(Backplane { broker, history });
+        return Ok(Backplane {
+            broker,
+            history,
+            outbound,
+        });
     }
     let followed = fixed
         .history_namespaces
@@ -59,6 +70,7 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
         return Ok(Backplane {
             broker,
             history: None,
+            outbound,
         });
     }
     let namespaces: Vec<_> = fixed
@@ -75,5 +87,6 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
     Ok(Backplane {
         broker,
         history: Some(history),
+        outbound,
     })
 }

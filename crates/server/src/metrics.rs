@@ -134,6 +134,14 @@ impl Namespace {
     }
 }
 
+/// WebSocket messages and bytes sent: counted by the connection tasks, and by the fan-out for
+/// what it writes directly (`connection::outbox`), into the same two counters.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    pub messages: Counter,
+    pub bytes: Counter,
+}
+
 /// Server-wide metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {

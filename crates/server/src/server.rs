@@ -69,7 +69,13 @@ impl Server {
         let (tls, dev_tls) = fixed.tls.acceptor(&fixed.data_dir)?;
         let addr = fixed.listen;
         let backplane = crate::deployment::start(&fixed).await?;
-        let state = Arc::new(State::new(fixed, live, backplane.broker, backplane.history));
+        let state = Arc::new(State::new(
+            fixed,
+            live,
+            backplane.broker,
+            backplane.history,
+            backplane.outbound,
+        ));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;

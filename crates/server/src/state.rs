@@ -11,6 +11,7 @@ use crate::config::ReloadSource;
 use crate::history::History;
 use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
+use crate::metrics::Outbound;
 use crate::registry::Registry;
 use crate::settings::{Fixed, Live};
 
@@ -42,8 +43,11 @@ impl State {
         live: Live,
         broker: Arc<dyn Broker>,
         history: Option<History>,
+        outbound: Outbound,
     ) -> State {
-        let metrics = Metrics::new(live.namespaces.iter().map(String::as_str));
+        let mut metrics = Metrics::new(live.namespaces.iter().map(String::as_str));
+        metrics.outbound_messages = outbound.messages;
+        metrics.outbound_bytes = outbound.bytes;
         let live = Arc::new(live);
         prefetch_keys(live.clone());
         State {

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use herald_protocol::{Channel, Pattern};
 
 use super::{Broker, PublishFuture, Subscriber};
-use crate::connection::outbox::Out;
+use crate::connection::outbox::Sent;
+use crate::metrics::Outbound;
 
 const SHARDS: usize = 64;
 
@@ -138,20 +139,19 @@ impl Index {
         }
     }
 
-    /// Pushes every body to every subscriber under `key`; returns how many subscribers.
-    fn deliver(&self, key: &str, bodies: &[Bytes]) -> usize {
+    /// Pushes every body to every subscriber under `key`; returns how many subscribers, and
+    /// adds what was written directly to `sent`.
+    fn deliver(&self, key: &str, bodies: &[Bytes], direct_max: usize, sent: &mut Sent) -> usize {
         let map = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = map.get(key) else { return 0 };
+        // Few subscribers: write to each directly when it can take it. Many: queue, so each
+        // connection's task coalesces many events into one write.
+        let direct = list.len() <= direct_max;
         for sub in list {
-            for body in bodies {
-                // A full queue closes that subscriber (see Outbox); the rest carry on.
-                let out = Out::Data {
-                    prefix: sub.prefix.clone(),
-                    body: body.clone(),
-                };
-                if sub.outbox.push(out).is_err() {
-                    break;
-                }
+            // A full queue closes that subscriber (see Outbox); the rest carry on.
+            if let Ok(s) = sub.outbox.push_data(&sub.prefix, bodies, direct) {
+                sent.frames += s.frames;
+                sent.bytes += s.bytes;
             }
         }
         list.len()
@@ -162,19 +162,28 @@ impl Index {
 pub struct Hub {
     exact: Index,
     below: Index,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub::new()
-    }
+    /// Counts the frames written directly (the connection tasks count the rest).
+    outbound: Outbound,
+    /// `websocket.direct_write_max_fanout`.
+    direct_max: usize,
 }
 
 impl Hub {
-    pub fn new() -> Hub {
+    pub fn new(outbound: Outbound, direct_max: usize) -> Hub {
         Hub {
             exact: Index::new(),
             below: Index::new(),
+            outbound,
+            direct_max,
+        }
+    }
+
+    /// Adds one fan-out's direct writes to the metrics: two increments per fan-out, not per
+    /// delivery.
+    fn count(&self, sent: Sent) {
+        if sent.frames > 0 {
+            self.outbound.messages.inc_by(sent.frames);
+            self.outbound.bytes.inc_by(sent.bytes);
         }
     }
 
@@ -187,13 +196,23 @@ impl Hub {
 
     /// Delivers to local subscriptions of exactly this channel.
     pub fn deliver_exact(&self, channel: &Channel, bodies: &[Bytes]) -> usize {
-        self.exact.deliver(channel.as_str(), bodies)
+        let mut sent = Sent::default();
+        let reached = self
+            .exact
+            .deliver(channel.as_str(), bodies, self.direct_max, &mut sent);
+        self.count(sent);
+        reached
     }
 
     /// Delivers to local wildcard subscriptions on `prefix` (which `channel` is below).
     pub fn deliver_below(&self, prefix: &str, channel: &Channel, bodies: &[Bytes]) -> usize {
         if channel.ancestors().any(|a| a == prefix) {
-            self.below.deliver(prefix, bodies)
+            let mut sent = Sent::default();
+            let reached = self
+                .below
+                .deliver(prefix, bodies, self.direct_max, &mut sent);
+            self.count(sent);
+            reached
         } else {
             0
         }
@@ -201,10 +220,16 @@ impl Hub {
 
     /// Delivers synchronously to local subscribers; returns subscriptions reached.
     pub fn deliver(&self, channel: &Channel, bodies: &[Bytes]) -> usize {
-        let mut reached = self.exact.deliver(channel.as_str(), bodies);
+        let mut sent = Sent::default();
+        let mut reached = self
+            .exact
+            .deliver(channel.as_str(), bodies, self.direct_max, &mut sent);
         for prefix in channel.ancestors() {
-            reached += self.below.deliver(prefix, bodies);
+            reached += self
+                .below
+                .deliver(prefix, bodies, self.direct_max, &mut sent);
         }
+        self.count(sent);
         reached
     }
 }
@@ -234,7 +259,7 @@ mod tests {
 
     fn sub(id: &str) -> Arc<Subscriber> {
         Arc::new(Subscriber {
-            outbox: Arc::new(Outbox::new(1 << 20, 1000)),
+            outbox: Arc::new(Outbox::new(1 << 20, 1000, None)),
             prefix: herald_protocol::reply::data_prefix(id),
         })
     }
@@ -296,7 +321,7 @@ mod tests {
 
     #[test]
     fn delivers_to_exact_and_wildcard_subscribers_only() {
-        let hub = Hub::new();
+        let hub = Hub::new(Outbound::default(), 64);
         let exact = sub("a");
         let wild = sub("b");
         let other = sub("c");

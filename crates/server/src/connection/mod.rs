@@ -31,18 +31,32 @@ const KEEP_QUEUE: usize = 32;
 /// every connection holding its peak.
 const KEEP_WRITE_BUFFER: usize = 2 * 1024;
 
+/// How a connection's socket reached it.
+pub struct Socket<S> {
+    /// What the connection task reads and writes.
+    pub io: S,
+    /// The same socket for direct writes by small fan-outs, when it is plain TCP.
+    pub shared: Option<Arc<tokio::net::TcpStream>>,
+}
+
 /// Runs a connection until it closes. `fields` is the connect authorization (from the
 /// `header-` subprotocol or the upgrade request's headers).
-pub async fn run<S>(state: Arc<State>, mut io: S, fields: AuthFields, source_ip: Vec<String>)
-where
+pub async fn run<S>(
+    state: Arc<State>,
+    socket: Socket<S>,
+    fields: AuthFields,
+    source_ip: Vec<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Socket { mut io, shared } = socket;
     let limits = &state.fixed.limits;
     let metrics = &state.metrics;
     metrics.connect_requests.inc();
     let outbox = Arc::new(Outbox::new(
         limits.max_queued_bytes,
         limits.max_queued_messages,
+        shared,
     ));
     let Some(_registration) = state
         .connections
@@ -192,6 +206,11 @@ async fn write_while<S: AsyncWrite + Unpin>(
                         Out::Data { prefix, body } => {
                             ws::write_frame(&mut buf, ws::OP_TEXT, &[&prefix, &body])
                         }
+                        // Counted when its direct write began.
+                        Out::Raw(b) => {
+                            buf.extend_from_slice(&b);
+                            continue;
+                        }
                         other => {
                             held.push_back(other);
                             continue;
@@ -248,12 +267,17 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             queue.push_front(item);
         }
         let mut closing = None;
-        let (frames, before) = (queue.len() as u64, wbuf.len());
+        let (mut frames, before) = (queue.len() as u64, wbuf.len());
         for item in queue.drain(..) {
             match item {
                 Out::Text(b) => ws::write_frame(&mut wbuf, ws::OP_TEXT, &[&b]),
                 Out::Data { prefix, body } => {
                     ws::write_frame(&mut wbuf, ws::OP_TEXT, &[&prefix, &body])
+                }
+                // The rest of a direct write, counted when it began.
+                Out::Raw(b) => {
+                    wbuf.extend_from_slice(&b);
+                    frames = frames.saturating_sub(1);
                 }
                 Out::Recheck => session.recheck(),
                 Out::Close { code, reason } => {
@@ -291,6 +315,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             )),
             None => None,
         };
+        // Everything is written: until the next drain, small fan-outs may write directly.
+        outbox.written();
         tokio::select! {
             _ = outbox.ready() => {
                 if !write_delay.is_zero() {
@@ -342,6 +368,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                             // The peer's code echoed (the reader refused any a peer may not
                             // send, answering 1002), or 1000 for a close without one.
                             ws::write_close(&mut wbuf, code.unwrap_or(close::NORMAL), "");
+                            // Nothing may follow the close frame, direct writes included.
+                            outbox.shut();
                             let _ = io.write_all(&wbuf).await;
                             linger(io).await;
                             return Err(End::PeerClose);

@@ -5,14 +5,25 @@
 //! messages and bytes. Overflow rule: the connection is marked for closing as a slow consumer
 //! (close code 4008); what is queued is dropped and nothing more is accepted, so a subscriber that
 //! cannot keep up never delays the others nor grows memory without bound.
+//!
+//! Direct writes: on a plain TCP connection, a small fan-out writes its frames straight into the
+//! socket from the delivering task when nothing is queued and the connection's task is not
+//! writing — no wake-up, no hand-off to another thread. The socket takes them whole or in part
+//! without blocking; what it does not take is queued first in line, so frames stay in order and
+//! the bounds above apply unchanged. Large fan-outs always queue: there, each connection's task
+//! coalesces many events into one write, which costs less than a write per event.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use crate::transport::ws::{FrameHeader, OP_TEXT};
 
 /// One queued item.
 #[derive(Debug, Clone)]
@@ -25,12 +36,14 @@ pub enum Out {
     Close { code: u16, reason: &'static str },
     /// The configuration was reloaded: re-check every subscription against it.
     Recheck,
+    /// The rest of frames a direct write began: written as they are.
+    Raw(Bytes),
 }
 
 impl Out {
     fn cost(&self) -> usize {
         match self {
-            Out::Text(b) => b.len(),
+            Out::Text(b) | Out::Raw(b) => b.len(),
             Out::Data { prefix, body } => prefix.len() + body.len(),
             Out::Close { .. } | Out::Recheck => 0,
         }
@@ -57,6 +70,22 @@ struct State {
     since: Option<Instant>,
     /// Empty-to-not transitions, for the sampling.
     transitions: u32,
+    /// The connection's task has taken items (or has frames of its own) it has not finished
+    /// writing: no direct write may go in between.
+    writing: bool,
+    /// The socket, for direct writes (plain TCP only; dropped when the connection ends).
+    socket: Option<Arc<TcpStream>>,
+}
+
+/// Most events one direct write carries; more are queued (AppSync publishes carry at most 5).
+const DIRECT_MAX_EVENTS: usize = 5;
+
+/// What a push of data did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Frames and bytes written directly into the socket (counted by the caller, once per fan-out).
+    pub frames: u64,
+    pub bytes: u64,
 }
 
 /// One queueing-delay observation per this many empty-to-not transitions of a queue.
@@ -73,9 +102,13 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(max_bytes: usize, max_messages: usize) -> Outbox {
+    /// An outbox; with `socket`, small fan-outs may write into it directly.
+    pub fn new(max_bytes: usize, max_messages: usize, socket: Option<Arc<TcpStream>>) -> Outbox {
         Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                socket,
+                ..State::default()
+            }),
             notify: Notify::new(),
             max_bytes,
             max_messages,
@@ -91,6 +124,17 @@ impl Outbox {
     /// Queues an item, applying the overflow rule.
     pub fn push(&self, item: Out) -> Result<(), PushError> {
         let mut s = self.lock();
+        let was_empty = s.queue.is_empty();
+        self.enqueue(&mut s, item)?;
+        drop(s);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues under the lock, applying the overflow rule (which wakes the task itself).
+    fn enqueue(&self, s: &mut State, item: Out) -> Result<(), PushError> {
         if s.closing {
             return Err(PushError::Closed);
         }
@@ -103,13 +147,11 @@ impl Outbox {
                 code: crate::transport::ws::close::SLOW_CONSUMER,
                 reason: "slow consumer: outbound queue full",
             });
-            drop(s);
             self.overflowed.store(true, Ordering::Relaxed);
             self.notify.notify_one();
             return Err(PushError::Overflow);
         }
-        let was_empty = s.queue.is_empty();
-        if was_empty {
+        if s.queue.is_empty() {
             if s.transitions.is_multiple_of(SAMPLE) {
                 s.since = Some(Instant::now());
             }
@@ -117,11 +159,95 @@ impl Outbox {
         }
         s.bytes += cost;
         s.queue.push_back(item);
+        Ok(())
+    }
+
+    /// Delivers `bodies` as `data` frames behind `prefix`: written straight into the socket
+    /// when `direct` is allowed, the connection can take it and nothing is ahead of them; queued
+    /// otherwise. A full queue closes the connection as a slow consumer, as [`Outbox::push`].
+    pub fn push_data(
+        &self,
+        prefix: &Bytes,
+        bodies: &[Bytes],
+        direct: bool,
+    ) -> Result<Sent, PushError> {
+        let mut s = self.lock();
+        if direct
+            && !s.closing
+            && !s.writing
+            && s.queue.is_empty()
+            && bodies.len() <= DIRECT_MAX_EVENTS
+            && let Some(socket) = s.socket.clone()
+        {
+            return self.write_direct(&mut s, &socket, prefix, bodies);
+        }
+        let was_empty = s.queue.is_empty();
+        for body in bodies {
+            self.enqueue(
+                &mut s,
+                Out::Data {
+                    prefix: prefix.clone(),
+                    body: body.clone(),
+                },
+            )?;
+        }
         drop(s);
+        if was_empty && !bodies.is_empty() {
+            self.notify.notify_one();
+        }
+        Ok(Sent::default())
+    }
+
+    /// One non-blocking vectored write of the frames, under the lock so nothing interleaves.
+    fn write_direct(
+        &self,
+        s: &mut State,
+        socket: &TcpStream,
+        prefix: &Bytes,
+        bodies: &[Bytes],
+    ) -> Result<Sent, PushError> {
+        let mut headers = [FrameHeader::new(OP_TEXT, 0); DIRECT_MAX_EVENTS];
+        for (h, body) in headers.iter_mut().zip(bodies) {
+            *h = FrameHeader::new(OP_TEXT, prefix.len() + body.len());
+        }
+        let mut slices = [IoSlice::new(&[]); 3 * DIRECT_MAX_EVENTS];
+        let mut total = 0;
+        for ((slot, h), body) in slices.chunks_exact_mut(3).zip(&headers).zip(bodies) {
+            if let [a, b, c] = slot {
+                *a = IoSlice::new(h.as_bytes());
+                *b = IoSlice::new(prefix);
+                *c = IoSlice::new(body);
+                total += h.as_bytes().len() + prefix.len() + body.len();
+            }
+        }
+        let used = slices.get(..3 * bodies.len()).unwrap_or_default();
+        let written = match socket.try_write_vectored(used) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            // A broken socket: the connection's task finds out on its next read or write.
+            Err(_) => 0,
+        };
+        let sent = Sent {
+            frames: bodies.len() as u64,
+            bytes: written as u64,
+        };
+        if written >= total {
+            return Ok(sent);
+        }
+        // The socket took part or nothing: the rest goes first in line, as it is.
+        let mut rest = Vec::with_capacity(total - written);
+        let mut skip = written;
+        for slice in used {
+            let take = slice.get(skip.min(slice.len())..).unwrap_or_default();
+            skip = skip.saturating_sub(slice.len());
+            rest.extend_from_slice(take);
+        }
+        let was_empty = s.queue.is_empty();
+        let result = self.enqueue(s, Out::Raw(Bytes::from(rest)));
         if was_empty {
             self.notify.notify_one();
         }
-        Ok(())
+        result.map(|()| sent)
     }
 
     /// Queues a close after what is already queued; later pushes are dropped.
@@ -142,6 +268,7 @@ impl Outbox {
         s.closing = true;
         s.queue = VecDeque::new();
         s.bytes = 0;
+        s.socket = None;
     }
 
     /// Whether the connection is closing or gone: work for it (a resume reading history) can
@@ -150,10 +277,12 @@ impl Outbox {
         self.lock().closing
     }
 
-    /// Moves everything queued into `into` (which the caller keeps to reuse its allocation).
-    /// Returns when the oldest of those items was queued, if any were.
+    /// Moves everything queued into `into` (which the caller keeps to reuse its allocation),
+    /// and marks the connection's task as writing until [`Outbox::written`]. Returns when the
+    /// oldest of those items was queued, if any were.
     pub fn drain(&self, into: &mut VecDeque<Out>) -> Option<Instant> {
         let mut s = self.lock();
+        s.writing = true;
         if into.is_empty() {
             std::mem::swap(&mut s.queue, into);
         } else {
@@ -165,6 +294,11 @@ impl Outbox {
             s.queue = VecDeque::new();
         }
         s.since.take()
+    }
+
+    /// The connection's task wrote everything it had: direct writes may go ahead again.
+    pub fn written(&self) {
+        self.lock().writing = false;
     }
 
     /// Resolves when something was queued since the last wait.
@@ -188,7 +322,7 @@ mod tests {
 
     #[test]
     fn overflow_closes_as_slow_consumer() {
-        let o = Outbox::new(10, 100);
+        let o = Outbox::new(10, 100, None);
         o.push(Out::Text(Bytes::from_static(b"12345"))).unwrap();
         o.push(Out::Text(Bytes::from_static(b"12345"))).unwrap();
         assert_eq!(
@@ -208,7 +342,7 @@ mod tests {
 
     #[test]
     fn message_count_is_bounded_too() {
-        let o = Outbox::new(1 << 20, 2);
+        let o = Outbox::new(1 << 20, 2, None);
         o.push(Out::Text(Bytes::new())).unwrap();
         o.push(Out::Text(Bytes::new())).unwrap();
         assert_eq!(o.push(Out::Text(Bytes::new())), Err(PushError::Overflow));

@@ -3,11 +3,13 @@
 //! headers; the connection then runs in its own task (`connection`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use herald_protocol::{AuthFields, ErrorType, WireError};
 
@@ -16,6 +18,8 @@ use super::response::{Body, bad_request, error, errors, text};
 use crate::admission::Ticket;
 use crate::connection;
 use crate::state::State;
+use crate::transport::deadline::WriteDeadline;
+use crate::transport::shared::SharedTcp;
 use crate::transport::ws;
 
 /// The one subprotocol Herald speaks.
@@ -70,7 +74,30 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
     tokio::spawn(async move {
         let _ticket = ticket;
         match on_upgrade.await {
-            Ok(upgraded) => connection::run(state, TokioIo::new(upgraded), fields, source).await,
+            Ok(upgraded) => {
+                // Plain TCP is taken back from hyper, so small fan-outs can write into it
+                // directly; TLS streams stay behind hyper's upgrade.
+                match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
+                    Ok(parts) => {
+                        let stall = Duration::from_millis(state.fixed.limits.write_timeout_ms);
+                        let tcp = Arc::new(parts.io.into_inner().into_inner());
+                        let io =
+                            WriteDeadline::new(SharedTcp::new(tcp.clone(), parts.read_buf), stall);
+                        let socket = connection::Socket {
+                            io,
+                            shared: Some(tcp),
+                        };
+                        connection::run(state, socket, fields, source).await
+                    }
+                    Err(upgraded) => {
+                        let socket = connection::Socket {
+                            io: TokioIo::new(upgraded),
+                            shared: None,
+                        };
+                        connection::run(state, socket, fields, source).await
+                    }
+                }
+            }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
     });

@@ -36,6 +36,10 @@ impl<S> WriteDeadline<S> {
         &self.inner
     }
 
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// On `Pending`, arms the timer (once) and fails when it fires; on progress, disarms it.
     fn watch<T>(
         &mut self,

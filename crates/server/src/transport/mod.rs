@@ -3,5 +3,6 @@
 
 pub mod deadline;
 pub mod proxy;
+pub mod shared;
 pub mod tls;
 pub mod ws;

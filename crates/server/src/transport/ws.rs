@@ -237,18 +237,41 @@ fn parse_frame(buf: &mut BytesMut, max_message: usize) -> Result<Option<Frame>, 
 /// Appends one unmasked, final frame whose payload is the concatenation of `parts`.
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    let header = FrameHeader::new(opcode, len);
+    out.extend_from_slice(header.as_bytes());
     for p in parts {
         out.extend_from_slice(p);
+    }
+}
+
+/// An unmasked frame's header (the server never masks), kept on the stack for vectored writes.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHeader {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl FrameHeader {
+    pub fn new(opcode: u8, payload: usize) -> FrameHeader {
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | opcode;
+        let len = if payload < 126 {
+            bytes[1] = payload as u8;
+            2
+        } else if let Ok(short) = u16::try_from(payload) {
+            bytes[1] = 126;
+            bytes[2..4].copy_from_slice(&short.to_be_bytes());
+            4
+        } else {
+            bytes[1] = 127;
+            bytes[2..10].copy_from_slice(&(payload as u64).to_be_bytes());
+            10
+        };
+        FrameHeader { bytes, len }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 }
 
