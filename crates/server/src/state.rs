@@ -25,7 +25,7 @@ pub struct State {
     pub connections: Registry,
     /// Who may hold a socket; per-address rates.
     pub admission: Arc<Admission>,
-    /// Idempotency keys of recent publishes.
+    /// Idempotency keys of recent publishes (shared by the nodes in cluster mode).
     pub idempotency: Idempotency,
     pub metrics: Metrics,
     /// The per-event limits every publish is decoded with.
@@ -46,6 +46,7 @@ impl State {
         let metrics = Metrics::new(live.namespaces.iter().map(String::as_str));
         let live = Arc::new(live);
         prefetch_keys(live.clone());
+        let shared_keys = broker.shared_keys();
         State {
             event_limits: fixed.limits.events(),
             live: RwLock::new(live),
@@ -56,6 +57,7 @@ impl State {
             idempotency: Idempotency::new(
                 std::time::Duration::from_secs(fixed.limits.idempotency_window_secs),
                 fixed.limits.max_idempotency_keys,
+                shared_keys,
             ),
             metrics,
             reload_source: OnceLock::new(),
