@@ -5,9 +5,11 @@
 //! - Embedded: the local subscription index is the broker; history is fjall (or memory), and
 //!   each history namespace's lane delivers what it stored.
 //! - Cluster (`[cluster] nats_url`): NATS fans out to every node's local index; history is
-//!   JetStream, and every node's follower delivers what any node stored.
+//!   JetStream, and every node's follower delivers what any node stored; idempotency keys are
+//!   shared in a JetStream key-value bucket.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_history::{HistoryError, JetStreamOptions, JetStreamStore};
 
@@ -15,6 +17,7 @@ use crate::broker::Broker;
 use crate::broker::local::Hub;
 use crate::broker::nats::{ClusterError, NatsBroker};
 use crate::history::{History, ReadLimits, retention};
+use crate::idempotency::SharedKeys;
 use crate::metrics::Outbound;
 use crate::settings::Fixed;
 
@@ -65,6 +68,13 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
         .collect();
     let nats = NatsBroker::connect(&fixed.cluster, followed, hub.clone()).await?;
     let client = nats.client();
+    let keys = SharedKeys::new(
+        client.clone(),
+        fixed.cluster.prefix(),
+        fixed.cluster.history_replicas,
+        Duration::from_secs(fixed.limits.idempotency_window_secs),
+    );
+    let nats = nats.with_shared_keys(keys);
     let broker: Arc<dyn Broker> = Arc::new(nats);
     if fixed.history_namespaces.is_empty() {
         return Ok(Backplane {

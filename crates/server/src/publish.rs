@@ -61,12 +61,12 @@ pub async fn publish(
     let Some(key) = idempotency_key else {
         return publish_once(state, channel, events, caller).await;
     };
-    match state.idempotency.begin(channel.namespace(), key) {
+    match state.idempotency.begin(channel.namespace(), key).await {
         Begin::Replay(result) => Ok((*result).clone()),
         Begin::Refuse(e) => Err(e),
         Begin::Fresh(claim) => {
             let outcome = publish_once(state, channel, events, caller).await;
-            claim.finish(&outcome);
+            claim.finish(&outcome).await;
             outcome
         }
     }

@@ -26,7 +26,7 @@ pub struct State {
     pub connections: Registry,
     /// Who may hold a socket; per-address rates.
     pub admission: Arc<Admission>,
-    /// Idempotency keys of recent publishes.
+    /// Idempotency keys of recent publishes (shared by the nodes in cluster mode).
     pub idempotency: Idempotency,
     pub metrics: Metrics,
     /// The per-event limits every publish is decoded with.
@@ -50,6 +50,7 @@ impl State {
         metrics.outbound_bytes = outbound.bytes;
         let live = Arc::new(live);
         prefetch_keys(live.clone());
+        let shared_keys = broker.shared_keys();
         State {
             event_limits: fixed.limits.events(),
             live: RwLock::new(live),
@@ -60,6 +61,7 @@ impl State {
             idempotency: Idempotency::new(
                 std::time::Duration::from_secs(fixed.limits.idempotency_window_secs),
                 fixed.limits.max_idempotency_keys,
+                shared_keys,
             ),
             metrics,
             reload_source: OnceLock::new(),

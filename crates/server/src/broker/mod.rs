@@ -14,6 +14,7 @@ use bytes::Bytes;
 use herald_protocol::{Channel, Pattern};
 
 use crate::connection::outbox::Outbox;
+use crate::idempotency::SharedKeys;
 
 /// One subscription as the index sees it.
 pub struct Subscriber {
@@ -56,4 +57,9 @@ pub trait Broker: Send + Sync + 'static {
     /// Registers a local subscription (after [`Broker::prepare`]).
     fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>);
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>);
+    /// The idempotency keys every node sees, when there are other nodes to see them (cluster
+    /// mode); a single node's own table is enough.
+    fn shared_keys(&self) -> Option<Arc<SharedKeys>> {
+        None
+    }
 }

@@ -21,6 +21,7 @@ use herald_protocol::{Channel, Pattern};
 
 use super::local::Hub;
 use super::{Broker, BrokerError, PublishFuture, ReadyFuture, Subscriber};
+use crate::idempotency::SharedKeys;
 
 /// `[cluster]` settings.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,8 +49,8 @@ pub struct ClusterConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Refuse to talk to NATS without TLS, even for a `nats://` URL.
     pub tls_required: bool,
-    /// Copies JetStream keeps of each history stream: 1 for a single NATS server, 3 for a NATS
-    /// cluster (so history survives losing a NATS server). Default 1.
+    /// Copies JetStream keeps of each history stream and of the idempotency-key bucket: 1 for a
+    /// single NATS server, 3 for a NATS cluster (so they survive losing a NATS server). Default 1.
     pub history_replicas: usize,
 }
 
@@ -120,6 +121,8 @@ pub struct NatsBroker {
     /// Namespaces whose events reach this node from their JetStream stream (`history`), not
     /// from core NATS subscriptions.
     followed: HashSet<String>,
+    /// Idempotency keys, in a JetStream bucket every node reads.
+    shared_keys: Option<Arc<SharedKeys>>,
 }
 
 /// The cluster could not be joined.
@@ -214,7 +217,14 @@ impl NatsBroker {
             prefix: config.prefix().to_owned(),
             remote: Mutex::new(HashMap::new()),
             followed,
+            shared_keys: None,
         })
+    }
+
+    /// Shares idempotency keys between the nodes through this bucket.
+    pub fn with_shared_keys(mut self, keys: Option<SharedKeys>) -> NatsBroker {
+        self.shared_keys = keys.map(Arc::new);
+        self
     }
 
     /// The NATS connection, shared with JetStream history.
@@ -354,6 +364,10 @@ impl Broker for NatsBroker {
 
     fn subscribe(&self, pattern: &Pattern, subscriber: Arc<Subscriber>) {
         self.hub.subscribe(pattern, subscriber);
+    }
+
+    fn shared_keys(&self) -> Option<Arc<SharedKeys>> {
+        self.shared_keys.clone()
     }
 
     fn unsubscribe(&self, pattern: &Pattern, subscriber: &Arc<Subscriber>) {
