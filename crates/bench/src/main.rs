@@ -23,7 +23,7 @@ mod target;
 mod track;
 mod ws;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -190,6 +190,11 @@ enum Cmd {
         /// JSON report of a `--kind none` run: compare p99 latencies with it (bar: ≤ 2×).
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Local address every hostile socket binds before connecting; the well-behaved clients
+        /// keep the default source address (127.0.0.1 toward a loopback server), so per-address
+        /// limits apply to the attacker alone. 127.0.0.1 shares them with the victim.
+        #[arg(long, default_value = "127.0.0.2")]
+        attacker_address: IpAddr,
     },
     /// Medians of the JSON reports in a folder, side by side per server, as Markdown.
     Summarize { dir: PathBuf },
@@ -429,6 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             fill_events,
             drain_secs,
             baseline,
+            attacker_address,
         } => {
             let workers = conns.unwrap_or(kind.default_workers());
             let mut plan = attack::Plan {
@@ -447,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     busy_rate,
                     fill_events,
                     big_channel: format!("/{}/big-{}", c.namespace, rep.unix_time),
+                    attacker_address,
                 },
             };
             if c.smoke {

@@ -360,3 +360,128 @@ async fn resumes_per_connection_are_bounded() {
     assert_eq!(c.recv().await["id"], "calm");
     server.stop().await;
 }
+
+/// Fills `channel` with `n` events (`"1"`, `"2"`, …), five per request.
+async fn fill(server: &TestServer, channel: &str, n: usize) {
+    for first in (1..=n).step_by(5) {
+        let events: Vec<String> = (first..(first + 5).min(n + 1))
+            .map(|i| i.to_string())
+            .collect();
+        let (status, reply) =
+            post(server, KEY, &json!({"channel": channel, "events": events})).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+}
+
+/// Issue 20, resume storm across connections: `history.max_replay_events_per_second` paces the
+/// replays of a namespace. Two resumes of 300 events each with a budget of 200 events/s (one
+/// second's worth available at once) cannot both end before 2 s; each is complete and in order,
+/// including events published to the channel while they wait (the seam holds); and publishes —
+/// to another namespace, and to the paced channel itself — are answered before either ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_are_paced_by_the_namespace_budget() {
+    const STORED: usize = 300;
+    const LIVE: usize = 5;
+    const RATE: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = history_config(dir.path(), None);
+    cfg.history.max_replay_events_per_second = RATE;
+    let server = start(cfg).await;
+    fill(&server, "/chat/paced", STORED).await;
+
+    let started = Instant::now();
+    let mut resumes = Vec::new();
+    for id in ["r1", "r2"] {
+        let mut c = Client::ready(&server).await;
+        c.send(
+            json!({"type": "subscribe", "id": id, "channel": "/chat/paced",
+            "authorization": {"x-api-key": KEY}, "resume": {"since_ms": 0}}),
+        )
+        .await;
+        resumes.push(tokio::spawn(async move {
+            let ok = c.recv().await;
+            let answered = Instant::now();
+            assert_eq!(ok["type"], "subscribe_success", "{ok}");
+            assert_eq!(ok["resume"]["recovered"], true, "{ok}");
+            let mut offsets = Vec::new();
+            while offsets.len() < STORED + LIVE {
+                let f = c.recv().await;
+                assert_eq!(f["type"], "data", "{f}");
+                offsets.push(f["position"]["offset"].as_u64().unwrap());
+            }
+            (answered, offsets)
+        }));
+    }
+    // Neither publish waits on the replay budget.
+    let (status, reply) = post(
+        &server,
+        KEY,
+        &json!({"channel": "/default/elsewhere", "events": ["1"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let elsewhere = Instant::now();
+    let live: Vec<String> = (STORED + 1..=STORED + LIVE)
+        .map(|i| i.to_string())
+        .collect();
+    let (status, reply) = post(
+        &server,
+        KEY,
+        &json!({"channel": "/chat/paced", "events": live}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let same_channel = Instant::now();
+
+    let mut answered = Vec::new();
+    for r in resumes {
+        let (at, offsets) = r.await.unwrap();
+        assert_eq!(
+            offsets,
+            (1..=(STORED + LIVE) as u64).collect::<Vec<_>>(),
+            "every offset once, in order"
+        );
+        answered.push(at);
+    }
+    let first = answered.iter().min().copied().unwrap();
+    let last = answered.iter().max().copied().unwrap();
+    assert!(
+        elsewhere < first && same_channel < first,
+        "publishes were answered after a paced resume ended"
+    );
+    // 600 events, 200 of them at once, the rest at 200/s: at least 2 s.
+    let paced = last - started;
+    assert!(
+        paced >= Duration::from_millis(1900),
+        "two resumes of {STORED} events took {paced:?} at {RATE} events/s"
+    );
+    server.stop().await;
+}
+
+/// A resume waiting for the replay budget stops when its client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_resume_stops_when_its_client_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = history_config(dir.path(), None);
+    // 300 events at 10/s: half a minute of waiting, unless the resume stops.
+    cfg.history.max_replay_events_per_second = 10;
+    let server = start(cfg).await;
+    fill(&server, "/chat/paced", 300).await;
+    let mut c = Client::ready(&server).await;
+    c.send(
+        json!({"type": "subscribe", "id": "gone", "channel": "/chat/paced",
+        "authorization": {"x-api-key": KEY}, "resume": {"since_ms": 0}}),
+    )
+    .await;
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    while chat_counter(&server, "resumes_abandoned").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the paced resume was not abandoned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(chat_counter(&server, "resumes").await, 0);
+    server.stop().await;
+}

@@ -16,7 +16,7 @@ use super::{AttackPlan, Kind};
 use crate::http::HttpConn;
 use crate::target::Endpoint;
 use crate::track::{Latency, new_histogram};
-use crate::ws::{OP_CLOSE, OP_PING, OP_TEXT, find};
+use crate::ws::{OP_CLOSE, OP_PING, OP_TEXT, WsReader, WsWriter, find};
 
 /// slow-body: the body size a request declares (under the 1.2 MB request limit) …
 const SLOW_DECLARED: usize = 1_200_000;
@@ -274,7 +274,8 @@ impl Attack {
 
     /// A POST declaring a 1.2 MB body, of which 64 KiB arrive; then nothing.
     async fn slow_body(&self) -> anyhow::Result<()> {
-        let mut s = socket::connect(self.ep.http_addr, self.end).await?;
+        let mut s =
+            socket::connect(self.ep.http_addr, self.plan.attacker_address, self.end).await?;
         let (held, since) = (self.tally.hold(), Instant::now());
         let mut req = format!(
             "POST /event HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
@@ -297,7 +298,8 @@ impl Attack {
 
     /// A socket that sends half a request line and waits.
     async fn socket_flood(&self) -> anyhow::Result<()> {
-        let mut s = socket::connect(self.ep.http_addr, self.end).await?;
+        let mut s =
+            socket::connect(self.ep.http_addr, self.plan.attacker_address, self.end).await?;
         let (held, since) = (self.tally.hold(), Instant::now());
         match until(self.end, s.write_all(HALF_LINE)).await {
             Ok(Ok(())) => self.hold_reading(s, held, since).await,
@@ -309,7 +311,7 @@ impl Attack {
 
     /// A whole WebSocket handshake (upgrade, `connection_init`, `connection_ack`), then close.
     async fn connect_flood(&self) -> anyhow::Result<()> {
-        let (_r, mut w) = until(self.end, self.ep.open(None)).await??;
+        let (_r, mut w) = until(self.end, self.ep.open(Some(self.plan.attacker_address))).await??;
         self.tally.opened.fetch_add(1, Ordering::Relaxed);
         self.tally.completed.fetch_add(1, Ordering::Relaxed);
         let _ = w.close().await;
@@ -318,7 +320,8 @@ impl Attack {
 
     /// A subscriber of the busy channel that never reads after its `subscribe_success`.
     async fn non_reader(&self, id: u64) -> anyhow::Result<()> {
-        let (mut r, mut w) = until(self.end, self.ep.open(None)).await??;
+        let (mut r, mut w) =
+            until(self.end, self.ep.open(Some(self.plan.attacker_address))).await??;
         let busy = self.channel("busy");
         until(self.end, self.ep.subscribe(&mut r, &mut w, &busy, id)).await??;
         let (_held, since) = (self.tally.hold(), Instant::now());
@@ -333,26 +336,47 @@ impl Attack {
         Ok(())
     }
 
-    /// The attacker's own publisher of big events to the busy channel, at `busy_rate`.
+    /// The attacker's own publisher of big events to the busy channel, at `busy_rate`, over one
+    /// WebSocket from the attacker's address (reopened when it fails), one publish in flight.
+    /// Past `limits.max_publishes_per_second` (25 per connection by default; the benchmark
+    /// config lifts it) publishes are refused, and counted as such.
     async fn busy_publisher(self: Arc<Self>) {
         let event = format!("{{\"x\":\"{}\"}}", "x".repeat(self.plan.big_bytes));
-        let (path, headers, body) = self
-            .ep
-            .http_publish(&self.channel("busy"), std::slice::from_ref(&event));
-        let mut conn = HttpConn::new(self.ep.http_addr, &self.ep.http_host());
+        let busy = self.channel("busy");
+        let mut conn = None;
         let mut tick =
             tokio::time::interval(Duration::from_secs_f64(1.0 / self.plan.busy_rate.max(0.1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        while Instant::now() < self.end {
+        for n in 0u64.. {
             if until(self.end, tick.tick()).await.is_err() {
                 return;
             }
-            match until(self.end, conn.post(&path, &headers, &body)).await {
-                Ok(Ok(r)) if self.ep.http_publish_ok(r.status, &r.body) => {
+            if conn.is_none() {
+                let from = Some(self.plan.attacker_address);
+                match until(self.end, self.ep.open(from)).await {
+                    Ok(Ok(c)) => conn = Some(c),
+                    Ok(Err(_)) => {
+                        self.tally.note("busy publish: connection failed");
+                        continue;
+                    }
+                    Err(_) => return,
+                }
+            }
+            let Some((r, w)) = conn.as_mut() else {
+                continue;
+            };
+            let msg = self
+                .ep
+                .ws_publish(&busy, &format!("b{n}"), std::slice::from_ref(&event));
+            match until(self.end, publish_once(r, w, &msg)).await {
+                Ok(Ok(true)) => {
                     self.tally.units.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Ok(r)) => self.tally.note(&format!("busy publish: http {}", r.status)),
-                Ok(Err(_)) => self.tally.note("busy publish: connection failed"),
+                Ok(Ok(false)) => self.tally.note("busy publish: refused"),
+                Ok(Err(_)) => {
+                    self.tally.note("busy publish: connection failed");
+                    conn = None;
+                }
                 Err(_) => return,
             }
         }
@@ -360,7 +384,8 @@ impl Attack {
 
     /// A WebSocket that announces a 1 MB message, sends 16 KiB of it, and stalls.
     async fn half_message(&self) -> anyhow::Result<()> {
-        let (mut r, mut w) = until(self.end, self.ep.open(None)).await??;
+        let (mut r, mut w) =
+            until(self.end, self.ep.open(Some(self.plan.attacker_address))).await??;
         let (_held, since) = (self.tally.hold(), Instant::now());
         let start = vec![b' '; HALF_SENT];
         if until(self.end, w.send_partial(OP_TEXT, HALF_DECLARED, &start))
@@ -393,7 +418,8 @@ impl Attack {
     /// Connect, subscribe to the filled channel resuming from the beginning, and close as soon as
     /// the server answers (before reading the replay).
     async fn resume_storm(&self) -> anyhow::Result<()> {
-        let (mut r, mut w) = until(self.end, self.ep.open(None)).await??;
+        let (mut r, mut w) =
+            until(self.end, self.ep.open(Some(self.plan.attacker_address))).await??;
         self.tally.opened.fetch_add(1, Ordering::Relaxed);
         let msg = format!(
             r#"{{"type":"subscribe","id":"r","channel":"{}","authorization":{},"resume":{{"since_ms":0}}}}"#,
@@ -427,7 +453,8 @@ impl Attack {
 
     /// `GET /event/history?…&limit=1000` of the filled channel, whose answer is never read.
     async fn history_flood(&self) -> anyhow::Result<()> {
-        let mut s = socket::connect(self.ep.http_addr, self.end).await?;
+        let mut s =
+            socket::connect(self.ep.http_addr, self.plan.attacker_address, self.end).await?;
         let req = format!(
             "GET /event/history?channel={}&limit=1000 HTTP/1.1\r\nHost: {}\r\nx-api-key: {}\r\n\r\n",
             self.plan.big_channel,
@@ -445,6 +472,23 @@ impl Attack {
             }
         }
         Ok(())
+    }
+}
+
+/// Sends one WebSocket publish and waits for its answer: whether every event was accepted.
+async fn publish_once(r: &mut WsReader, w: &mut WsWriter, msg: &[u8]) -> anyhow::Result<bool> {
+    w.send(OP_TEXT, msg).await?;
+    loop {
+        let (op, p) = r.recv_owned().await?;
+        if op == OP_CLOSE {
+            anyhow::bail!("closed");
+        }
+        if find(&p, b"publish_success").is_some() {
+            return Ok(find(&p, b"\"failed\":[]").is_some());
+        }
+        if find(&p, b"publish_error").is_some() || find(&p, b"\"error\"").is_some() {
+            return Ok(false);
+        }
     }
 }
 

@@ -8,12 +8,15 @@
 //! Timeline: prefill (history attacks) → the subscriber subscribes → the attack starts → after
 //! the warm-up the publisher and the probe start → both stop when the attack ends → drain.
 //! The attack runs on its own runtime and threads (`hostile::spawn`), so the well-behaved tasks
-//! never wait in a run queue behind thousands of hostile ones; the cores are still shared.
+//! never wait in a run queue behind thousands of hostile ones; the cores are still shared. Every
+//! hostile socket comes from its own source address (`AttackPlan::attacker_address`), the
+//! well-behaved clients from the default one.
 //! `hostile` holds the attacks, `socket` the raw-socket helpers they share.
 
 mod hostile;
 mod socket;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -101,6 +104,11 @@ pub struct AttackPlan {
     /// channel retention already trimmed, such a resume is answered `expired` and replays
     /// nothing).
     pub big_channel: String,
+    /// Local address every hostile socket binds before connecting (127.0.0.2 by default; Linux
+    /// routes all of 127.0.0.0/8 to loopback), while the well-behaved clients stay on 127.0.0.1:
+    /// the server's per-address limits then apply to the attacker alone, as they would for a
+    /// remote attacker. 127.0.0.1 puts both behind the same limits (the old behaviour).
+    pub attacker_address: IpAddr,
 }
 
 /// One attack run.

@@ -1,14 +1,14 @@
-//! Raw loopback sockets for the attacks: connecting within the attack's time, naming how the
-//! server ended a socket it read from, and noticing that the server gave up on a socket the
-//! attacker never reads.
+//! Raw loopback sockets for the attacks: connecting from the attacker's own source address
+//! within the attack's time, naming how the server ended a socket it read from, and noticing
+//! that the server gave up on a socket the attacker never reads.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::ws::OP_CLOSE;
 
@@ -26,9 +26,16 @@ pub async fn until<T>(end: Instant, fut: impl Future<Output = T>) -> anyhow::Res
         .context("attack over")
 }
 
-/// Opens a TCP connection to `addr` before `end`.
-pub async fn connect(addr: SocketAddr, end: Instant) -> anyhow::Result<TcpStream> {
-    let s = until(end, TcpStream::connect(addr))
+/// Opens a TCP connection from `from` (any port) to `addr` before `end`.
+pub async fn connect(addr: SocketAddr, from: IpAddr, end: Instant) -> anyhow::Result<TcpStream> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.bind(SocketAddr::new(from, 0))
+        .with_context(|| format!("bind source address {from}"))?;
+    let s = until(end, sock.connect(addr))
         .await?
         .context("tcp connect")?;
     s.set_nodelay(true)?;
@@ -132,9 +139,11 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let end = Instant::now() + Duration::from_secs(10);
-        let (client, accepted) = tokio::join!(connect(addr, end), listener.accept());
+        let from: IpAddr = "127.0.0.2".parse().unwrap();
+        let (client, accepted) = tokio::join!(connect(addr, from, end), listener.accept());
         let mut client = client.unwrap();
-        let (mut server, _) = accepted.unwrap();
+        let (mut server, peer) = accepted.unwrap();
+        assert_eq!(peer.ip(), from, "the attacker's own source address");
         assert!(established(&client));
         server
             .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")

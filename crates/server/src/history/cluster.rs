@@ -24,6 +24,7 @@ use herald_protocol::Channel;
 use herald_protocol::{Pattern, Resume};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use super::pace::Pace;
 use super::replay::{self, Bounds, FinishJob, Gone, Replay, Source};
 use super::round::{self, Stored};
 use super::{AppendJob, Appended, Beside, History, QUEUE, Queues, ReadLimits, body};
@@ -68,6 +69,7 @@ impl History {
                     append,
                     finish,
                     reads: Arc::new(Semaphore::new(limits.concurrent)),
+                    pace: Pace::new(limits.replay_per_second),
                     beside: Beside::Stream(progress),
                 },
             );
@@ -96,6 +98,7 @@ impl Progress {
         pattern: &Pattern,
         from: &Resume,
         bounds: &Bounds,
+        pace: &Pace,
         outbox: &Outbox,
     ) -> Result<Replay, Gone> {
         let mut seen = self.seen.clone();
@@ -122,7 +125,7 @@ impl Progress {
             store: &self.store,
             max_seq: *seen.borrow(),
         };
-        replay::read(&source, pattern, from, bounds, outbox).await
+        replay::read(&source, pattern, from, bounds, pace, outbox).await
     }
 }
 

@@ -71,6 +71,7 @@ impl History {
                     append,
                     finish,
                     reads,
+                    pace: super::pace::Pace::new(limits.replay_per_second),
                     beside: Beside::Store,
                 },
             );

@@ -23,6 +23,7 @@
 pub mod cluster;
 pub mod config;
 mod lane;
+mod pace;
 mod replay;
 mod round;
 
@@ -41,6 +42,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use crate::namespace::NamespaceHistory;
 use crate::subscription::Pending;
 use config::HistoryConfig;
+use pace::Pace;
 use replay::{Bounds, FinishJob, Gone};
 
 /// Most jobs waiting in one namespace's queue; senders wait for room beyond it.
@@ -68,6 +70,8 @@ struct Queues {
     finish: mpsc::Sender<FinishJob>,
     /// Reads in progress (resumes and HTTP pages), at most `history.max_concurrent_reads`.
     reads: Arc<Semaphore>,
+    /// Events those reads may replay, `history.max_replay_events_per_second`.
+    pace: Pace,
     /// Where a resume's first step reads.
     beside: Beside,
 }
@@ -88,6 +92,8 @@ pub struct ReadLimits {
     pub page_bytes: usize,
     /// `history.max_concurrent_reads`.
     pub concurrent: usize,
+    /// `history.max_replay_events_per_second`.
+    pub replay_per_second: u64,
 }
 
 impl ReadLimits {
@@ -101,6 +107,7 @@ impl ReadLimits {
             },
             page_bytes: config.max_page_bytes,
             concurrent: config.max_concurrent_reads,
+            replay_per_second: config.max_replay_events_per_second,
         }
     }
 }
@@ -167,7 +174,8 @@ impl History {
 
     /// A page of one channel's stored events (the HTTP history endpoint): at most `limit`
     /// events and `history.max_page_bytes` bytes of them, but at least one. Read in store calls
-    /// that each fit the bytes left, so no more than the page is ever held.
+    /// that each fit the bytes left, so no more than the page is ever held; each draws on the
+    /// namespace's replay budget first.
     pub async fn read(
         &self,
         _admitted: &ReadPermit,
@@ -176,6 +184,7 @@ impl History {
         limit: usize,
     ) -> Result<ReadOutcome, WireError> {
         let failed = |e| WireError::new(ErrorType::Internal, format!("history read failed: {e}"));
+        let pace = &self.queues_of(channel.namespace())?.pace;
         let bounds = &self.limits.replay;
         let mut page: Vec<StoredEvent> = Vec::new();
         let mut bytes = 0;
@@ -183,8 +192,13 @@ impl History {
         loop {
             let left = self.limits.page_bytes.saturating_sub(bytes);
             let ask = bounds.page(limit.saturating_sub(page.len() + 1), left);
+            // An HTTP request has no way to tell that its client left: dropping it stops the wait.
+            let ticket = pace.take(ask, || false).await.map_err(|_| gone())?;
             let (events, top) = match self.store.read(channel.as_str(), at, ask).await {
-                Ok(ReadOutcome::Events { events, top }) => (events, top),
+                Ok(ReadOutcome::Events { events, top }) => {
+                    ticket.used(events.len());
+                    (events, top)
+                }
                 // Past the first call, what was read stands; the next page reports the loss.
                 Ok(lost @ ReadOutcome::Unrecoverable { .. }) if page.is_empty() => return Ok(lost),
                 Ok(ReadOutcome::Unrecoverable { top, .. }) => {
@@ -234,7 +248,8 @@ impl History {
 
     /// Replays what `pending` missed since `from` and makes it live (see
     /// `subscription::activate`). Returns once it is live, with what was recovered, handing the
-    /// subscription back. Takes one of the namespace's reads for its duration; stops early when
+    /// subscription back. Takes one of the namespace's reads for its duration, and draws on its
+    /// replay budget before each read of the store (waiting while it is spent); stops early when
     /// the client is gone. Dropping the future at any point releases the subscription.
     pub async fn resume(
         &self,
@@ -248,8 +263,14 @@ impl History {
         let outbox = pending.subscriber().outbox.clone();
         let bounds = &self.limits.replay;
         let replay = match &queues.beside {
-            Beside::Store => replay::read(&*self.store, pattern, &from, bounds, &outbox).await,
-            Beside::Stream(progress) => progress.read(pattern, &from, bounds, &outbox).await,
+            Beside::Store => {
+                replay::read(&*self.store, pattern, &from, bounds, &queues.pace, &outbox).await
+            }
+            Beside::Stream(progress) => {
+                progress
+                    .read(pattern, &from, bounds, &queues.pace, &outbox)
+                    .await
+            }
         }
         .map_err(|Gone| gone())?;
         let (reply, done) = oneshot::channel();

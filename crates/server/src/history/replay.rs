@@ -2,11 +2,15 @@
 //!
 //! 1. [`read`], beside the namespace's deliverer (in the resuming connection's own task): which
 //!    channels the resume covers, where each resumes from, and what it missed — read a page at a
-//!    time within [`Bounds`], stopping as soon as the client is gone.
+//!    time within [`Bounds`], each page paid for from the namespace's replay budget ([`Pace`]:
+//!    waiting while it is spent, holding only what was read so far), stopping as soon as the
+//!    client is gone.
 //! 2. [`finish`], in the deliverer between two deliveries: what was stored since step 1 (a short
 //!    read, within what the bounds left), then the subscription goes live through
 //!    `subscription::activate`. Nothing is delivered in the namespace meanwhile, so the replay
-//!    ends exactly where live delivery starts: no gap, no duplicate.
+//!    ends exactly where live delivery starts: no gap, no duplicate. This step never waits on the
+//!    budget (it would hold up the namespace's delivery); what it reads is what was published
+//!    during step 1, which the publish limits bound.
 
 use bytes::Bytes;
 use herald_history::{HistoryError, Position, ReadOutcome, Since};
@@ -14,6 +18,7 @@ use herald_protocol::reply::ResumeReport;
 use herald_protocol::{Pattern, Resume};
 use tokio::sync::oneshot;
 
+use super::pace::Pace;
 use super::{body, reason};
 use crate::broker::Broker;
 use crate::connection::outbox::Outbox;
@@ -126,12 +131,14 @@ enum Ended {
     Bounded,
 }
 
-/// Step 1: lists the channels `pattern` covers and reads what the subscription missed.
+/// Step 1: lists the channels `pattern` covers and reads what the subscription missed, paying
+/// for each read from `pace`.
 pub(super) async fn read(
     source: &impl Source,
     pattern: &Pattern,
     from: &Resume,
     bounds: &Bounds,
+    pace: &Pace,
     outbox: &Outbox,
 ) -> Result<Replay, Gone> {
     let mut replay = Replay {
@@ -150,7 +157,9 @@ pub(super) async fn read(
         Ok(channels) => {
             replay.listed = channels.iter().map(|(c, _)| c.clone()).collect();
             replay.listed.sort_unstable();
-            replay.read(source, channels, bounds, outbox).await?;
+            replay
+                .read(source, channels, bounds, Some(pace), outbox)
+                .await?;
         }
         Err(e) => {
             tracing::error!(error = %e, "history listing failed");
@@ -186,23 +195,25 @@ impl Replay {
                     }
                 }
             }
-            self.read(source, next, bounds, outbox).await?;
+            self.read(source, next, bounds, None, outbox).await?;
         }
         self.report.replayed = self.frames.len();
         Ok((self.report, self.frames))
     }
 
-    /// Reads each channel in turn from where it stands, until a bound is reached.
+    /// Reads each channel in turn from where it stands, until a bound is reached; each read paid
+    /// for from `pace` when given.
     async fn read(
         &mut self,
         source: &impl Source,
         channels: Vec<(String, Since)>,
         bounds: &Bounds,
+        pace: Option<&Pace>,
         outbox: &Outbox,
     ) -> Result<(), Gone> {
         for (channel, since) in channels {
             match self
-                .channel(source, &channel, since, bounds, outbox)
+                .channel(source, &channel, since, bounds, pace, outbox)
                 .await?
             {
                 Ended::CaughtUp(at) => self.open.push((channel, at)),
@@ -225,6 +236,7 @@ impl Replay {
         channel: &str,
         mut since: Since,
         bounds: &Bounds,
+        pace: Option<&Pace>,
         outbox: &Outbox,
     ) -> Result<Ended, Gone> {
         loop {
@@ -235,8 +247,19 @@ impl Replay {
                 bounds.events.saturating_sub(self.frames.len()),
                 bounds.bytes.saturating_sub(self.bytes),
             );
+            let ticket = match pace {
+                Some(pace) => Some(
+                    pace.take(limit, || outbox.is_closing())
+                        .await
+                        .map_err(|_| Gone)?,
+                ),
+                None => None,
+            };
             match source.read(channel, since, limit).await {
                 Ok(ReadOutcome::Events { events, top }) => {
+                    if let Some(ticket) = ticket {
+                        ticket.used(events.len());
+                    }
                     let Some(last) = events.last().map(|e| e.position) else {
                         return Ok(Ended::CaughtUp(since));
                     };

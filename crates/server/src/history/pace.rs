@@ -1,0 +1,152 @@
+//! The replay budget of a namespace (`history.max_replay_events_per_second`): a token bucket that
+//! resumes, and pages of `GET /event/history`, draw from before each read of the store. A storm
+//! of resumes, each on a new connection (which no per-connection bound sees), then costs the
+//! server at most this many replayed events per second in the namespace, and the rest of the
+//! server keeps its CPU. A read that finds the bucket empty waits its turn — paced, not refused.
+//!
+//! Reservations may take the bucket into debt, and each waits until its share is paid back at
+//! the rate: readers are served in the order they asked, and the debt is bounded by the
+//! namespace's concurrent reads (`history.max_concurrent_reads`) times one store call.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Longest a waiting read sleeps before looking again whether its client is still there.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// One namespace's replay budget.
+pub(super) struct Pace {
+    /// Events per second.
+    rate: f64,
+    /// Most events saved up while idle: one second's worth, so a reconnect wave's first
+    /// resumes are not paced at all.
+    burst: f64,
+    bucket: Mutex<Bucket>,
+}
+
+struct Bucket {
+    /// Negative while reservations wait.
+    tokens: f64,
+    at: Instant,
+}
+
+/// The reader's client left while it waited.
+#[derive(Debug)]
+pub(super) struct Left;
+
+/// Events reserved for one read; what the read did not use goes back when this is dropped.
+pub(super) struct Ticket<'a> {
+    pace: &'a Pace,
+    reserved: usize,
+    used: usize,
+}
+
+impl Ticket<'_> {
+    /// The read returned `n` events: they are spent, the rest goes back.
+    pub fn used(mut self, n: usize) {
+        self.used = n.min(self.reserved);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.pace.refund(self.reserved - self.used);
+    }
+}
+
+impl Pace {
+    pub fn new(per_second: u64) -> Pace {
+        let rate = per_second.max(1) as f64;
+        Pace {
+            rate,
+            burst: rate,
+            bucket: Mutex::new(Bucket {
+                tokens: rate,
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        // Plain numbers: a panic while holding the lock leaves nothing inconsistent.
+        self.bucket.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `n` events, into debt if need be; returns when they are paid for.
+    fn reserve(&self, n: usize) -> Instant {
+        let now = Instant::now();
+        let mut b = self.bucket();
+        let earned = now.saturating_duration_since(b.at).as_secs_f64() * self.rate;
+        b.tokens = (b.tokens + earned).min(self.burst) - n as f64;
+        b.at = now;
+        if b.tokens >= 0.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64(-b.tokens / self.rate)
+        }
+    }
+
+    fn refund(&self, n: usize) {
+        if n > 0 {
+            let mut b = self.bucket();
+            b.tokens = (b.tokens + n as f64).min(self.burst);
+        }
+    }
+
+    /// Waits until `n` events of the budget are the caller's. Looks every [`LOOK_EVERY`] whether
+    /// `left` (its client is gone) and then gives them back; so does dropping the future.
+    pub async fn take(&self, n: usize, left: impl Fn() -> bool) -> Result<Ticket<'_>, Left> {
+        let ticket = Ticket {
+            pace: self,
+            reserved: n,
+            used: 0,
+        };
+        let due = self.reserve(n);
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                return Ok(ticket);
+            }
+            if left() {
+                return Err(Left);
+            }
+            tokio::time::sleep_until(due.min(now + LOOK_EVERY)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_reads_past_the_burst_and_gives_back_what_is_unused() {
+        let pace = Pace::new(100);
+        let start = Instant::now();
+        // One second's worth is there at once.
+        pace.take(100, || false).await.unwrap().used(100);
+        assert_eq!(Instant::now(), start);
+        // The next 50 are paid back at the rate.
+        pace.take(50, || false).await.unwrap().used(50);
+        assert_eq!(Instant::now() - start, Duration::from_millis(500));
+        // Reserved (and waited for) but unused: given back, so the next read does not wait.
+        pace.take(50, || false).await.unwrap().used(0);
+        assert_eq!(Instant::now() - start, Duration::from_millis(1000));
+        pace.take(50, || false).await.unwrap().used(50);
+        assert_eq!(Instant::now() - start, Duration::from_millis(1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_whose_client_left_stops_waiting_and_gives_its_share_back() {
+        let pace = Pace::new(100);
+        pace.take(100, || false).await.unwrap().used(100);
+        let start = Instant::now();
+        assert!(pace.take(1000, || true).await.is_err());
+        assert_eq!(Instant::now(), start, "gone already: no wait");
+        // The 1000 went back: the next 10 wait only for themselves.
+        pace.take(10, || false).await.unwrap().used(10);
+        assert_eq!(Instant::now() - start, Duration::from_millis(100));
+    }
+}
