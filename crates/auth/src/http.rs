@@ -1,5 +1,6 @@
 //! The outbound HTTP client shared by the JWKS fetcher and the authorizer webhook.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -9,29 +10,48 @@ use crate::error::ConfigError;
 /// without a bundled provider, so if the process has not installed one yet (the server does at
 /// startup) we install ring here; losing that race to another installer is fine.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    build(timeout, reqwest::redirect::Policy::limited(3))
+    build(timeout, true)
 }
 
 /// A client that never follows a redirect, for calls that carry secrets (the authorizer
 /// webhook's headers, the client's token): following would hand them to wherever the redirect
 /// points. The 3xx response comes back to the caller, which treats it as a failure.
 pub(crate) fn client_without_redirects(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    build(timeout, reqwest::redirect::Policy::none())
+    build(timeout, false)
 }
 
-fn build(
-    timeout: Duration,
-    redirects: reqwest::redirect::Policy,
-) -> Result<reqwest::Client, ConfigError> {
+/// Clients already built, by timeout and whether they follow redirects. Building one reads and
+/// parses the OS certificate store (milliseconds), and every configuration load or reload builds
+/// one per provider: providers with the same settings share a client (and its connection pool)
+/// instead. Bounded, since timeouts come from the configuration.
+static BUILT: Mutex<Vec<((Duration, bool), reqwest::Client)>> = Mutex::new(Vec::new());
+const KEEP_BUILT: usize = 8;
+
+fn build(timeout: Duration, follow: bool) -> Result<reqwest::Client, ConfigError> {
+    let key = (timeout, follow);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, client)) = built.iter().find(|(k, _)| *k == key) {
+        return Ok(client.clone());
+    }
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    reqwest::Client::builder()
+    let redirects = if follow {
+        reqwest::redirect::Policy::limited(3)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    let client = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(redirects)
         .build()
-        .map_err(|e| ConfigError::HttpClient(e.to_string()))
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+    if built.len() >= KEEP_BUILT {
+        built.remove(0);
+    }
+    built.push((key, client.clone()));
+    Ok(client)
 }
 
 /// Reads a response body, refusing more than `limit` bytes (a hostile or broken endpoint must
