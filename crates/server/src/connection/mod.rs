@@ -85,8 +85,11 @@ pub async fn run<S>(
         }
     };
     drop(live);
-    // The identity's place under its socket cap, held until the connection ends.
-    let _identity_place = match state.admission.identity_connect(&identity) {
+    // The identity's place under its socket cap, held until the connection ends. The identity
+    // itself is not kept: every later operation is authorized on its own.
+    let place = state.admission.identity_connect(&identity);
+    drop(identity);
+    let _identity_place = match place {
         Ok(place) => place,
         Err(refusal) => {
             metrics.rate_limited.inc();

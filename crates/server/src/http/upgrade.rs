@@ -75,28 +75,37 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
         let _ticket = ticket;
         match on_upgrade.await {
             Ok(upgraded) => {
+                let direct = state.fixed.websocket.direct_write_max_fanout > 0;
                 // Plain TCP is taken back from hyper, so small fan-outs can write into it
-                // directly; TLS streams stay behind hyper's upgrade.
-                match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
-                    Ok(parts) => {
-                        let stall = Duration::from_millis(state.fixed.limits.write_timeout_ms);
-                        let tcp = Arc::new(parts.io.into_inner().into_inner());
-                        let io =
-                            WriteDeadline::new(SharedTcp::new(tcp.clone(), parts.read_buf), stall);
-                        let socket = connection::Socket {
-                            io,
-                            shared: Some(tcp),
-                        };
-                        connection::run(state, socket, fields, source).await
+                // directly; TLS streams (and every stream without direct writes) stay behind
+                // hyper's upgrade.
+                let upgraded = if direct {
+                    match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
+                        Ok(parts) => {
+                            let stall = Duration::from_millis(state.fixed.limits.write_timeout_ms);
+                            let tcp = Arc::new(parts.io.into_inner().into_inner());
+                            // A copy: what hyper read ahead is a view of its whole read buffer
+                            // (kilobytes), which an idle connection must not keep alive.
+                            let read_ahead = bytes::Bytes::copy_from_slice(&parts.read_buf);
+                            drop(parts.read_buf);
+                            let io =
+                                WriteDeadline::new(SharedTcp::new(tcp.clone(), read_ahead), stall);
+                            let socket = connection::Socket {
+                                io,
+                                shared: Some(tcp),
+                            };
+                            return connection::run(state, socket, fields, source).await;
+                        }
+                        Err(upgraded) => upgraded,
                     }
-                    Err(upgraded) => {
-                        let socket = connection::Socket {
-                            io: TokioIo::new(upgraded),
-                            shared: None,
-                        };
-                        connection::run(state, socket, fields, source).await
-                    }
-                }
+                } else {
+                    upgraded
+                };
+                let socket = connection::Socket {
+                    io: TokioIo::new(upgraded),
+                    shared: None,
+                };
+                connection::run(state, socket, fields, source).await
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
