@@ -33,6 +33,23 @@ pub async fn connect(addr: SocketAddr, from: IpAddr, end: Instant) -> anyhow::Re
     } else {
         TcpSocket::new_v6()?
     };
+    // Pick the port at connect time, not at bind: a port chosen by bind() is reserved for every
+    // local address, so tens of thousands of hostile sockets would leave the well-behaved
+    // clients on 127.0.0.1 no ephemeral port ("Cannot assign requested address").
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("IP_BIND_ADDRESS_NO_PORT");
+    }
     sock.bind(SocketAddr::new(from, 0))
         .with_context(|| format!("bind source address {from}"))?;
     let s = until(end, sock.connect(addr))
