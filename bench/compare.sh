@@ -130,6 +130,15 @@ run_cases() {
     run_case "$server" fanout-1x10000-p32 fanout --subscribers 10000 --secs 10 "${PUB32[@]}"
     run_case "$server" channels-1000x10 channels --channels 1000 --subscribers 10 --wildcard-share 0 --batch 5 --secs 10 "${PUB32[@]}"
     run_case "$server" channels-1000x10-wild10 channels --channels 1000 --subscribers 10 --wildcard-share 0.1 --batch 5 --secs 10 "${PUB32[@]}"
+    # Many small channels, one event per publish: nothing coalesces, every delivery is a write
+    # of its own (issue 13).
+    run_case "$server" channels-1000x10-b1 channels --channels 1000 --subscribers 10 --wildcard-share 0 --secs 8 "${PUB16[@]}"
+    run_case "$server" channels-10000x1-b1 channels --channels 10000 --subscribers 1 --wildcard-share 0 --secs 8 "${PUB16[@]}"
+    run_case "$server" channels-100x1-http channels --channels 100 --subscribers 1 --wildcard-share 0 --secs 8 "${PUB16[@]}"
+    # Publishing over the socket; Sockudo's client events need private channels: not compared.
+    if [ ${#PUBWS16[@]} -gt 0 ]; then
+        run_case "$server" channels-100x1-ws channels --channels 100 --subscribers 1 --wildcard-share 0 --secs 8 "${PUBWS16[@]}"
+    fi
     run_case "$server" unloaded-1x1 fanout --subscribers 1 --rate 100 --secs 5 "${PUB4[@]}"
     run_case "$server" unloaded-1x100 fanout --subscribers 100 --rate 100 --secs 5 "${PUB4[@]}"
     run_case "$server" sweep-1x1000 sweep --subscribers 1000 --start-rate 50 --factor 2 --max-steps 12 --step-secs 3 --max-p99-ms 1000 "${PUB32[@]}"
@@ -168,7 +177,9 @@ start_herald() {
 if want herald; then
     COMMON=(--protocol appsync --ws "127.0.0.1:$HERALD_PORT" --api-key bench-key)
     PUB4=(--http-publishers 4)
+    PUB16=(--http-publishers 16)
     PUB32=(--http-publishers 32)
+    PUBWS16=(--http-publishers 0 --ws-publishers 16 --ws-window 1)
     run_cases herald
 fi
 
@@ -187,7 +198,9 @@ start_nats() {
 if want nats && command -v nats-server >/dev/null; then
     COMMON=(--protocol nats --ws "127.0.0.1:$NATS_WS_PORT" --namespace default)
     PUB4=(--http-publishers 0 --ws-publishers 4 --ws-window 1)
+    PUB16=(--http-publishers 0 --ws-publishers 16 --ws-window 1)
     PUB32=(--http-publishers 0 --ws-publishers 32 --ws-window 1)
+    PUBWS16=("${PUB16[@]}")
     run_cases nats
 fi
 
@@ -218,7 +231,9 @@ if [ -z "${SKIP_SOCKUDO:-}" ]; then
         echo "sockudo: $(sockudo --version 2>/dev/null | head -1 || echo unknown)" >>"$OUT/machine.txt"
         COMMON=(--protocol pusher --ws "127.0.0.1:$SOCKUDO_PORT")
         PUB4=(--http-publishers 4)
+        PUB16=(--http-publishers 16)
         PUB32=(--http-publishers 32)
+        PUBWS16=()
         run_cases sockudo
     else
         log "sockudo is not installed (build still running or failed): no Sockudo figures this time"
