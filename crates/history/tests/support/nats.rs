@@ -28,9 +28,24 @@ fn binary() -> &'static str {
     .expect("nats-server is installed (scripts/test installs Debian's nats-server)")
 }
 
+/// Waits until a NATS server answers on `port` with its `INFO` line. An open port alone is not
+/// enough: on a loaded machine the probe can connect to itself (the port is in the ephemeral
+/// range), or reach the server before it serves clients.
 fn wait_for_port(port: u16) {
+    use std::io::Read;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        let greeted = std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                let mut info = [0u8; 4];
+                s.read_exact(&mut info)?;
+                Ok(&info == b"INFO")
+            })
+            .unwrap_or(false);
+        if greeted {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
             "nats-server did not open port {port}"
