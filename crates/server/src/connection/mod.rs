@@ -31,25 +31,19 @@ const KEEP_QUEUE: usize = 32;
 /// every connection holding its peak.
 const KEEP_WRITE_BUFFER: usize = 2 * 1024;
 
-/// How a connection's socket reached it.
-pub struct Socket<S> {
-    /// What the connection task reads and writes.
-    pub io: S,
-    /// The same socket for direct writes by small fan-outs, when it is plain TCP.
-    pub shared: Option<Arc<tokio::net::TcpStream>>,
-}
-
-/// Runs a connection until it closes. `fields` is the connect authorization (from the
-/// `header-` subprotocol or the upgrade request's headers).
+/// Runs a connection until it closes. `io` is what the task reads and writes; `shared`, the same
+/// socket for direct writes by small fan-outs when it is plain TCP. `fields` is the connect
+/// authorization (from the `header-` subprotocol or the upgrade request's headers). Separate
+/// arguments, not a struct: a destructured argument would be stored twice in the task.
 pub async fn run<S>(
     state: Arc<State>,
-    socket: Socket<S>,
+    mut io: S,
+    shared: Option<Arc<tokio::net::TcpStream>>,
     fields: AuthFields,
     source_ip: Vec<String>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Socket { mut io, shared } = socket;
     let limits = &state.fixed.limits;
     let metrics = &state.metrics;
     metrics.connect_requests.inc();
@@ -76,8 +70,11 @@ pub async fn run<S>(
         .authorize(Action::Connect, Presented::fields(&fields), metrics);
     // Boxed: verifying a token is a large future; inline, it would enlarge every idle
     // connection's task.
-    let identity = match Box::pin(admitted).await {
-        Ok(identity) => identity,
+    // The identity is only needed for its place under the per-identity socket cap, held until
+    // the connection ends; it is confined to this match so the connection's task does not store
+    // it (every later operation is authorized on its own).
+    let place = match Box::pin(admitted).await {
+        Ok(identity) => state.admission.identity_connect(&identity),
         Err(err) => {
             metrics.connect_client_error.inc();
             refuse(&mut io, &err).await;
@@ -85,10 +82,6 @@ pub async fn run<S>(
         }
     };
     drop(live);
-    // The identity's place under its socket cap, held until the connection ends. The identity
-    // itself is not kept: every later operation is authorized on its own.
-    let place = state.admission.identity_connect(&identity);
-    drop(identity);
     let _identity_place = match place {
         Ok(place) => place,
         Err(refusal) => {

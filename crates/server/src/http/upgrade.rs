@@ -90,22 +90,14 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
                             drop(parts.read_buf);
                             let io =
                                 WriteDeadline::new(SharedTcp::new(tcp.clone(), read_ahead), stall);
-                            let socket = connection::Socket {
-                                io,
-                                shared: Some(tcp),
-                            };
-                            return connection::run(state, socket, fields, source).await;
+                            return connection::run(state, io, Some(tcp), fields, source).await;
                         }
                         Err(upgraded) => upgraded,
                     }
                 } else {
                     upgraded
                 };
-                let socket = connection::Socket {
-                    io: TokioIo::new(upgraded),
-                    shared: None,
-                };
-                connection::run(state, socket, fields, source).await
+                connection::run(state, TokioIo::new(upgraded), None, fields, source).await
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
