@@ -14,6 +14,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Most bytes one read asks for.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// The connection task's handle on a shared socket.
 pub struct SharedTcp {
     socket: Arc<TcpStream>,
@@ -42,8 +45,11 @@ impl AsyncRead for SharedTcp {
         loop {
             ready!(self.socket.poll_read_ready(cx))?;
             // `try_read` clears the readiness it consumed on `WouldBlock`, so the next
-            // `poll_read_ready` registers for a wake-up instead of spinning.
-            match self.socket.try_read(buf.initialize_unfilled()) {
+            // `poll_read_ready` registers for a wake-up instead of spinning. At most `READ_CHUNK`
+            // of the buffer is initialized per read: a reader that reserved room for a large
+            // declared message must not have all of it zeroed (and made resident) up front.
+            let room = buf.remaining().min(READ_CHUNK);
+            match self.socket.try_read(buf.initialize_unfilled_to(room)) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
