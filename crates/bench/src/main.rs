@@ -195,6 +195,14 @@ enum Cmd {
         /// limits apply to the attacker alone. 127.0.0.1 shares them with the victim.
         #[arg(long, default_value = "127.0.0.2")]
         attacker_address: IpAddr,
+        /// CPUs the attack's threads run on (comma-separated, e.g. `1`); default: any. With
+        /// `--attacker-nice 19` the attacker then takes only CPU time the server and the victim
+        /// leave, as an attacker on another machine would.
+        #[arg(long, value_delimiter = ',')]
+        attacker_cpus: Vec<usize>,
+        /// Nice value of the attack's threads (0–19).
+        #[arg(long, default_value_t = 0)]
+        attacker_nice: i32,
     },
     /// Medians of the JSON reports in a folder, side by side per server, as Markdown.
     Summarize { dir: PathBuf },
@@ -435,6 +443,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             drain_secs,
             baseline,
             attacker_address,
+            attacker_cpus,
+            attacker_nice,
         } => {
             let workers = conns.unwrap_or(kind.default_workers());
             let mut plan = attack::Plan {
@@ -454,6 +464,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     fill_events,
                     big_channel: format!("/{}/big-{}", c.namespace, rep.unix_time),
                     attacker_address,
+                    attacker_cpus,
+                    attacker_nice,
                 },
             };
             if c.smoke {

@@ -205,14 +205,62 @@ pub fn spawn(
     end: Instant,
     tally: Arc<Tally>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (cpus, nice) = (plan.attacker_cpus.clone(), plan.attacker_nice);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(ATTACK_THREADS)
         .thread_name("attack")
+        .on_thread_start(move || {
+            // Checked on the first attack thread below; a failure here would be the same one.
+            let _ = confine(&cpus, nice);
+        })
         .enable_all()
         .build()?;
-    Ok(std::thread::Builder::new()
+    let (placed, checked) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
         .name("attack".into())
-        .spawn(move || rt.block_on(run(ep, plan, end, tally)))?)
+        .spawn(move || {
+            let confined = confine(&plan.attacker_cpus, plan.attacker_nice);
+            let ok = confined.is_ok();
+            let _ = placed.send(confined);
+            if ok {
+                rt.block_on(run(ep, plan, end, tally))
+            }
+        })?;
+    checked.recv()??;
+    Ok(thread)
+}
+
+/// Puts the calling thread on `cpus` (unless empty) at `nice`. Linux applies both per thread,
+/// so the well-behaved clients' threads keep their own placement and priority.
+fn confine(cpus: &[usize], nice: i32) -> anyhow::Result<()> {
+    if !cpus.is_empty() {
+        // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it for indexes
+        // below CPU_SETSIZE, checked first.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &c in cpus {
+                anyhow::ensure!(c < libc::CPU_SETSIZE as usize, "no CPU {c}");
+                libc::CPU_SET(c, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                anyhow::bail!(
+                    "cannot put the attacker on CPUs {cpus:?}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    if nice != 0 {
+        // SAFETY: plain syscall on this thread's id.
+        let tid = unsafe { libc::gettid() };
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) } != 0 {
+            anyhow::bail!(
+                "cannot set the attacker's nice to {nice}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs the attack until `end` (every wait is bounded by it) or until its attempts are spent.

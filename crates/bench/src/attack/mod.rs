@@ -109,6 +109,12 @@ pub struct AttackPlan {
     /// the server's per-address limits then apply to the attacker alone, as they would for a
     /// remote attacker. 127.0.0.1 puts both behind the same limits (the old behaviour).
     pub attacker_address: IpAddr,
+    /// CPUs the attack's threads are confined to (empty: wherever the scheduler puts them).
+    /// On a machine that also runs the server, the attacker's own CPU otherwise competes with
+    /// the server and the victim for the same cores, which a remote attacker would not.
+    pub attacker_cpus: Vec<usize>,
+    /// Nice value of the attack's threads (0: the same priority as everything else).
+    pub attacker_nice: i32,
 }
 
 /// One attack run.
