@@ -30,6 +30,10 @@ const KEEP_QUEUE: usize = 32;
 /// Largest write buffer kept between writes: busy connections reallocate per batch rather than
 /// every connection holding its peak.
 const KEEP_WRITE_BUFFER: usize = 2 * 1024;
+/// Most bytes handed to the socket before the task lets others run: a replay of a megabyte
+/// written in one go keeps a runtime thread in the kernel for milliseconds, and the tasks
+/// queued on that thread (other clients' deliveries) wait that long.
+const WRITE_SLICE: usize = 64 * 1024;
 
 /// Runs a connection until it closes. `io` is what the task reads and writes; `shared`, the same
 /// socket for direct writes by small fan-outs when it is plain TCP. `fields` is the connect
@@ -216,12 +220,24 @@ async fn write_while<S: AsyncWrite + Unpin>(
                 }
                 if !buf.is_empty() {
                     record_write(state, frames, buf.len(), queued_at);
-                    io.write_all(&buf).await?;
+                    write_sliced(io, &buf).await?;
                     buf.clear();
                 }
             }
         }
     }
+}
+
+/// Writes `buf` [`WRITE_SLICE`] bytes at a time, yielding between slices.
+async fn write_sliced<S: AsyncWrite + Unpin>(io: &mut S, buf: &[u8]) -> std::io::Result<()> {
+    let mut slices = buf.chunks(WRITE_SLICE).peekable();
+    while let Some(slice) = slices.next() {
+        io.write_all(slice).await?;
+        if slices.peek().is_some() {
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
 }
 
 /// Counts one coalesced write: its frames, bytes, and how long its oldest frame waited.
@@ -288,7 +304,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if !wbuf.is_empty() {
             record_write(state, frames, wbuf.len() - before, queued_at);
-            io.write_all(&wbuf).await?;
+            write_sliced(io, &wbuf).await?;
             wbuf.clear();
             if wbuf.capacity() > KEEP_WRITE_BUFFER {
                 wbuf = Vec::new();
