@@ -6,6 +6,9 @@
 use bytes::{Buf, BytesMut};
 use sha1::{Digest, Sha1};
 
+/// Most room reserved ahead for a frame still arriving.
+const FRAME_RESERVE_STEP: usize = 64 * 1024;
+
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_BINARY: u8 = 0x2;
@@ -218,8 +221,10 @@ fn parse_frame(buf: &mut BytesMut, max_message: usize) -> Result<Option<Frame>, 
     let mask = [mask[0], mask[1], mask[2], mask[3]];
     let start = header + 4;
     if buf.len() < start + len {
-        // Make room once for the whole frame instead of growing in small steps.
-        buf.reserve(start + len - buf.len());
+        // Room for the frame in large steps, but not its declared length at once: a client that
+        // declares a megabyte and stalls then holds only about what it sent (the buffer doubles
+        // as more arrives).
+        buf.reserve((start + len - buf.len()).min(FRAME_RESERVE_STEP));
         return Ok(None);
     }
     buf.advance(start);
