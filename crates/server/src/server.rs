@@ -140,12 +140,23 @@ impl Server {
                             continue;
                         }
                     };
+                    // Admitted here, before any work on the socket, unless a PROXY header is to
+                    // name the client first: a flood of sockets over the cap then costs the
+                    // accept and the close only (no task, no option set).
+                    let ticket = if state.admission.expects_proxy_header(peer.ip()) {
+                        None
+                    } else {
+                        match admit(&state, peer.ip(), peer) {
+                            Some(t) => Some(t),
+                            None => continue,
+                        }
+                    };
                     let _ = tcp.set_nodelay(true);
                     let state = state.clone();
                     let tls = tls.clone();
                     let watcher = stop.subscribe();
                     tokio::spawn(async move {
-                        serve_tcp(state, tcp, peer, tls, handshake, watcher).await;
+                        serve_tcp(state, tcp, peer, ticket, tls, handshake, watcher).await;
                     });
                 }
             }
@@ -173,10 +184,26 @@ impl Server {
     }
 }
 
+/// Takes the socket's place under the per-address and total caps for `client`, or counts the
+/// refusal; a refused socket is closed unanswered: answering would cost what the cap protects.
+fn admit(state: &State, client: std::net::IpAddr, peer: SocketAddr) -> Option<Arc<Ticket>> {
+    match state.admission.admit(client) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(refusal) => {
+            state.metrics.refused_sockets.inc();
+            tracing::debug!(%peer, ?refusal, "socket refused");
+            None
+        }
+    }
+}
+
+/// Serves one accepted socket; `ticket` is its admission, or `None` when a PROXY header must
+/// name the client before it can be admitted.
 async fn serve_tcp(
     state: Arc<State>,
     tcp: TcpStream,
     peer: SocketAddr,
+    ticket: Option<Arc<Ticket>>,
     tls: Option<TlsAcceptor>,
     handshake: Duration,
     watcher: tokio::sync::watch::Receiver<bool>,
@@ -185,26 +212,24 @@ async fn serve_tcp(
     // Behind a PROXY-protocol load balancer the client is whom the header names; read it before
     // admission so the per-address cap counts clients, not the balancer.
     let mut proxied = None;
-    if state.admission.expects_proxy_header(peer.ip()) {
-        match tokio::time::timeout(handshake, proxy::read_header(&mut tcp)).await {
-            Ok(Ok(client)) => proxied = client,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "PROXY header refused; closing");
-                return;
+    let ticket = match ticket {
+        Some(t) => t,
+        None => {
+            match tokio::time::timeout(handshake, proxy::read_header(&mut tcp)).await {
+                Ok(Ok(client)) => proxied = client,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "PROXY header refused; closing");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "no PROXY header in time; closing");
+                    return;
+                }
             }
-            Err(_) => {
-                tracing::debug!(%peer, "no PROXY header in time; closing");
-                return;
+            match admit(&state, proxied.unwrap_or(peer.ip()), peer) {
+                Some(t) => t,
+                None => return,
             }
-        }
-    }
-    let ticket = match state.admission.admit(proxied.unwrap_or(peer.ip())) {
-        Ok(t) => Arc::new(t),
-        Err(refusal) => {
-            // Closed unanswered: answering would cost what the cap protects.
-            state.metrics.refused_sockets.inc();
-            tracing::debug!(%peer, ?refusal, "socket refused");
-            return;
         }
     };
     let stall = Duration::from_millis(state.fixed.limits.write_timeout_ms);
