@@ -162,6 +162,9 @@ pub struct WebSocketConfig {
     /// between threads. Larger fan-outs queue, so each connection coalesces many events into one
     /// write. Plain TCP only (TLS connections always queue). 0 = always queue.
     pub direct_write_max_fanout: usize,
+    /// Send a fan-out's direct writes together, in one io_uring submission, instead of one
+    /// `writev` each. Falls back to `writev` where io_uring is unavailable.
+    pub direct_write_io_uring: bool,
     /// A WebSocket message begun must be complete within this long, or the connection is closed
     /// (1008): a half-sent message holds a growing buffer.
     pub message_timeout_ms: u64,
@@ -180,6 +183,7 @@ impl Default for WebSocketConfig {
             read_buffer_bytes: 1024,
             write_delay_us: 0,
             direct_write_max_fanout: 64,
+            direct_write_io_uring: true,
             message_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
         }

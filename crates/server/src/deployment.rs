@@ -41,10 +41,10 @@ pub enum BackplaneError {
 /// Starts the backplane the settings ask for.
 pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
     let outbound = Outbound::default();
-    let hub = Arc::new(Hub::new(
-        outbound.clone(),
-        fixed.websocket.direct_write_max_fanout,
-    ));
+    let hub = Arc::new(
+        Hub::new(outbound.clone(), fixed.websocket.direct_write_max_fanout)
+            .with_io_uring(fixed.websocket.direct_write_io_uring),
+    );
     let limits = ReadLimits::new(&fixed.history, fixed.limits.max_event_bytes);
     if !fixed.cluster.enabled() {
         let broker: Arc<dyn Broker> = hub;

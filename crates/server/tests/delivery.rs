@@ -2,7 +2,7 @@
 //! write into subscribers' sockets from the publishing task, and what a socket does not take is
 //! queued first in line. Subscribers that stop reading until their socket buffers are full must
 //! still get every event exactly once, in order, in well-formed frames, for each subscription —
-//! with direct writes on and off.
+//! with direct writes off, on, and sent together through io_uring.
 
 mod common;
 
@@ -30,9 +30,10 @@ async fn read_all(c: &mut Client, ids: &[&str], expected: usize) -> Vec<Vec<u64>
 
 #[tokio::test]
 async fn every_event_arrives_once_and_in_order_while_sockets_fill() {
-    for max_fanout in [64, 0] {
+    for (max_fanout, io_uring) in [(64, false), (0, false), (64, true)] {
         let mut c = config();
         c.websocket.direct_write_max_fanout = max_fanout;
+        c.websocket.direct_write_io_uring = io_uring;
         // Nothing may be cut as a slow consumer here: the subscribers read only at the end.
         c.limits.max_queued_bytes = 64 << 20;
         let server = start(c).await;
@@ -69,16 +70,16 @@ async fn every_event_arrives_once_and_in_order_while_sockets_fill() {
         let got = read_all(&mut both, &["exact", "wild"], 2 * EVENTS).await;
         assert_eq!(
             got[0], in_order,
-            "exact subscription, fan-out limit {max_fanout}"
+            "exact subscription, fan-out limit {max_fanout}, io_uring {io_uring}"
         );
         assert_eq!(
             got[1], in_order,
-            "wildcard subscription, fan-out limit {max_fanout}"
+            "wildcard subscription, fan-out limit {max_fanout}, io_uring {io_uring}"
         );
         let got = read_all(&mut one, &["exact"], EVENTS).await;
         assert_eq!(
             got[0], in_order,
-            "second subscriber, fan-out limit {max_fanout}"
+            "second subscriber, fan-out limit {max_fanout}, io_uring {io_uring}"
         );
         // Nothing more, nothing twice: the next message is the answer to a fresh publish.
         assert_eq!(

@@ -13,14 +13,16 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::os::fd::RawFd;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use herald_protocol::{Channel, Pattern};
 
 use super::{Broker, PublishFuture, Subscriber};
-use crate::connection::outbox::Sent;
+use crate::connection::outbox::{Frames, Sent};
 use crate::metrics::Outbound;
+use crate::transport::uring;
 
 const SHARDS: usize = 64;
 
@@ -141,15 +143,19 @@ impl Index {
 
     /// Pushes every body to every subscriber under `key`; returns how many subscribers, and
     /// adds what was written directly to `sent`.
-    fn deliver(&self, key: &str, bodies: &[Bytes], direct_max: usize, sent: &mut Sent) -> usize {
+    fn deliver(&self, key: &str, bodies: &[Bytes], direct: Direct, sent: &mut Sent) -> usize {
         let map = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = map.get(key) else { return 0 };
         // Few subscribers: write to each directly when it can take it. Many: queue, so each
         // connection's task coalesces many events into one write.
-        let direct = list.len() <= direct_max;
+        let is_direct = list.len() <= direct.max_fanout;
+        if is_direct && direct.io_uring && list.len() > 1 {
+            deliver_batched(list, bodies, sent);
+            return list.len();
+        }
         for sub in list {
             // A full queue closes that subscriber (see Outbox); the rest carry on.
-            if let Ok(s) = sub.outbox.push_data(&sub.prefix, bodies, direct) {
+            if let Ok(s) = sub.outbox.push_data(&sub.prefix, bodies, is_direct) {
                 sent.frames += s.frames;
                 sent.bytes += s.bytes;
             }
@@ -158,14 +164,84 @@ impl Index {
     }
 }
 
+/// Direct writes of one fan-out sent together: one system call for every subscriber whose
+/// socket can take a direct write now (io_uring), then the others the usual way. Each claimed
+/// outbox stays locked until its send completed, so nothing interleaves with it, as with a
+/// single direct write.
+fn deliver_batched(list: &[Arc<Subscriber>], bodies: &[Bytes], sent: &mut Sent) {
+    let mut claimed = Vec::with_capacity(list.len());
+    let mut later = Vec::new();
+    for sub in list {
+        match sub.outbox.claim_direct(bodies.len()) {
+            Some(c) => claimed.push((sub, c)),
+            None => later.push(sub),
+        }
+    }
+    if !claimed.is_empty() {
+        // Every claimed subscriber's frames in one buffer, each send a contiguous part of it.
+        let mut arena = Vec::new();
+        let mut spans = Vec::with_capacity(claimed.len());
+        for (sub, _) in &claimed {
+            let frames = Frames::new(&sub.prefix, bodies);
+            let start = arena.len();
+            for slice in frames
+                .slices(&sub.prefix, bodies)
+                .iter()
+                .take(frames.used())
+            {
+                arena.extend_from_slice(slice);
+            }
+            spans.push((start, arena.len(), frames.count()));
+        }
+        let bufs: Vec<&[u8]> = spans
+            .iter()
+            .map(|&(a, b, _)| arena.get(a..b).unwrap_or_default())
+            .collect();
+        let fds: Vec<RawFd> = claimed.iter().map(|(_, c)| c.fd()).collect();
+        let mut results = vec![-libc::EAGAIN; claimed.len()];
+        // SAFETY: each fd is a claimed outbox's socket, which stays open while its outbox is
+        // locked (the outbox holds a reference to it, dropped only under the lock).
+        let done = unsafe { uring::send_all(&fds, &bufs, &mut results) };
+        // io_uring unavailable: the rest one `write` each.
+        for ((r, &fd), buf) in results.iter_mut().zip(&fds).zip(&bufs).skip(done) {
+            // SAFETY: as above; `buf` is valid for its length.
+            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+            *r = if n < 0 { -libc::EAGAIN } else { n as i32 };
+        }
+        for (((_, c), (buf, &(_, _, count))), r) in claimed
+            .into_iter()
+            .zip(bufs.iter().zip(&spans))
+            .zip(results)
+        {
+            if let Ok(s) = c.finish(buf, count, r) {
+                sent.frames += s.frames;
+                sent.bytes += s.bytes;
+            }
+        }
+    }
+    for sub in later {
+        if let Ok(s) = sub.outbox.push_data(&sub.prefix, bodies, true) {
+            sent.frames += s.frames;
+            sent.bytes += s.bytes;
+        }
+    }
+}
+
+/// How a fan-out may write directly (`websocket.direct_write_max_fanout`,
+/// `websocket.direct_write_io_uring`).
+#[derive(Debug, Clone, Copy)]
+struct Direct {
+    max_fanout: usize,
+    io_uring: bool,
+}
+
 /// The local subscription index and fan-out.
 pub struct Hub {
     exact: Index,
     below: Index,
     /// Counts the frames written directly (the connection tasks count the rest).
     outbound: Outbound,
-    /// `websocket.direct_write_max_fanout`.
-    direct_max: usize,
+    direct: Direct,
 }
 
 impl Hub {
@@ -174,8 +250,17 @@ impl Hub {
             exact: Index::new(),
             below: Index::new(),
             outbound,
-            direct_max,
+            direct: Direct {
+                max_fanout: direct_max,
+                io_uring: false,
+            },
         }
+    }
+
+    /// Sends a fan-out's direct writes together through io_uring (`websocket.direct_write_io_uring`).
+    pub fn with_io_uring(mut self, on: bool) -> Hub {
+        self.direct.io_uring = on;
+        self
     }
 
     /// Adds one fan-out's direct writes to the metrics: two increments per fan-out, not per
@@ -199,7 +284,7 @@ impl Hub {
         let mut sent = Sent::default();
         let reached = self
             .exact
-            .deliver(channel.as_str(), bodies, self.direct_max, &mut sent);
+            .deliver(channel.as_str(), bodies, self.direct, &mut sent);
         self.count(sent);
         reached
     }
@@ -208,9 +293,7 @@ impl Hub {
     pub fn deliver_below(&self, prefix: &str, channel: &Channel, bodies: &[Bytes]) -> usize {
         if channel.ancestors().any(|a| a == prefix) {
             let mut sent = Sent::default();
-            let reached = self
-                .below
-                .deliver(prefix, bodies, self.direct_max, &mut sent);
+            let reached = self.below.deliver(prefix, bodies, self.direct, &mut sent);
             self.count(sent);
             reached
         } else {
@@ -223,11 +306,9 @@ impl Hub {
         let mut sent = Sent::default();
         let mut reached = self
             .exact
-            .deliver(channel.as_str(), bodies, self.direct_max, &mut sent);
+            .deliver(channel.as_str(), bodies, self.direct, &mut sent);
         for prefix in channel.ancestors() {
-            reached += self
-                .below
-                .deliver(prefix, bodies, self.direct_max, &mut sent);
+            reached += self.below.deliver(prefix, bodies, self.direct, &mut sent);
         }
         self.count(sent);
         reached

@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -78,7 +79,7 @@ struct State {
 }
 
 /// Most events one direct write carries; more are queued (AppSync publishes carry at most 5).
-const DIRECT_MAX_EVENTS: usize = 5;
+pub const DIRECT_MAX_EVENTS: usize = 5;
 
 /// What a push of data did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,6 +87,75 @@ pub struct Sent {
     /// Frames and bytes written directly into the socket (counted by the caller, once per fan-out).
     pub frames: u64,
     pub bytes: u64,
+}
+
+/// The frame headers of one direct write.
+pub struct Frames {
+    headers: [FrameHeader; DIRECT_MAX_EVENTS],
+    count: usize,
+}
+
+impl Frames {
+    /// Headers for `bodies` (at most [`DIRECT_MAX_EVENTS`]; more are ignored) behind `prefix`.
+    pub fn new(prefix: &Bytes, bodies: &[Bytes]) -> Frames {
+        let mut f = Frames {
+            headers: [FrameHeader::new(OP_TEXT, 0); DIRECT_MAX_EVENTS],
+            count: bodies.len().min(DIRECT_MAX_EVENTS),
+        };
+        for (h, body) in f.headers.iter_mut().zip(bodies) {
+            *h = FrameHeader::new(OP_TEXT, prefix.len() + body.len());
+        }
+        f
+    }
+
+    /// The frames as slices: header, prefix, body for each; `3 * count` of them are used.
+    pub fn slices<'a>(
+        &'a self,
+        prefix: &'a Bytes,
+        bodies: &'a [Bytes],
+    ) -> [IoSlice<'a>; 3 * DIRECT_MAX_EVENTS] {
+        let mut slices = [IoSlice::new(&[]); 3 * DIRECT_MAX_EVENTS];
+        for ((slot, h), body) in slices.chunks_exact_mut(3).zip(&self.headers).zip(bodies) {
+            if let [a, b, c] = slot {
+                *a = IoSlice::new(h.as_bytes());
+                *b = IoSlice::new(prefix);
+                *c = IoSlice::new(body);
+            }
+        }
+        slices
+    }
+
+    /// Slices in use.
+    pub fn used(&self) -> usize {
+        3 * self.count
+    }
+
+    /// Frames.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// An outbox locked for a direct write sent with others (see [`Outbox::claim_direct`]).
+pub struct Claimed<'a> {
+    outbox: &'a Outbox,
+    state: std::sync::MutexGuard<'a, State>,
+    fd: std::os::fd::RawFd,
+}
+
+impl Claimed<'_> {
+    /// The connection's socket.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
+
+    /// The send of `count` frames as `bytes` took `written` of them (negative: an error,
+    /// nothing written): the rest is queued first in line, and the outbox unlocked.
+    pub fn finish(mut self, bytes: &[u8], count: usize, written: i32) -> Result<Sent, PushError> {
+        let written = usize::try_from(written).unwrap_or(0);
+        self.outbox
+            .written_direct(&mut self.state, count, &[IoSlice::new(bytes)], written)
+    }
 }
 
 /// One queueing-delay observation per this many empty-to-not transitions of a queue.
@@ -206,35 +276,32 @@ impl Outbox {
         prefix: &Bytes,
         bodies: &[Bytes],
     ) -> Result<Sent, PushError> {
-        let mut headers = [FrameHeader::new(OP_TEXT, 0); DIRECT_MAX_EVENTS];
-        for (h, body) in headers.iter_mut().zip(bodies) {
-            *h = FrameHeader::new(OP_TEXT, prefix.len() + body.len());
-        }
-        let mut slices = [IoSlice::new(&[]); 3 * DIRECT_MAX_EVENTS];
-        let mut total = 0;
-        for ((slot, h), body) in slices.chunks_exact_mut(3).zip(&headers).zip(bodies) {
-            if let [a, b, c] = slot {
-                *a = IoSlice::new(h.as_bytes());
-                *b = IoSlice::new(prefix);
-                *c = IoSlice::new(body);
-                total += h.as_bytes().len() + prefix.len() + body.len();
-            }
-        }
-        let used = slices.get(..3 * bodies.len()).unwrap_or_default();
-        let written = match socket.try_write_vectored(used) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-            // A broken socket: the connection's task finds out on its next read or write.
-            Err(_) => 0,
-        };
+        let frames = Frames::new(prefix, bodies);
+        let slices = frames.slices(prefix, bodies);
+        let used = slices.get(..3 * frames.count).unwrap_or_default();
+        // A broken socket (an error other than "would block") writes nothing here either: the
+        // connection's task finds out on its next read or write.
+        let written = socket.try_write_vectored(used).unwrap_or(0);
+        self.written_direct(s, frames.count, used, written)
+    }
+
+    /// After a direct write of `frames` (as `used`) that took `written` bytes: the rest goes
+    /// first in line, as it is.
+    fn written_direct(
+        &self,
+        s: &mut State,
+        count: usize,
+        used: &[IoSlice<'_>],
+        written: usize,
+    ) -> Result<Sent, PushError> {
         let sent = Sent {
-            frames: bodies.len() as u64,
+            frames: count as u64,
             bytes: written as u64,
         };
+        let total: usize = used.iter().map(|s| s.len()).sum();
         if written >= total {
             return Ok(sent);
         }
-        // The socket took part or nothing: the rest goes first in line, as it is.
         let mut rest = Vec::with_capacity(total - written);
         let mut skip = written;
         for slice in used {
@@ -250,6 +317,25 @@ impl Outbox {
         result.map(|()| sent)
     }
 
+    /// For a batch of direct writes sent together: the outbox, locked without waiting, when a
+    /// direct write of `events` events may go ahead now. `None` (busy, closing, queued, TLS):
+    /// deliver with [`Outbox::push_data`] instead.
+    pub fn claim_direct(&self, events: usize) -> Option<Claimed<'_>> {
+        let state = match self.state.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if state.closing || state.writing || !state.queue.is_empty() || events > DIRECT_MAX_EVENTS {
+            return None;
+        }
+        let fd = state.socket.as_ref()?.as_raw_fd();
+        Some(Claimed {
+            outbox: self,
+            state,
+            fd,
+        })
+    }
     /// Queues a close after what is already queued; later pushes are dropped.
     pub fn close(&self, code: u16, reason: &'static str) {
         let mut s = self.lock();

@@ -5,4 +5,5 @@ pub mod deadline;
 pub mod proxy;
 pub mod shared;
 pub mod tls;
+pub mod uring;
 pub mod ws;
