@@ -137,7 +137,14 @@ const SHARDS: usize = 8;
 /// contend; samples are batched per task before taking a lock.
 pub struct LatencySink {
     shards: Vec<Mutex<Histogram<u64>>>,
+    /// Slowest sample and samples of 1 ms or more since the last [`LatencySink::take_window`]:
+    /// when in a run the slow ones came.
+    window_max: AtomicU64,
+    window_slow: AtomicU64,
 }
+
+/// A sample at least this slow (µs) counts as slow in the window counts.
+const SLOW_US: u64 = 1_000;
 
 pub fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits.
@@ -148,6 +155,8 @@ impl Default for LatencySink {
     fn default() -> Self {
         LatencySink {
             shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            window_max: AtomicU64::new(0),
+            window_slow: AtomicU64::new(0),
         }
     }
 }
@@ -155,9 +164,25 @@ impl Default for LatencySink {
 impl LatencySink {
     pub fn record_batch(&self, shard: usize, samples: &[u64]) {
         let mut h = self.shards[shard % SHARDS].lock().expect("latency lock");
+        let (mut max, mut slow) = (0, 0);
         for &s in samples {
             h.saturating_record(s.max(1));
+            max = max.max(s);
+            slow += u64::from(s >= SLOW_US);
         }
+        drop(h);
+        self.window_max.fetch_max(max, Ordering::Relaxed);
+        if slow > 0 {
+            self.window_slow.fetch_add(slow, Ordering::Relaxed);
+        }
+    }
+
+    /// The slowest sample (µs) and the number of samples of 1 ms or more since the last call.
+    pub fn take_window(&self) -> (u64, u64) {
+        (
+            self.window_max.swap(0, Ordering::Relaxed),
+            self.window_slow.swap(0, Ordering::Relaxed),
+        )
     }
 
     /// Merges all shards into one histogram and empties them (used between sweep steps).

@@ -156,6 +156,8 @@ pub struct Victim {
     pub connects_ok: u64,
     pub connects_failed: u64,
     pub connect: Latency,
+    /// Each second of the run: the slowest delivery (µs) and how many took 1 ms or more.
+    pub deliver_per_second: Vec<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -237,6 +239,8 @@ pub async fn run(
     let probe = tokio::spawn(probe(ep.clone(), end));
     let mut tick = Instant::now();
     let mut held_at_end = 0;
+    let mut per_second = Vec::new();
+    sh.latency.take_window();
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if Instant::now() < end {
@@ -245,13 +249,17 @@ pub async fn run(
         if tick.elapsed() >= Duration::from_secs(1) {
             tick = Instant::now();
             peaks.sample();
+            let (max_us, slow) = sh.latency.take_window();
+            per_second.push((max_us, slow));
             if progress {
                 eprintln!(
-                    "[{:>5.1}s] victim acked {} delivered {} errors {} | {}{}",
+                    "[{:>5.1}s] victim acked {} delivered {} errors {} slowest {:.2} ms, {} ≥ 1 ms | {}{}",
                     t_pub.elapsed().as_secs_f64(),
                     sh.counters.published(),
                     sh.counters.delivered(),
                     sh.counters.publish_errors(),
+                    max_us as f64 / 1000.0,
+                    slow,
                     tally.progress(),
                     peaks.describe()
                 );
@@ -308,6 +316,7 @@ pub async fn run(
             connects_ok,
             connects_failed,
             connect,
+            deliver_per_second: per_second,
         },
         attack,
         resources,
