@@ -252,10 +252,9 @@ impl Running {
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
-        for (is_err, pipe) in [
-            (false, Box::new(out) as Box<dyn Read + Send>),
-            (true, Box::new(err)),
-        ] {
+        let pipes: [(bool, Box<dyn Read + Send>); 2] =
+            [(false, Box::new(out)), (true, Box::new(err))];
+        for (is_err, pipe) in pipes {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -363,11 +362,12 @@ impl Page {
     }
 
     fn remember_exports(&mut self, cmds: &[Cmd]) {
-        self.exports.extend(
-            cmds.iter()
-                .filter(|c| c.text.trim_start().starts_with("export "))
-                .map(|c| self.adapt(&c.text)),
-        );
+        let exports: Vec<String> = cmds
+            .iter()
+            .filter(|c| c.text.trim_start().starts_with("export "))
+            .map(|c| self.adapt(&c.text))
+            .collect();
+        self.exports.extend(exports);
     }
 
     /// Awaits what the background blocks still expect on stdout, then stops them.
@@ -580,17 +580,16 @@ fn help_options(sub: &str) -> BTreeSet<String> {
     let help = String::from_utf8(out.stdout).unwrap();
     help.lines()
         .filter_map(|l| {
+            // `      --name <VALUE>  …` or `  -n, --name  …`
             let l = l.trim_start();
-            let l = l
-                .strip_prefix('-')
-                .and_then(|l| l.split_once(", "))
-                .map_or(l, |(_, r)| r);
-            l.starts_with("--").then(|| {
-                l.split([' ', '=', '[', '<'])
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
+            let option = if l.starts_with("--") {
+                l
+            } else if l.starts_with('-') && l.get(2..).is_some_and(|r| r.starts_with(", --")) {
+                l.get(4..)?
+            } else {
+                return None;
+            };
+            option.split([' ', '=', '[', '<']).next().map(str::to_owned)
         })
         .collect()
 }
