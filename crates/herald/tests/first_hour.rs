@@ -264,17 +264,21 @@ fn check_config_names_keys_without_a_profile_prefix_or_backticks() {
     let cases = [
         (
             "[limits]\nmax_connections = \"many\"\n",
-            "limits.max_connections: expected u64, found the string \"many\"",
+            "limits.max_connections: expected a whole number (0 or more), found the string \"many\"",
         ),
         (
             "[limits]\nmax_conections = 5\n",
-            "unknown key \"max_conections\"; the keys here are: max_connections,",
+            "limits.max_conections: unknown key; the keys here are: max_connections,",
+        ),
+        (
+            "[[namespaces]]\nnam = \"x\"\n",
+            "namespaces[0].nam: unknown key; the keys here are: name,",
         ),
         (
             "[history]\nbackend = \"disk\"\n",
             "history.backend: unknown value \"disk\"; expected one of: fjall, memory",
         ),
-        ("listen = ", "TOML parse error at line 1"),
+        ("listen = ", "herald.toml: TOML parse error at line 1"),
     ];
     for (toml, expected) in cases {
         write(dir.path(), "herald.toml", toml);
@@ -284,7 +288,7 @@ fn check_config_names_keys_without_a_profile_prefix_or_backticks() {
             stderr.contains(expected),
             "{toml}: {expected:?} missing from:\n{stderr}"
         );
-        assert!(stderr.contains("(in "), "names the file: {stderr}");
+        assert!(stderr.contains("herald.toml"), "names the file: {stderr}");
         assert!(!stderr.contains("default."), "{stderr}");
         // TOML's own syntax messages quote with backticks, once; figment's nested ones are gone.
         assert!(!stderr.contains("``"), "{stderr}");
@@ -304,7 +308,7 @@ fn check_config_names_keys_without_a_profile_prefix_or_backticks() {
         .env("HERALD_LIMITS__MAX_CONNECTIONS", "lots"));
     assert!(!out.status.success());
     assert!(
-        stderr.contains("HERALD_LIMITS__MAX_CONNECTIONS: expected u64, found the string \"lots\" (from the environment)"),
+        stderr.contains("HERALD_LIMITS__MAX_CONNECTIONS: expected a whole number (0 or more), found the string \"lots\" (from the environment)"),
         "{stderr}"
     );
     // Validation problems all come at once.

@@ -397,7 +397,26 @@ fn describe(e: &figment::Error) -> String {
                 .join("__")
         ))
     } else {
-        Some(e.path.join("."))
+        // As the other problems name keys: `namespaces[0].name`, not figment's `namespaces.0.name`.
+        let mut key = String::new();
+        for part in &e.path {
+            if part.bytes().all(|b| b.is_ascii_digit()) {
+                key.push_str(&format!("[{part}]"));
+            } else {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(part);
+            }
+        }
+        Some(key)
+    };
+    // serde names Rust types; a configuration file has numbers.
+    let expected_kind = |expected: &str| match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        other => other.replace('`', ""),
     };
     let actual = |a: &Actual| match a {
         Actual::Str(s) => format!("the string {s:?}"),
@@ -425,14 +444,14 @@ fn describe(e: &figment::Error) -> String {
         Kind::InvalidType(found, expected) => {
             format!(
                 "expected {}, found {}",
-                expected.replace('`', ""),
+                expected_kind(expected),
                 actual(found)
             )
         }
         Kind::InvalidValue(found, expected) => {
             format!(
                 "expected {}, found {}",
-                expected.replace('`', ""),
+                expected_kind(expected),
                 actual(found)
             )
         }
@@ -443,13 +462,27 @@ fn describe(e: &figment::Error) -> String {
         Kind::Message(message) => message.trim_end().replace('\n', "\n    "),
         other => other.to_string().replace('`', ""),
     };
-    let place = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-        Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
-        _ if from_env => " (from the environment)".to_owned(),
-        _ => String::new(),
+    let file = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => Some(path.display().to_string()),
+        _ => None,
     };
-    match key {
-        Some(key) => format!("{key}: {what}{place}"),
-        None => format!("{what}{place}"),
+    match (key, file) {
+        // The key path already ends with the unknown key's name.
+        (Some(key), file) => {
+            let what = match &e.kind {
+                Kind::UnknownField(_, expected) => {
+                    format!("unknown key; the keys here are: {}", expected.join(", "))
+                }
+                _ => what,
+            };
+            match file {
+                Some(file) => format!("{key}: {what} (in {file})"),
+                None if from_env => format!("{key}: {what} (from the environment)"),
+                None => format!("{key}: {what}"),
+            }
+        }
+        // A syntax error: the file first, then the parser's lines.
+        (None, Some(file)) => format!("{file}: {what}"),
+        (None, None) => what,
     }
 }
