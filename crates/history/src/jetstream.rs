@@ -348,10 +348,17 @@ impl JetStreamStore {
                     // is not there either, the creation's error is the cause worth reporting
                     // (e.g. "replicas > 1 not supported in non-clustered mode").
                     Err(create) => js.get_stream(name).await.map_err(|_| {
-                        storage(format!(
+                        let why = format!(
                             "cannot create stream {name}: {create}{}",
                             create_hint(&create, options.replicas)
-                        ))
+                        );
+                        // NATS answered and refused: not a passing outage.
+                        match create.kind() {
+                            jetstream::context::CreateStreamErrorKind::JetStream(_) => {
+                                HistoryError::Setup(why)
+                            }
+                            _ => storage(why),
+                        }
                     })?,
                 }
             }

@@ -217,6 +217,10 @@ async fn too_many_replicas_for_one_server_reports_the_real_cause() {
     else {
         panic!("three replicas on one server were accepted");
     };
+    assert!(
+        matches!(e, herald_history::HistoryError::Setup(_)),
+        "a refusal, not an outage: {e:?}"
+    );
     let text = e.to_string();
     assert!(
         text.contains("replicas > 1 not supported in non-clustered mode"),
