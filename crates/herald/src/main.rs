@@ -20,9 +20,11 @@ use herald_server::{Config, Server};
     about = "A self-hosted, AppSync Events-compatible real-time pub/sub server"
 )]
 struct Cli {
-    /// Log output format: `human` (text) or `json` (one JSON object per line; the start-up
-    /// banner is then a JSON line too). Verbosity: `RUST_LOG` (default `info`; `debug` shows why
-    /// a request was refused).
+    /// Log output format (how much is logged: `RUST_LOG`, e.g. `debug`).
+    ///
+    /// `human`: text, coloured only on a terminal. `json`: one JSON object per line, the start-up
+    /// banner included. `RUST_LOG` defaults to `info`; `debug` also logs why each request was
+    /// refused.
     #[arg(
         long,
         global = true,
@@ -51,7 +53,8 @@ enum Command {
         /// Address to listen on (overrides `listen`).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// An API key to accept (repeatable; added to the configured keys).
+        /// An API key to accept (repeatable; added to the configured keys, named `command-line`
+        /// for access rules).
         #[arg(long = "api-key")]
         api_keys: Vec<String>,
         /// Serve TLS with a generated development certificate for localhost and 127.0.0.1.
@@ -61,7 +64,10 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Validate a configuration file and report every problem.
+    /// Check a configuration file as `serve` would, naming the key of each problem.
+    ///
+    /// Every invalid value is reported at once; a syntax, type or unknown-key error stops the
+    /// reading, so only the first of those is. Warns about API keys that have already expired.
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
