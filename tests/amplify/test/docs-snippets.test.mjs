@@ -27,7 +27,7 @@ const T = 20_000;
 const PRELUDE = `import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
 import { WebSocket } from 'ws';
-globalThis.WebSocket ??= WebSocket;
+globalThis.WebSocket = WebSocket;
 `;
 
 /** The fenced blocks of a page in `lang`. */
