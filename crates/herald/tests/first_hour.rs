@@ -5,6 +5,8 @@
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "../../history/tests/support/nats.rs"]
+mod nats;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -41,12 +43,18 @@ struct Served {
     port: u16,
     /// Stdout up to and including the "serving" line.
     lines: Vec<String>,
+    /// Stdout after it.
+    rest: mpsc::Receiver<String>,
 }
 
 impl Served {
     fn start(dir: &Path, args: &[&str]) -> Served {
+        Served::start_with(herald(dir), args)
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str]) -> Served {
         let port = free_port();
-        let mut child = herald(dir)
+        let mut child = cmd
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(args)
@@ -74,7 +82,23 @@ impl Served {
                 Err(e) => panic!("no 'serving' line ({e}); stdout:\n{}", lines.join("\n")),
             }
         }
-        Served { child, port, lines }
+        Served {
+            child,
+            port,
+            lines,
+            rest: rx,
+        }
+    }
+
+    /// The next stdout line containing `text`.
+    fn wait_for(&self, text: &str) -> String {
+        loop {
+            match self.rest.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {text:?}: {e}"),
+            }
+        }
     }
 
     fn text(&self) -> String {
@@ -391,4 +415,46 @@ fn command_line_keys_are_named_for_access_rules() {
     };
     assert_eq!(publish("/default/command-line/x"), 200);
     assert_eq!(publish("/default/someone-else/x"), 401);
+}
+
+/// docs/authorization.md and operations.md: `RUST_LOG=debug` logs why a request was refused.
+#[test]
+fn debug_logs_say_why_a_request_was_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = herald(dir.path());
+    cmd.env("RUST_LOG", "debug");
+    let s = Served::start_with(cmd, &["--api-key", KEY]);
+    let body = r#"{"channel":"/default/a","events":["1"]}"#;
+    let (status, _) = http::request(s.port, "da2-notthekey00000000", "POST /event", body).unwrap();
+    assert_eq!(status, 401);
+    let line = s.wait_for("authorization refused");
+    assert!(line.contains("DEBUG"), "{line}");
+    assert!(line.contains("unknown API key"), "{line}");
+    assert!(!line.contains("da2-notthekey"), "no key in the log: {line}");
+}
+
+#[test]
+fn banner_in_cluster_mode_says_so_and_where_history_is() {
+    let server = nats::Nats::start(nats::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "herald.toml",
+        &format!(
+            "[cluster]\nnats_url = \"{}\"\n\n[[namespaces]]\nname = \"chat\"\nhistory = {{}}\n",
+            server.url()
+        ),
+    );
+    let s = Served::start(dir.path(), &["--config", "herald.toml", "--api-key", KEY]);
+    let text = s.text();
+    for line in [
+        "  Namespaces:    chat (history)".to_owned(),
+        "  History:       in NATS JetStream".to_owned(),
+        format!("  Cluster:       over NATS at {}", server.url()),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
 }
