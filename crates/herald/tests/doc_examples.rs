@@ -10,7 +10,8 @@
 //!   `…` matches any text. A comment after a blank line describes what follows.
 //! - `<!-- doctest: server -->` before a block: it starts a server, which runs in the background
 //!   until the next server block or the end of the page. The page goes on once the server prints
-//!   its banner (and any expected stdout line).
+//!   its banner (and any expected stdout line). Its last command is `exec`'d, so that stopping
+//!   it waits for the server itself and frees the port.
 //! - `<!-- doctest: background -->`: the block runs in the background (a subscriber, in "another
 //!   terminal"). The page goes on once every `stderr:` line it expects was printed; its stdout is
 //!   awaited at the next server block or the end of the page, and then it is stopped.
