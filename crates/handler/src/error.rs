@@ -31,14 +31,16 @@ impl std::fmt::Display for Operation {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// `code_file` could not be read.
-    #[error("namespace {namespace}: cannot read handler code file {}: {source}", path.display())]
+    // The I/O error is part of the message and deliberately not a `#[source]`: printed as a
+    // chain it would appear twice.
+    #[error("namespace {namespace}: cannot read handler code file {}: {error}", path.display())]
     Read {
         /// Namespace whose config names the file.
         namespace: String,
-        /// The file.
+        /// The file, as looked for (relative paths already joined to the config file's directory).
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The configuration is contradictory or incomplete.
     #[error("namespace {namespace}: {reason}")]

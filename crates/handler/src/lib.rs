@@ -374,10 +374,10 @@ fn read_code(namespace: &str, config: &HandlerConfig) -> Result<Option<JsSource>
         }
         (Some(code), None) => (code.clone(), format!("{namespace}.js")),
         (None, Some(path)) => {
-            let code = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            let code = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
                 namespace: namespace.to_owned(),
                 path: path.clone(),
-                source,
+                error,
             })?;
             (code, path.display().to_string())
         }

@@ -33,12 +33,16 @@ const MAX_EVENTS: usize = 5;
 /// 1.2 MB, so anything larger is a broken or hostile server, not something to buffer.
 const MAX_MESSAGE: usize = 4 << 20;
 
+/// A Herald started with no `--listen` or `listen` (`herald serve`): the client's default, so a
+/// local server needs no `--endpoint`.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080/event";
+
 /// Where and how to connect; shared by `publish` and `subscribe`.
 #[derive(clap::Args)]
 pub struct Connection {
-    /// The HTTP endpoint, e.g. http://127.0.0.1:8080/event or
-    /// https://<id>.appsync-api.<region>.amazonaws.com/event (the socket URL is derived from it).
-    #[arg(long, env = "HERALD_ENDPOINT", value_name = "URL")]
+    /// The HTTP endpoint, e.g. https://<id>.appsync-api.<region>.amazonaws.com/event (the socket
+    /// URL is derived from it). Default: a local Herald on its default port.
+    #[arg(long, env = "HERALD_ENDPOINT", value_name = "URL", default_value = DEFAULT_ENDPOINT)]
     endpoint: String,
     /// API key (sent as `x-api-key`).
     #[arg(
@@ -707,6 +711,12 @@ mod tests {
         realtime_url(&http_url(endpoint).unwrap())
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn the_default_endpoint_is_a_default_local_server() {
+        let listen = herald_server::Config::default().listen;
+        assert_eq!(DEFAULT_ENDPOINT, format!("http://{listen}/event"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod client;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +20,11 @@ use herald_server::{Config, Server};
     about = "A self-hosted, AppSync Events-compatible real-time pub/sub server"
 )]
 struct Cli {
-    /// Log output format.
+    /// Log output format (how much is logged: `RUST_LOG`, e.g. `debug`).
+    ///
+    /// `human`: text, coloured only on a terminal. `json`: one JSON object per line, the start-up
+    /// banner included. `RUST_LOG` defaults to `info`; `debug` also logs why each request was
+    /// refused.
     #[arg(
         long,
         global = true,
@@ -48,7 +53,8 @@ enum Command {
         /// Address to listen on (overrides `listen`).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// An API key to accept (repeatable; added to the configured keys).
+        /// An API key to accept (repeatable; added to the configured keys, named `command-line`
+        /// for access rules).
         #[arg(long = "api-key")]
         api_keys: Vec<String>,
         /// Serve TLS with a generated development certificate for localhost and 127.0.0.1.
@@ -58,7 +64,10 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Validate a configuration file and report every problem.
+    /// Check a configuration file as `serve` would, naming the key of each problem.
+    ///
+    /// Every invalid value is reported at once; a syntax, type or unknown-key error stops the
+    /// reading, so only the first of those is. Warns about API keys that have already expired.
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
@@ -85,21 +94,41 @@ fn main() -> ExitCode {
             api_keys,
             dev_tls,
             data_dir,
-        } => serve(config, listen, api_keys, dev_tls, data_dir),
+        } => serve(config, listen, api_keys, dev_tls, data_dir, cli.log_format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, `: `-separated, leaving out a cause whose text is already in the
+/// message (many errors quote their cause), so nothing is said twice.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // The log goes to stdout: colours only when a terminal reads it, never into a file or pipe.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -108,10 +137,17 @@ fn init_logs(format: LogFormat) {
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(Some(file))?;
+    let warnings = config.warnings(herald_server::time::now_unix());
     // Checks every section and compiles the handlers: a syntax error names the namespace and
     // the line.
     herald_server::Settings::build(config)?;
-    println!("{}: ok", file.display());
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    match warnings.len() {
+        0 => println!("{}: ok", file.display()),
+        n => println!("{}: ok, with {n} warning(s)", file.display()),
+    }
     Ok(())
 }
 
@@ -139,6 +175,10 @@ impl ServeArgs {
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }
+        // Absolute, so that printed paths (the development CA, history) work from anywhere.
+        if let Ok(dir) = std::path::absolute(&config.data_dir) {
+            config.data_dir = dir;
+        }
         config.tls.dev |= self.dev_tls;
         for key in &self.api_keys {
             config.auth.api_keys.push(ApiKeyConfig {
@@ -164,6 +204,7 @@ fn serve(
     api_keys: Vec<String>,
     dev_tls: bool,
     data_dir: Option<PathBuf>,
+    log_format: LogFormat,
 ) -> anyhow::Result<()> {
     let args = ServeArgs {
         file,
@@ -174,47 +215,189 @@ fn serve(
     };
     let mut config = args.config(None)?;
     let mut generated = None;
-    if config.auth.api_keys.is_empty() {
+    // A key only where some operation takes one: otherwise it would be printed and then refused.
+    if config.auth.api_keys.is_empty() && config.accepts_api_keys() {
         let key = herald_server::id::api_key()?;
         config = args.config(Some(&key))?;
         generated = Some(key);
     }
+    let warnings = config.warnings(herald_server::time::now_unix());
+    let mut banner = Banner::new(&config, generated.clone(), warnings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        let source_key = generated.clone();
+        let source_key = generated;
         server.set_reload_source(Box::new(move || {
             args.config(source_key.as_deref())
                 .map_err(|e| format!("{e:#}"))
         }));
         spawn_reload_on_sighup(server.reloader());
+        banner.bound(&server);
+        banner.show(log_format);
+        server.run(shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// What a newcomer wants to see at start: where to publish, subscribe, look and measure; what is
+/// served; the key to use. Text on stdout, or one JSON log line with `--log-format json`.
+struct Banner {
+    addr: String,
+    http: String,
+    websocket: String,
+    console: String,
+    metrics: String,
+    /// Each namespace, `(history)` after those that keep it.
+    namespaces: Vec<String>,
+    history: Option<String>,
+    cluster: Option<String>,
+    dev_tls_ca: Option<PathBuf>,
+    generated_key: Option<String>,
+    warnings: Vec<String>,
+}
+
+impl Banner {
+    fn new(config: &Config, generated_key: Option<String>, warnings: Vec<String>) -> Banner {
+        let namespaces = config
+            .namespaces
+            .iter()
+            .map(|ns| match ns.history {
+                Some(_) => format!("{} (history)", ns.name),
+                None => ns.name.clone(),
+            })
+            .collect();
+        let keeps_history = config.namespaces.iter().any(|ns| ns.history.is_some());
+        let clustered = config.cluster.enabled();
+        let history = keeps_history.then(|| {
+            if clustered {
+                "in NATS JetStream".to_owned()
+            } else {
+                match config.history.backend {
+                    herald_server::config::HistoryBackend::Fjall => {
+                        format!(
+                            "on disk under {}",
+                            config.data_dir.join("history").display()
+                        )
+                    }
+                    herald_server::config::HistoryBackend::Memory => {
+                        "in memory (lost on restart)".to_owned()
+                    }
+                }
+            }
+        });
+        let cluster = clustered.then(|| {
+            format!(
+                "over NATS at {}",
+                without_credentials(&config.cluster.nats_url)
+            )
+        });
+        Banner {
+            addr: String::new(),
+            http: String::new(),
+            websocket: String::new(),
+            console: String::new(),
+            metrics: String::new(),
+            namespaces,
+            history,
+            cluster,
+            dev_tls_ca: None,
+            generated_key,
+            warnings,
+        }
+    }
+
+    /// The addresses, once the port is bound (it may have been 0).
+    fn bound(&mut self, server: &Server) {
         let addr = server.local_addr();
         let host = if addr.ip().is_unspecified() {
             format!("localhost:{}", addr.port())
         } else {
             addr.to_string()
         };
+        // amplify-js always opens wss://, which only a TLS-serving Herald takes.
         let ws_scheme = if server.tls_enabled() { "wss" } else { "ws" };
-        println!("Herald is listening on {addr}");
-        println!("  HTTP publish:  http://{host}/event");
-        println!("  WebSocket:     {ws_scheme}://{host}/event/realtime");
-        if let Some(files) = server.dev_tls_files() {
-            println!(
-                "  Development TLS on the same port; trust its CA with NODE_EXTRA_CA_CERTS={}",
-                files.ca.display()
-            );
+        self.addr = addr.to_string();
+        self.http = format!("http://{host}/event");
+        self.websocket = format!("{ws_scheme}://{host}/event/realtime");
+        self.console = format!("http://{host}/console");
+        self.metrics = format!("http://{host}/metrics");
+        self.dev_tls_ca = server.dev_tls_files().map(|f| f.ca.clone());
+    }
+
+    fn show(&self, format: LogFormat) {
+        let namespaces = self.namespaces.join(", ");
+        match format {
+            LogFormat::Json => {
+                for warning in &self.warnings {
+                    tracing::warn!("{warning}");
+                }
+                let ca = self.dev_tls_ca.as_ref().map(|p| p.display().to_string());
+                tracing::info!(
+                    addr = %self.addr,
+                    http = %self.http,
+                    websocket = %self.websocket,
+                    console = %self.console,
+                    metrics = %self.metrics,
+                    namespaces = %namespaces,
+                    history = self.history.as_deref(),
+                    cluster = self.cluster.as_deref(),
+                    dev_tls_ca = ca.as_deref(),
+                    generated_api_key = self.generated_key.as_deref(),
+                    "serving"
+                );
+            }
+            LogFormat::Human => {
+                let mut lines = vec![
+                    format!("Herald is listening on {}", self.addr),
+                    format!("  HTTP publish:  {}", self.http),
+                    format!("  WebSocket:     {}", self.websocket),
+                    format!("  Console:       {}", self.console),
+                    format!("  Metrics:       {}", self.metrics),
+                    format!("  Namespaces:    {namespaces}"),
+                ];
+                if let Some(history) = &self.history {
+                    lines.push(format!("  History:       {history}"));
+                }
+                lines.push(match &self.cluster {
+                    Some(cluster) => format!("  Cluster:       {cluster}"),
+                    None => "  Cluster:       no (a single node)".to_owned(),
+                });
+                if let Some(ca) = &self.dev_tls_ca {
+                    lines.push(format!(
+                        "  Development TLS on the same port; trust its CA with NODE_EXTRA_CA_CERTS={}",
+                        ca.display()
+                    ));
+                }
+                if let Some(key) = &self.generated_key {
+                    lines.push(format!("  API key (generated): {key}"));
+                }
+                for warning in &self.warnings {
+                    lines.push(format!("  Warning: {warning}"));
+                }
+                println!("{}", lines.join("\n"));
+                tracing::info!(addr = %self.addr, "serving");
+            }
         }
-        if let Some(key) = generated {
-            println!("  API key (generated): {key}");
-        }
-        tracing::info!(%addr, "serving");
-        server.run(shutdown_signal()).await;
-        tracing::info!("stopped");
-        Ok(())
-    })
+    }
+}
+
+/// NATS URLs as they may be printed: `user:password@` left out of each.
+fn without_credentials(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            match (url.split_once("://"), url.rsplit_once('@')) {
+                (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+                (None, Some((_, host))) => host.to_owned(),
+                _ => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// SIGHUP reloads namespaces, keys, providers, rules and handlers without dropping connections;
@@ -257,5 +440,27 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_credentials_are_not_printed() {
+        assert_eq!(
+            without_credentials("nats://u:secret@10.0.0.5:4222, tls://10.0.0.6:4222,a:b@h:1"),
+            "nats://10.0.0.5:4222,tls://10.0.0.6:4222,h:1"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(io).context("cannot read x: No such file");
+        assert_eq!(error_chain(&e), "cannot read x: No such file");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&e), "outer: inner");
     }
 }

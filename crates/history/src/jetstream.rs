@@ -181,6 +181,20 @@ pub struct JetStreamStore {
     tips: Mutex<HashMap<String, Tip>>,
 }
 
+/// What to check when a stream cannot be created, when the error points somewhere.
+fn create_hint(error: &jetstream::context::CreateStreamError, replicas: usize) -> String {
+    use jetstream::context::CreateStreamErrorKind as Kind;
+    match error.kind() {
+        Kind::JetStreamUnavailable | Kind::TimedOut => {
+            " (is JetStream enabled on the NATS server?)".to_owned()
+        }
+        Kind::JetStream(e) if replicas > 1 && e.to_string().contains("replicas") => format!(
+            " (cluster.history_replicas is {replicas}: a single NATS server, not clustered, keeps only 1 replica)"
+        ),
+        _ => String::new(),
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Unavailable(format!("JetStream: {e}"))
 }
@@ -330,11 +344,21 @@ impl JetStreamStore {
                 let config = wanted(format!("{EPOCH_TAG}{}", new_epoch()));
                 match js.create_stream(config).await {
                     Ok(s) => s,
-                    // Another node created it first: adopt theirs (and their epoch).
-                    Err(_) => js.get_stream(name).await.map_err(|e| {
-                        storage(format!(
-                            "cannot create or open stream {name}: {e} (is JetStream enabled on the NATS server?)"
-                        ))
+                    // Another node created it first: adopt theirs (and their epoch). When it
+                    // is not there either, the creation's error is the cause worth reporting
+                    // (e.g. "replicas > 1 not supported in non-clustered mode").
+                    Err(create) => js.get_stream(name).await.map_err(|_| {
+                        let why = format!(
+                            "cannot create stream {name}: {create}{}",
+                            create_hint(&create, options.replicas)
+                        );
+                        // NATS answered and refused: not a passing outage.
+                        match create.kind() {
+                            jetstream::context::CreateStreamErrorKind::JetStream(_) => {
+                                HistoryError::Setup(why)
+                            }
+                            _ => storage(why),
+                        }
                     })?,
                 }
             }

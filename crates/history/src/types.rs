@@ -141,6 +141,10 @@ pub enum HistoryError {
     /// request may succeed when retried.
     #[error("history is unavailable: {0}; retry shortly")]
     Unavailable(String),
+    /// The store cannot be set up as configured (e.g. NATS refuses a stream with more replicas
+    /// than it has servers): retrying will not help until the configuration or NATS changes.
+    #[error("history cannot start: {0}")]
+    Setup(String),
     /// The store is shutting down or its writer thread is gone.
     #[error("history store is closed")]
     Closed,

@@ -201,3 +201,31 @@ async fn a_stray_message_on_a_history_subject_does_not_wedge_the_channel() {
         other => panic!("{other:?}"),
     }
 }
+
+/// docs/cluster.md's `history_replicas = 3` against one NATS server: the error is NATS's own
+/// reason, not a "stream not found" from the fallback lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_replicas_for_one_server_reports_the_real_cause() {
+    let nats = Nats::start(free_port());
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let options = herald_history::JetStreamOptions {
+        subject_prefix: "replicas".into(),
+        replicas: 3,
+    };
+    let Err(e) =
+        JetStreamStore::open(client, &options, &[("ns".into(), Retention::default())]).await
+    else {
+        panic!("three replicas on one server were accepted");
+    };
+    assert!(
+        matches!(e, herald_history::HistoryError::Setup(_)),
+        "a refusal, not an outage: {e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("replicas > 1 not supported in non-clustered mode"),
+        "{text}"
+    );
+    assert!(text.contains("cluster.history_replicas is 3"), "{text}");
+    assert!(!text.contains("not found"), "{text}");
+}

@@ -307,11 +307,22 @@ impl Config {
                 })
                 .split("__"),
         );
+        // Deserializing stops at the first syntax, type or unknown-key error (serde reads the
+        // file in one pass), so those come one at a time; `Settings::build` then reports every
+        // remaining problem at once.
         let mut config: Config = fig.extract().map_err(|e| ConfigError {
-            problems: e.into_iter().map(|e| e.to_string()).collect(),
+            problems: e.into_iter().map(|e| describe(&e)).collect(),
         })?;
-        // Handler files are relative to the config file, not to the working directory.
+        // Handler files are relative to the config file, not to the working directory; made
+        // absolute so that every message names the file that was really looked for.
         if let Some(dir) = file.and_then(Path::parent) {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+            let dir = dir.as_path();
             for ns in &mut config.namespaces {
                 if let Some(h) = &mut ns.handlers {
                     h.resolve_paths(dir);
@@ -321,8 +332,161 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether any operation accepts `API_KEY`: the connection's modes, or a namespace's
+    /// publish or subscribe modes (its own, else the defaults). Without it an API key is useless,
+    /// so `serve` generates none.
+    pub fn accepts_api_keys(&self) -> bool {
+        let api_key =
+            |modes: &[herald_auth::AuthMode]| modes.contains(&herald_auth::AuthMode::ApiKey);
+        api_key(&self.auth.connection_auth_modes)
+            || self.namespaces.iter().any(|ns| {
+                api_key(
+                    ns.publish_auth_modes
+                        .as_deref()
+                        .unwrap_or(&self.auth.default_publish_auth_modes),
+                ) || api_key(
+                    ns.subscribe_auth_modes
+                        .as_deref()
+                        .unwrap_or(&self.auth.default_subscribe_auth_modes),
+                )
+            })
+    }
+
+    /// What is valid but probably not meant, each naming its key: API keys that have already
+    /// expired (every request with them is refused). `now` is Unix seconds.
+    pub fn warnings(&self, now: i64) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
+            let Some(expires) = &key.expires else {
+                continue;
+            };
+            if crate::time::parse_rfc3339(expires).is_some_and(|t| now >= t) {
+                let name = key
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "auth.api_keys[{i}].expires: the key{name} expired at {expires}; every request with it is refused"
+                ));
+            }
+        }
+        warnings
+    }
+
     /// A namespace's configuration, by name.
     pub fn namespace(&self, name: &str) -> Option<&NamespaceConfig> {
         self.namespaces.iter().find(|n| n.name == name)
+    }
+}
+
+/// One loading error as `key: what is wrong (where)`, without figment's profile prefix
+/// (`default.`, which reads like the namespace `default`) and without its nested backticks.
+fn describe(e: &figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let key = if e.path.is_empty() {
+        None
+    } else if from_env {
+        // The variable to look at, as it was spelled: HERALD_LIMITS__MAX_CONNECTIONS.
+        Some(format!(
+            "HERALD_{}",
+            e.path
+                .iter()
+                .map(|p| p.to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join("__")
+        ))
+    } else {
+        // As the other problems name keys: `namespaces[0].name`, not figment's `namespaces.0.name`.
+        let mut key = String::new();
+        for part in &e.path {
+            if part.bytes().all(|b| b.is_ascii_digit()) {
+                key.push_str(&format!("[{part}]"));
+            } else {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(part);
+            }
+        }
+        Some(key)
+    };
+    // serde names Rust types; a configuration file has numbers.
+    let expected_kind = |expected: &str| match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        other => other.replace('`', ""),
+    };
+    let actual = |a: &Actual| match a {
+        Actual::Str(s) => format!("the string {s:?}"),
+        Actual::Unsigned(n) => format!("the number {n}"),
+        Actual::Signed(n) => format!("the number {n}"),
+        Actual::Float(n) => format!("the number {n}"),
+        Actual::Bool(b) => format!("{b}"),
+        Actual::Seq => "an array".to_owned(),
+        Actual::Map => "a table".to_owned(),
+        other => other.to_string().replace('`', ""),
+    };
+    let what = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            format!(
+                "unknown key {field:?}; the keys here are: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::UnknownVariant(value, expected) => {
+            format!(
+                "unknown value {value:?}; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::InvalidType(found, expected) => {
+            format!(
+                "expected {}, found {}",
+                expected_kind(expected),
+                actual(found)
+            )
+        }
+        Kind::InvalidValue(found, expected) => {
+            format!(
+                "expected {}, found {}",
+                expected_kind(expected),
+                actual(found)
+            )
+        }
+        Kind::MissingField(field) => format!("missing key {field:?}"),
+        Kind::DuplicateField(field) => format!("key {field:?} is given twice"),
+        // TOML syntax errors arrive as messages: keep their line and caret, indented under
+        // the problem's bullet.
+        Kind::Message(message) => message.trim_end().replace('\n', "\n    "),
+        other => other.to_string().replace('`', ""),
+    };
+    let file = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => Some(path.display().to_string()),
+        _ => None,
+    };
+    match (key, file) {
+        // The key path already ends with the unknown key's name.
+        (Some(key), file) => {
+            let what = match &e.kind {
+                Kind::UnknownField(_, expected) => {
+                    format!("unknown key; the keys here are: {}", expected.join(", "))
+                }
+                _ => what,
+            };
+            match file {
+                Some(file) => format!("{key}: {what} (in {file})"),
+                None if from_env => format!("{key}: {what} (from the environment)"),
+                None => format!("{key}: {what}"),
+            }
+        }
+        // A syntax error: the file first, then the parser's lines.
+        (None, Some(file)) => format!("{file}: {what}"),
+        (None, None) => what,
     }
 }

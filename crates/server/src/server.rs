@@ -33,12 +33,13 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+    // The I/O error is in the message, so it is not also a `#[source]` (a chain would repeat it).
     #[error(
-        "cannot listen on {addr}: {source} (is another process using the port? choose another with --listen)"
+        "cannot listen on {addr}: {error} (is another process using the port? choose another with --listen)"
     )]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -78,7 +79,7 @@ impl Server {
         ));
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .map_err(|error| StartError::Bind { addr, error })?;
         Ok(Server {
             state,
             listener,

@@ -54,10 +54,12 @@ function sendJson(res, status, value) {
 const b64url = (s) => Buffer.from(s).toString('base64url');
 
 /**
- * Starts the fixtures and Herald. `stop()` tears everything down.
- * @returns {Promise<object>}
+ * The identity fixtures alone: the OpenID provider (issuers `oidcIssuer` and `cognitoIssuer`),
+ * `signJwt(claims)` with its key, and the authorizer webhook (`hookUrl`, `hookCalls`): tokens
+ * `allow-*` may do everything, `readonly-*` everything but publish, anything else is denied; a
+ * `Bearer ` prefix is ignored. `close()` stops both servers.
  */
-export async function startAuthWorld() {
+export async function startIdentityFixtures() {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwks = { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'amplify-k1', alg: 'RS256', use: 'sig' }] };
 
@@ -81,12 +83,41 @@ export async function startAuthWorld() {
   const hook = await listen(async (req, res) => {
     const body = JSON.parse(await readBody(req));
     hookCalls.push(body);
-    const token = String(body.authorizationToken ?? '');
+    const token = String(body.authorizationToken ?? '').replace(/^Bearer /, '');
     const op = body.requestContext?.operation;
     const isAuthorized = token.startsWith('allow-') || (token.startsWith('readonly-') && op !== 'EVENT_PUBLISH');
     sendJson(res, 200, { isAuthorized, handlerContext: { user: token } });
   });
 
+  const signJwt = (claims) => {
+    const head = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', kid: 'amplify-k1' }));
+    const body = b64url(JSON.stringify(claims));
+    const sig = cryptoSign('sha256', Buffer.from(`${head}.${body}`), privateKey).toString('base64url');
+    return `${head}.${body}.${sig}`;
+  };
+  return {
+    oidcIssuer,
+    cognitoIssuer,
+    signJwt,
+    hookUrl: hook.url,
+    hookCalls,
+    close() {
+      idp.server.close();
+      hook.server.close();
+      idp.server.closeAllConnections?.();
+      hook.server.closeAllConnections?.();
+    },
+  };
+}
+
+/**
+ * Starts the fixtures and Herald. `stop()` tears everything down.
+ * @returns {Promise<object>}
+ */
+export async function startAuthWorld() {
+  const fixtures = await startIdentityFixtures();
+  const { oidcIssuer, cognitoIssuer, signJwt, hookCalls } = fixtures;
+  const hook = { url: fixtures.hookUrl };
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-amplify-auth-'));
   // Reuse the harness Herald's development CA, which NODE_EXTRA_CA_CERTS already trusts.
   cpSync(process.env.HERALD_TEST_DEV_TLS_DIR, path.join(dataDir, 'dev-tls'), { recursive: true });
@@ -162,12 +193,6 @@ subscribe_auth_modes = ["OPENID_CONNECT", "AWS_LAMBDA"]
   await herald.start();
 
   const now = () => Math.floor(Date.now() / 1000);
-  const signJwt = (claims) => {
-    const head = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', kid: 'amplify-k1' }));
-    const body = b64url(JSON.stringify(claims));
-    const sig = cryptoSign('sha256', Buffer.from(`${head}.${body}`), privateKey).toString('base64url');
-    return `${head}.${body}.${sig}`;
-  };
 
   return {
     herald,
@@ -192,10 +217,7 @@ subscribe_auth_modes = ["OPENID_CONNECT", "AWS_LAMBDA"]
       }),
     async stop() {
       await herald.stop();
-      idp.server.close();
-      hook.server.close();
-      idp.server.closeAllConnections?.();
-      hook.server.closeAllConnections?.();
+      fixtures.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

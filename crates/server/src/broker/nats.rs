@@ -139,10 +139,11 @@ pub enum ClusterError {
         "cluster.nats_url: {url:?} is not a NATS URL: {error} (expected e.g. nats://10.0.0.5:4222, several separated by commas)"
     )]
     Url { url: String, error: String },
-    #[error("cannot read cluster.credentials_file {path}: {source}")]
+    // The I/O error is in the message, so it is not also a `#[source]`.
+    #[error("cannot read cluster.credentials_file {}: {error}", path.display())]
     Credentials {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -170,10 +171,10 @@ impl NatsBroker {
             options = options.token(token.clone());
         }
         if let Some(path) = &config.credentials_file {
-            options = options.credentials_file(path).await.map_err(|source| {
+            options = options.credentials_file(path).await.map_err(|error| {
                 ClusterError::Credentials {
                     path: path.clone(),
-                    source,
+                    error,
                 }
             })?;
         }
