@@ -1,6 +1,9 @@
 //! `herald publish` and `herald subscribe` against a real Herald started here: the real binary on
 //! both sides, over plain HTTP/WebSocket and over `--dev-tls` with `--ca`.
 
+#[path = "support/http.rs"]
+mod http;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,15 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const KEY: &str = "da2-clicliclicli0000";
+use http::free_port;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const KEY: &str = "da2-clicliclicli0000";
 
 /// `herald` with no ambient client settings, so the developer's environment cannot leak in.
 fn herald() -> Command {

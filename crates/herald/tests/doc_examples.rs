@@ -24,14 +24,18 @@
 //! Blocks that cannot run here are listed in [`SKIPPED`] with the reason; each entry must still
 //! match a block, so the list cannot go stale.
 
+#[path = "support/http.rs"]
+mod http;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use http::free_port;
 
 /// Pages with shell examples; `every_page_with_shell_examples_is_run` keeps this complete.
 const PAGES: &[&str] = &[
@@ -220,14 +224,6 @@ fn contains_in_order(lines: &[String], expected: &[String]) -> bool {
     expected
         .iter()
         .all(|pattern| lines.any(|line| matches(pattern, line)))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A process group running one block in the background, its output read line by line.

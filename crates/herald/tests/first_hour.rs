@@ -15,15 +15,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const KEY: &str = "da2-firsthourfirsthour00";
+use http::free_port;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const KEY: &str = "da2-firsthourfirsthour00";
 
 /// `herald` with none of the developer's settings.
 fn herald(dir: &Path) -> Command {

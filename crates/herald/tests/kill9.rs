@@ -5,19 +5,12 @@
 #[path = "support/http.rs"]
 mod http;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY: &str = "da2-kill9kill9kill9";
+use http::free_port;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const KEY: &str = "da2-kill9kill9kill9";
 
 fn request(port: u16, head: &str, body: &str) -> Option<(u16, serde_json::Value)> {
     http::request(port, KEY, head, body)

@@ -1,11 +1,21 @@
-//! A blocking HTTP/1.1 request over a real socket, for tests that drive `herald serve`
-//! processes: `request(port, key, "POST /event", body)` → status and JSON body.
+//! For tests that drive `herald serve` processes: a free port to give one, and a blocking
+//! HTTP/1.1 request over a real socket, `request(port, key, "POST /event", body)` → status and
+//! JSON body.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
+
+/// A port free on 127.0.0.1 now, for a server to listen on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// Sends `head` (`"METHOD /path"`) with `x-api-key: key`; `None` if nothing answered.
 pub fn request(port: u16, key: &str, head: &str, body: &str) -> Option<(u16, serde_json::Value)> {
