@@ -149,7 +149,7 @@ impl Index {
         // Few subscribers: write to each directly when it can take it. Many: queue, so each
         // connection's task coalesces many events into one write.
         let is_direct = list.len() <= direct.max_fanout;
-        if is_direct && direct.io_uring && list.len() > 1 {
+        if is_direct && direct.io_uring && list.len() > 1 && uring::available() {
             deliver_batched(list, bodies, sent);
             return list.len();
         }
@@ -191,29 +191,28 @@ fn deliver_batched(list: &[Arc<Subscriber>], bodies: &[Bytes], sent: &mut Sent) 
             {
                 arena.extend_from_slice(slice);
             }
-            spans.push((start, arena.len(), frames.count()));
+            spans.push(start..arena.len());
         }
         let bufs: Vec<&[u8]> = spans
-            .iter()
-            .map(|&(a, b, _)| arena.get(a..b).unwrap_or_default())
+            .into_iter()
+            .map(|span| arena.get(span).unwrap_or_default())
             .collect();
         let fds: Vec<RawFd> = claimed.iter().map(|(_, c)| c.fd()).collect();
         let mut results = vec![-libc::EAGAIN; claimed.len()];
         // SAFETY: each fd is a claimed outbox's socket, which stays open while its outbox is
         // locked (the outbox holds a reference to it, dropped only under the lock).
         let done = unsafe { uring::send_all(&fds, &bufs, &mut results) };
-        // io_uring unavailable: the rest one `write` each.
+        // io_uring failed part way (it was available when the batch began): the rest one
+        // `write` each.
         for ((r, &fd), buf) in results.iter_mut().zip(&fds).zip(&bufs).skip(done) {
             // SAFETY: as above; `buf` is valid for its length.
             let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
             *r = if n < 0 { -libc::EAGAIN } else { n as i32 };
         }
-        for (((_, c), (buf, &(_, _, count))), r) in claimed
-            .into_iter()
-            .zip(bufs.iter().zip(&spans))
-            .zip(results)
-        {
-            if let Ok(s) = c.finish(buf, count, r) {
+        // Every claimed subscriber was sent all of `bodies` (a claim refuses more events than
+        // one direct write carries).
+        for (((_, c), buf), r) in claimed.into_iter().zip(&bufs).zip(results) {
+            if let Ok(s) = c.finish(buf, bodies.len(), r) {
                 sent.frames += s.frames;
                 sent.bytes += s.bytes;
             }

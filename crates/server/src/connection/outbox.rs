@@ -129,11 +129,6 @@ impl Frames {
     pub fn used(&self) -> usize {
         3 * self.count
     }
-
-    /// Frames.
-    pub fn count(&self) -> usize {
-        self.count
-    }
 }
 
 /// An outbox locked for a direct write sent with others (see [`Outbox::claim_direct`]).
@@ -321,12 +316,15 @@ impl Outbox {
     /// direct write of `events` events may go ahead now. `None` (busy, closing, queued, TLS):
     /// deliver with [`Outbox::push_data`] instead.
     pub fn claim_direct(&self, events: usize) -> Option<Claimed<'_>> {
+        if events > DIRECT_MAX_EVENTS {
+            return None;
+        }
         let state = match self.state.try_lock() {
             Ok(s) => s,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        if state.closing || state.writing || !state.queue.is_empty() || events > DIRECT_MAX_EVENTS {
+        if state.closing || state.writing || !state.queue.is_empty() {
             return None;
         }
         let fd = state.socket.as_ref()?.as_raw_fd();
@@ -336,6 +334,7 @@ impl Outbox {
             fd,
         })
     }
+
     /// Queues a close after what is already queued; later pushes are dropped.
     pub fn close(&self, code: u16, reason: &'static str) {
         let mut s = self.lock();

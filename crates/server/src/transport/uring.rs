@@ -25,16 +25,14 @@ thread_local! {
     static RING: RefCell<Ring> = const { RefCell::new(Ring::Untried) };
 }
 
-/// Sends `bufs[i]` on `fds[i]` and stores the result in `results[i]` (bytes written, or a
-/// negative errno). Returns how many it handled, from the first: fewer than `bufs.len()` only
-/// when io_uring is unavailable, in which case the caller sends the rest itself.
-///
-/// One contiguous buffer per send (`IORING_OP_SEND`), not a `sendmsg` with iovecs: the kernel
-/// then copies no message header or iovec array per send.
-///
-/// # Safety
-/// Each fd must be an open socket for the duration of the call.
-pub unsafe fn send_all(fds: &[RawFd], bufs: &[&[u8]], results: &mut [i32]) -> usize {
+/// Whether this thread can send through io_uring (set up on first use); if not, fan-outs
+/// write each socket with `writev` instead.
+pub fn available() -> bool {
+    with_ring(|ring| matches!(ring, Ring::Ready(_)))
+}
+
+/// Runs `f` on this thread's ring, setting it up first if it was never tried.
+fn with_ring<R>(f: impl FnOnce(&mut Ring) -> R) -> R {
     RING.with(|cell| {
         let mut ring = cell.borrow_mut();
         if matches!(*ring, Ring::Untried) {
@@ -46,7 +44,22 @@ pub unsafe fn send_all(fds: &[RawFd], bufs: &[&[u8]], results: &mut [i32]) -> us
                 }
             };
         }
-        let Ring::Ready(r) = &mut *ring else {
+        f(&mut ring)
+    })
+}
+
+/// Sends `bufs[i]` on `fds[i]` and stores the result in `results[i]` (bytes written, or a
+/// negative errno). Returns how many it handled, from the first: fewer than `bufs.len()` only
+/// when io_uring is unavailable, in which case the caller sends the rest itself.
+///
+/// One contiguous buffer per send (`IORING_OP_SEND`), not a `sendmsg` with iovecs: the kernel
+/// then copies no message header or iovec array per send.
+///
+/// # Safety
+/// Each fd must be an open socket for the duration of the call.
+pub unsafe fn send_all(fds: &[RawFd], bufs: &[&[u8]], results: &mut [i32]) -> usize {
+    with_ring(|ring| {
+        let Ring::Ready(r) = ring else {
             return 0;
         };
         let n = bufs.len().min(fds.len()).min(results.len());
