@@ -21,9 +21,12 @@ async fn main() -> Result<(), Error> {
         std::process::exit(2);
     }
     let channel = args.remove(0);
-    let endpoint = std::env::var("HERALD_ENDPOINT")
-        .unwrap_or_else(|_| herald_client::DEFAULT_ENDPOINT.into());
-    let auth = match (std::env::var("HERALD_API_KEY"), std::env::var("HERALD_TOKEN")) {
+    let endpoint =
+        std::env::var("HERALD_ENDPOINT").unwrap_or_else(|_| herald_client::DEFAULT_ENDPOINT.into());
+    let auth = match (
+        std::env::var("HERALD_API_KEY"),
+        std::env::var("HERALD_TOKEN"),
+    ) {
         (Ok(key), _) => Auth::api_key(key),
         (_, Ok(token)) => Auth::Token(token),
         _ => Auth::iam_from_env()?,
@@ -40,7 +43,10 @@ async fn main() -> Result<(), Error> {
         println!("event {}: {}", ok.index, ok.identifier);
     }
     for failed in &reply.failed {
-        eprintln!("event {} failed: {}: {}", failed.index, failed.code, failed.message);
+        eprintln!(
+            "event {} failed: {}: {}",
+            failed.index, failed.code, failed.message
+        );
     }
     Ok(())
 }

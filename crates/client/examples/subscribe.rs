@@ -14,7 +14,9 @@ use herald_client::{Auth, Client, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let channel = std::env::args().nth(1).unwrap_or_else(|| "/default/*".into());
+    let channel = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/default/*".into());
     let client = Client::new(&endpoint(), auth()?)?;
     let connection = client.connect().await?;
     let mut events = connection.subscribe(&channel).await?;

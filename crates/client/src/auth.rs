@@ -150,8 +150,13 @@ impl fmt::Debug for Credentials {
 /// What the credential is used for on the socket: each has its own signed body (spec §4.2).
 pub(crate) enum Operation<'a> {
     Connect,
-    Subscribe { channel: &'a str },
-    Publish { channel: &'a str, events: &'a [String] },
+    Subscribe {
+        channel: &'a str,
+    },
+    Publish {
+        channel: &'a str,
+        events: &'a [String],
+    },
 }
 
 /// The credentials resolved against an endpoint (the region decided once).
@@ -322,9 +327,10 @@ mod tests {
 
     #[test]
     fn the_region_comes_from_an_aws_endpoint() {
-        let endpoint =
-            Endpoint::parse("https://abcdefghijklmnopqrstuvwxyz.appsync-api.ap-south-1.amazonaws.com/event")
-                .unwrap();
+        let endpoint = Endpoint::parse(
+            "https://abcdefghijklmnopqrstuvwxyz.appsync-api.ap-south-1.amazonaws.com/event",
+        )
+        .unwrap();
         let signer = Signer::new(&Auth::iam(Credentials::new("AKIA1", "s")), &endpoint).unwrap();
         let auth = signer.ws_authorization(&Operation::Connect);
         let authorization = auth["Authorization"].as_str().unwrap();

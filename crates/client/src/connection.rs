@@ -59,7 +59,8 @@ pub(crate) enum Command {
 
 impl Connection {
     pub(crate) async fn open(inner: Arc<Inner>) -> Result<Connection, Error> {
-        let socket = Socket::open(&inner.endpoint, &inner.signer, &inner.tls, inner.timeout).await?;
+        let socket =
+            Socket::open(&inner.endpoint, &inner.signer, &inner.tls, inner.timeout).await?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let task = Task {
             inner: inner.clone(),
@@ -439,7 +440,9 @@ impl Task {
                 if let Some(sub) = self.subs.get_mut(id) {
                     sub.live = true;
                     sub.retries = 0;
-                    let outcome = msg.contains_key("resume").then(|| ResumeOutcome::from_reply(&msg));
+                    let outcome = msg
+                        .contains_key("resume")
+                        .then(|| ResumeOutcome::from_reply(&msg));
                     if let Some(ready) = sub.ready.take() {
                         let asked = sub.first_resume.is_some();
                         let outcome = asked.then(|| ResumeOutcome::from_reply(&msg));
@@ -696,7 +699,10 @@ impl Task {
                 }
                 Err(e) => {
                     if policy.max_attempts.is_some_and(|max| attempt >= max) {
-                        let reason = format!("{attempt} reconnect attempts failed, the last: {}", error_text(&e));
+                        let reason = format!(
+                            "{attempt} reconnect attempts failed, the last: {}",
+                            error_text(&e)
+                        );
                         self.end(|| Error::ConnectionLost {
                             reason: reason.clone(),
                             may_have_published: false,

@@ -76,8 +76,9 @@ pub(crate) async fn http(
     let text = String::from_utf8_lossy(&bytes);
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(reply)) if status.is_success() => {
-            serde_json::from_value(Value::Object(reply))
-                .map_err(|e| Error::Protocol(format!("HTTP {}: {e}: {}", status.as_u16(), excerpt(&text))))
+            serde_json::from_value(Value::Object(reply)).map_err(|e| {
+                Error::Protocol(format!("HTTP {}: {e}: {}", status.as_u16(), excerpt(&text)))
+            })
         }
         Ok(Value::Object(reply)) if reply.contains_key("errors") => Err(Error::PublishRejected {
             status: Some(status.as_u16()),
@@ -100,7 +101,10 @@ mod tests {
         assert!(check(&["{\"a\":1}".into(), "2".into()]).is_ok());
         let err = check(&["1".into(), "hello".into()]).unwrap_err();
         assert!(err.to_string().starts_with("event 2 is not JSON"), "{err}");
-        assert!(matches!(check(&vec!["1".to_string(); 6]), Err(Error::EventCount(6))));
+        assert!(matches!(
+            check(&vec!["1".to_string(); 6]),
+            Err(Error::EventCount(6))
+        ));
         assert!(matches!(check(&[]), Err(Error::EventCount(0))));
     }
 }

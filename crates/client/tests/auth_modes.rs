@@ -95,20 +95,27 @@ name = "default"
 
 fn oidc_token(issuer: &Idp) -> String {
     let t = now();
-    rs256(&json!({"iss": issuer.issuer(), "sub": "alice", "aud": OIDC_CLIENT, "iat": t, "exp": t + 600}))
+    rs256(
+        &json!({"iss": issuer.issuer(), "sub": "alice", "aud": OIDC_CLIENT, "iat": t, "exp": t + 600}),
+    )
 }
 
 fn cognito_token(issuer: &Idp) -> String {
     let t = now();
-    es256(&json!({"iss": issuer.issuer(), "sub": "sub-bob", "client_id": COGNITO_CLIENT,
-                  "token_use": "access", "cognito:username": "bob", "iat": t, "exp": t + 600}))
+    es256(
+        &json!({"iss": issuer.issuer(), "sub": "sub-bob", "client_id": COGNITO_CLIENT,
+                  "token_use": "access", "cognito:username": "bob", "iat": t, "exp": t + 600}),
+    )
 }
 
 /// Connect, subscribe to `/default/*`, publish once over the socket and once over HTTP to
 /// `/default/<name>`, and receive both, in order.
 async fn round_trip(endpoint: &str, auth: Auth, name: &str) {
     let client = Client::new(endpoint, auth).unwrap();
-    let connection = client.connect().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let connection = client
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut sub = connection
         .subscribe("/default/*")
         .await
@@ -148,13 +155,23 @@ async fn every_auth_mode_connects_subscribes_and_publishes() {
     let endpoint = w.server.endpoint();
     round_trip(&endpoint, Auth::api_key(KEY), "api-key").await;
     round_trip(&endpoint, Auth::oidc(oidc_token(&w.oidc)), "oidc").await;
-    round_trip(&endpoint, Auth::cognito(cognito_token(&w.cognito)), "cognito").await;
+    round_trip(
+        &endpoint,
+        Auth::cognito(cognito_token(&w.cognito)),
+        "cognito",
+    )
+    .await;
     round_trip(&endpoint, Auth::lambda("Bearer allow-carol"), "lambda").await;
     let iam = Auth::iam(Credentials::new(ACCESS_KEY, SECRET_KEY)).in_region(REGION);
     round_trip(&endpoint, iam, "iam").await;
-    let session = Credentials::new(SESSION_ACCESS_KEY, SESSION_SECRET)
-        .with_session_token(SESSION_TOKEN);
-    round_trip(&endpoint, Auth::iam(session).in_region(REGION), "iam-session").await;
+    let session =
+        Credentials::new(SESSION_ACCESS_KEY, SESSION_SECRET).with_session_token(SESSION_TOKEN);
+    round_trip(
+        &endpoint,
+        Auth::iam(session).in_region(REGION),
+        "iam-session",
+    )
+    .await;
     w.server.stop().await;
 }
 
@@ -183,7 +200,10 @@ async fn refusals_are_typed() {
     let connection = readonly.connect().await.unwrap();
     let _sub = connection.subscribe("/default/a").await.unwrap();
     match connection.publish("/default/a", &[1]).await {
-        Err(Error::PublishRejected { status: None, errors }) => {
+        Err(Error::PublishRejected {
+            status: None,
+            errors,
+        }) => {
             assert!(errors.has("UnauthorizedException"), "{errors}");
         }
         other => panic!("socket publish with a read-only token: {other:?}"),
@@ -198,7 +218,10 @@ async fn refusals_are_typed() {
         }
         other => panic!("subscribe to an unknown namespace: {other:?}"),
     }
-    match connection.publish_raw("/default/a", &["not json".to_owned()]).await {
+    match connection
+        .publish_raw("/default/a", &["not json".to_owned()])
+        .await
+    {
         Err(Error::InvalidEvent { number: 1, .. }) => {}
         other => panic!("an event that is not JSON: {other:?}"),
     }

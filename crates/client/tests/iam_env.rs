@@ -42,8 +42,14 @@ fn iam_credentials_and_region_from_the_environment() {
         let client = Client::new(&server.endpoint(), Auth::iam_from_env().unwrap()).unwrap();
         let connection = client.connect().await.unwrap();
         let mut sub = connection.subscribe("/default/env").await.unwrap();
-        connection.publish("/default/env", &[json!("socket")]).await.unwrap();
-        client.publish("/default/env", &[json!("http")]).await.unwrap();
+        connection
+            .publish("/default/env", &[json!("socket")])
+            .await
+            .unwrap();
+        client
+            .publish("/default/env", &[json!("http")])
+            .await
+            .unwrap();
         for expected in ["\"socket\"", "\"http\""] {
             let event = tokio::time::timeout(WAIT, sub.next())
                 .await

@@ -54,16 +54,25 @@ async fn cuts_while_publishing_lose_and_repeat_nothing() {
     let publisher = Client::new(&server.endpoint(), Auth::api_key(KEY)).unwrap();
     let publishing = tokio::spawn(async move {
         for i in 0..EVENTS {
-            let channel = if i % 2 == 0 { "/chat/room" } else { "/chat/other" };
-            let reply = publisher.publish(channel, &[json!({"i": i})]).await.unwrap();
+            let channel = if i % 2 == 0 {
+                "/chat/room"
+            } else {
+                "/chat/other"
+            };
+            let reply = publisher
+                .publish(channel, &[json!({"i": i})])
+                .await
+                .unwrap();
             assert_eq!(reply.successful.len(), 1, "{reply:?}");
             progress.send_replace(i + 1);
         }
     });
     // The relay is cut at these points of the publishing: the client's socket drops mid-stream.
     let cutting = async {
-        for at in CUTS {
+        for (k, at) in CUTS.into_iter().enumerate() {
             published.wait_for(|n| *n >= at).await.unwrap();
+            // On the socket of the previous reconnect, so that every cut drops one.
+            relay.wait_accepted(k + 1).await;
             relay.cut();
         }
     };
@@ -96,7 +105,10 @@ async fn cuts_while_publishing_lose_and_repeat_nothing() {
     // The wildcard: per channel in order, every event once.
     let mut per_channel: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for e in &on_wildcard {
-        per_channel.entry(e.channel.clone()).or_default().push(number(e));
+        per_channel
+            .entry(e.channel.clone())
+            .or_default()
+            .push(number(e));
     }
     assert_eq!(per_channel["/chat/room"], expected);
     assert_eq!(
@@ -109,7 +121,13 @@ async fn cuts_while_publishing_lose_and_repeat_nothing() {
     publish_marker(&server.endpoint()).await;
     assert_eq!(number(&next_event(&mut exact).await), 1_000_000);
     assert_eq!(number(&next_event(&mut wildcard).await), 1_000_000);
-    assert!(relay.links() >= 1, "the client is connected again");
+    assert_eq!(relay.links(), 1, "the client is connected again");
+    // One new socket per cut, or more if a cut fell on a socket being opened.
+    assert!(
+        relay.accepted() > CUTS.len(),
+        "{} sockets",
+        relay.accepted()
+    );
     connection.close();
     server.stop().await;
 }
@@ -136,17 +154,30 @@ async fn a_silent_link_is_dropped_after_the_connection_timeout() {
     let connection = client.connect().await.unwrap();
     let mut sub = connection.subscribe("/chat/quiet").await.unwrap();
     let publisher = Client::new(&server.endpoint(), Auth::api_key(KEY)).unwrap();
-    publisher.publish("/chat/quiet", &[json!({"i": 1})]).await.unwrap();
+    publisher
+        .publish("/chat/quiet", &[json!({"i": 1})])
+        .await
+        .unwrap();
     assert_eq!(number(&next_event(&mut sub).await), 1);
 
     relay.freeze();
     // Held by the frozen link; delivered by the resume on the next one.
-    publisher.publish("/chat/quiet", &[json!({"i": 2})]).await.unwrap();
-    publisher.publish("/chat/quiet", &[json!({"i": 3})]).await.unwrap();
+    publisher
+        .publish("/chat/quiet", &[json!({"i": 2})])
+        .await
+        .unwrap();
+    publisher
+        .publish("/chat/quiet", &[json!({"i": 3})])
+        .await
+        .unwrap();
     assert_eq!(number(&next_event(&mut sub).await), 2);
     assert_eq!(number(&next_event(&mut sub).await), 3);
-    publisher.publish("/chat/quiet", &[json!({"i": 4})]).await.unwrap();
+    publisher
+        .publish("/chat/quiet", &[json!({"i": 4})])
+        .await
+        .unwrap();
     assert_eq!(number(&next_event(&mut sub).await), 4);
+    assert_eq!(relay.accepted(), 2, "a second socket, after the silence");
     connection.close();
     server.stop().await;
 }
@@ -210,7 +241,10 @@ async fn subscribe_from_a_position_replays_then_goes_live() {
     let server = start(&key_and_history()).await;
     let client = Client::new(&server.endpoint(), Auth::api_key(KEY)).unwrap();
     let first = client
-        .publish("/chat/log", &[json!({"i": 1}), json!({"i": 2}), json!({"i": 3})])
+        .publish(
+            "/chat/log",
+            &[json!({"i": 1}), json!({"i": 2}), json!({"i": 3})],
+        )
         .await
         .unwrap();
     let position = first.successful[0].position.clone().unwrap();
@@ -230,7 +264,10 @@ async fn subscribe_from_a_position_replays_then_goes_live() {
     assert_eq!(outcome.replayed, 2);
     assert_eq!(number(&next_event(&mut sub).await), 2);
     assert_eq!(number(&next_event(&mut sub).await), 3);
-    connection.publish("/chat/log", &[json!({"i": 4})]).await.unwrap();
+    connection
+        .publish("/chat/log", &[json!({"i": 4})])
+        .await
+        .unwrap();
     let live = next_event(&mut sub).await;
     assert_eq!(number(&live), 4);
     assert_eq!(live.position.unwrap().offset, 4);

@@ -78,6 +78,8 @@ pub fn key_and_history() -> String {
 pub struct Relay {
     pub addr: SocketAddr,
     links: Arc<Mutex<Vec<Link>>>,
+    /// Connections accepted so far.
+    accepted: Arc<tokio::sync::watch::Sender<usize>>,
     accept: JoinHandle<()>,
 }
 
@@ -92,8 +94,11 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let links: Arc<Mutex<Vec<Link>>> = Arc::default();
         let all = links.clone();
+        let accepted = Arc::new(tokio::sync::watch::channel(0usize).0);
+        let count = accepted.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                count.send_modify(|n| *n += 1);
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
@@ -113,6 +118,7 @@ impl Relay {
         Relay {
             addr,
             links,
+            accepted,
             accept,
         }
     }
@@ -133,6 +139,17 @@ impl Relay {
         for link in self.links.lock().unwrap().iter() {
             link.frozen.send_replace(true);
         }
+    }
+
+    /// Connections accepted since the start.
+    pub fn accepted(&self) -> usize {
+        *self.accepted.borrow()
+    }
+
+    /// Waits until `n` connections were accepted since the start.
+    pub async fn wait_accepted(&self, n: usize) {
+        let mut accepted = self.accepted.subscribe();
+        let _ = tokio::time::timeout(WAIT, accepted.wait_for(|a| *a >= n)).await;
     }
 
     /// Connections relayed now.
