@@ -202,22 +202,21 @@ impl Sub {
         if self.last.is_empty() {
             return Some(ResumeFrom::SinceMs(self.since_ms));
         }
-        if !self.channel.ends_with("/*") {
-            if let Some((epoch, offset, _)) = self
+        if !self.channel.ends_with("/*")
+            && let Some((epoch, offset, _)) = self
                 .last
                 .get(&self.channel)
                 .or_else(|| self.last.values().next())
-            {
-                return Some(ResumeFrom::After {
-                    epoch: epoch.clone(),
-                    offset: *offset,
-                });
-            }
+        {
+            return Some(ResumeFrom::After {
+                epoch: epoch.clone(),
+                offset: *offset,
+            });
         }
         // The most recently active channels; any other replays from `since_ms`, and what this
         // subscription already read of it is dropped by the offset check.
         let mut recent: Vec<(&String, &(String, u64, u64))> = self.last.iter().collect();
-        recent.sort_by(|a, b| b.1.2.cmp(&a.1.2));
+        recent.sort_by_key(|entry| std::cmp::Reverse(entry.1.2));
         let positions = recent
             .into_iter()
             .take(MAX_RESUME_POSITIONS)
@@ -262,11 +261,11 @@ impl Task {
                 match self.reconnect().await {
                     Some(s) => {
                         socket = Some(s);
-                        if let Some(s) = socket.as_mut() {
-                            if let Err(reason) = self.resume_all(s).await {
-                                self.lost(&reason);
-                                socket = None;
-                            }
+                        if let Some(s) = socket.as_mut()
+                            && let Err(reason) = self.resume_all(s).await
+                        {
+                            self.lost(&reason);
+                            socket = None;
                         }
                         continue;
                     }
@@ -368,10 +367,10 @@ impl Task {
                 }
             }
             Command::Unsubscribe { id } => {
-                if let Some(sub) = self.subs.remove(&id) {
-                    if let (true, Some(sock)) = (sub.live, sock) {
-                        send(sock, &json!({"type": "unsubscribe", "id": id})).await?;
-                    }
+                if let Some(sub) = self.subs.remove(&id)
+                    && let (true, Some(sock)) = (sub.live, sock)
+                {
+                    send(sock, &json!({"type": "unsubscribe", "id": id})).await?;
                 }
             }
             Command::Publish {
@@ -512,19 +511,16 @@ impl Task {
                         status: None,
                         errors: ServerErrors::from_message(&msg),
                     }));
-                } else if kind == "error" {
-                    if let Some(sub) = self.subs.get(id) {
-                        if sub.ready.is_some() {
-                            if let Some(sub) = self.subs.remove(id) {
-                                if let Some(ready) = sub.ready {
-                                    let _ = ready.send(Err(Error::SubscribeRejected {
-                                        channel: sub.channel,
-                                        errors: ServerErrors::from_message(&msg),
-                                    }));
-                                }
-                            }
-                        }
-                    }
+                } else if kind == "error"
+                    && self.subs.get(id).is_some_and(|sub| sub.ready.is_some())
+                    && let Some(sub) = self.subs.remove(id)
+                    && let Some(ready) = sub.ready
+                {
+                    // An `error` naming a subscription not yet acknowledged refuses it.
+                    let _ = ready.send(Err(Error::SubscribeRejected {
+                        channel: sub.channel,
+                        errors: ServerErrors::from_message(&msg),
+                    }));
                 }
             }
             // The server ends the connection: what follows is its close.
@@ -564,10 +560,11 @@ impl Task {
             .or_else(|| position.as_ref().and_then(|p| p.channel.clone()))
             .unwrap_or_else(|| sub.channel.clone());
         if let Some(p) = &position {
-            if let Some((epoch, offset, _)) = sub.last.get(&channel) {
-                if *epoch == p.epoch && p.offset <= *offset {
-                    return Ok(()); // Already read: an overlapping replay.
-                }
+            if let Some((epoch, offset, _)) = sub.last.get(&channel)
+                && *epoch == p.epoch
+                && p.offset <= *offset
+            {
+                return Ok(()); // Already read: an overlapping replay.
             }
             sub.last.insert(
                 channel.clone(),
@@ -587,10 +584,10 @@ impl Task {
 
     /// The stream was dropped: forget the subscription and tell the server.
     async fn drop_sub(&mut self, id: &str, sock: &mut Socket) -> Result<(), String> {
-        if let Some(sub) = self.subs.remove(id) {
-            if sub.live {
-                send(sock, &json!({"type": "unsubscribe", "id": id})).await?;
-            }
+        if let Some(sub) = self.subs.remove(id)
+            && sub.live
+        {
+            send(sock, &json!({"type": "unsubscribe", "id": id})).await?;
         }
         Ok(())
     }
@@ -789,4 +786,65 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(channel: &str, last: &[(&str, u64, u64)]) -> Sub {
+        let (events, _) = mpsc::channel(1);
+        Sub {
+            channel: channel.into(),
+            events,
+            ready: None,
+            first_resume: None,
+            last: last
+                .iter()
+                .map(|(c, offset, time)| ((*c).to_owned(), ("7".to_owned(), *offset, *time)))
+                .collect(),
+            since_ms: 1000,
+            live: false,
+            retry_at: None,
+            retries: 0,
+        }
+    }
+
+    #[test]
+    fn resumes_follow_what_was_read() {
+        assert_eq!(sub("/a/b", &[]).resume(), Some(ResumeFrom::SinceMs(1000)));
+        assert_eq!(
+            sub("/a/b", &[("/a/b", 42, 5)]).resume(),
+            Some(ResumeFrom::After {
+                epoch: "7".into(),
+                offset: 42
+            })
+        );
+        let Some(ResumeFrom::Positions {
+            positions,
+            since_ms,
+        }) = sub("/a/*", &[("/a/x", 3, 5), ("/a/y", 9, 6)]).resume()
+        else {
+            panic!("a wildcard resumes by positions");
+        };
+        assert_eq!(since_ms, Some(1000));
+        assert_eq!(positions["/a/x"], ("7".to_owned(), 3));
+        assert_eq!(positions["/a/y"], ("7".to_owned(), 9));
+    }
+
+    #[test]
+    fn a_wildcard_names_its_most_recent_channels() {
+        let channels: Vec<String> = (0..1500).map(|i| format!("/a/c{i}")).collect();
+        let last: Vec<(&str, u64, u64)> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), 1, i as u64))
+            .collect();
+        let Some(ResumeFrom::Positions { positions, .. }) = sub("/a/*", &last).resume() else {
+            panic!("a wildcard resumes by positions");
+        };
+        assert_eq!(positions.len(), MAX_RESUME_POSITIONS);
+        assert!(positions.contains_key("/a/c1499"));
+        assert!(!positions.contains_key("/a/c0"));
+    }
 }

@@ -274,3 +274,64 @@ async fn subscribe_from_a_position_replays_then_goes_live() {
     connection.close();
     server.stop().await;
 }
+
+/// A wildcard that misses events on a channel it has read and on one it has not: the resume
+/// names the first's position and replays the second from the subscription's start.
+#[tokio::test]
+async fn a_wildcard_resumes_known_and_new_channels() {
+    let toml = format!(
+        "{}[websocket]\nkeepalive_interval_ms = 100\nconnection_timeout_ms = 600\n",
+        key_and_history()
+    );
+    let server = start(&toml).await;
+    let publisher = Client::new(&server.endpoint(), Auth::api_key(KEY)).unwrap();
+    // Stored before the subscription: not for it.
+    publisher
+        .publish("/chat/new", &[json!({"i": 0})])
+        .await
+        .unwrap();
+    let relay = Relay::start(server.addr).await;
+    let client = Client::builder(&relay.endpoint(), Auth::api_key(KEY))
+        .reconnect(Reconnect {
+            initial_delay: Duration::from_millis(20),
+            ..Reconnect::default()
+        })
+        .clock_skew(Duration::ZERO)
+        .build()
+        .unwrap();
+    let connection = client.connect().await.unwrap();
+    let mut sub = connection.subscribe("/chat/*").await.unwrap();
+    publisher
+        .publish("/chat/known", &[json!({"i": 1})])
+        .await
+        .unwrap();
+    let first = next_event(&mut sub).await;
+    assert_eq!((first.channel.as_str(), number(&first)), ("/chat/known", 1));
+
+    relay.freeze();
+    publisher
+        .publish("/chat/known", &[json!({"i": 2})])
+        .await
+        .unwrap();
+    publisher
+        .publish("/chat/new", &[json!({"i": 3})])
+        .await
+        .unwrap();
+    let mut got: Vec<(String, u64)> = Vec::new();
+    for _ in 0..2 {
+        let e = next_event(&mut sub).await;
+        got.push((e.channel.clone(), number(&e)));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [("/chat/known".to_owned(), 2), ("/chat/new".to_owned(), 3)]
+    );
+    publisher
+        .publish("/chat/known", &[json!({"i": 4})])
+        .await
+        .unwrap();
+    assert_eq!(number(&next_event(&mut sub).await), 4);
+    connection.close();
+    server.stop().await;
+}
