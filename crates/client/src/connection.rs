@@ -138,9 +138,11 @@ impl Connection {
 
     /// Publishes 1 to 5 events given as JSON text, sent byte for byte.
     ///
-    /// While the connection is re-establishing itself the publish waits for it. If the socket
+    /// While the connection is re-establishing itself the publish waits for it (within the
+    /// client's timeout; one that timed out before it could be sent is dropped). If the socket
     /// drops after the publish was sent and before the reply, the result is
-    /// [`Error::ConnectionLost`] with `may_have_published`: it is not sent again.
+    /// [`Error::ConnectionLost`] with `may_have_published`: it is not sent again. A
+    /// [`Error::Timeout`] after it was sent leaves it unknown whether it was published.
     pub async fn publish_raw(
         &self,
         channel: &str,
@@ -721,6 +723,8 @@ impl Task {
         for frame in frames {
             send(sock, &frame).await?;
         }
+        // A caller that stopped waiting (its timeout) got an error: not published later.
+        self.publishes.retain(|_, p| p.sent || !p.reply.is_closed());
         let ids: Vec<String> = self
             .publishes
             .iter()
