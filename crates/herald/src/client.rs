@@ -1,5 +1,5 @@
 //! `herald publish` and `herald subscribe`: the command line over the `herald-client` library,
-//! against Herald and AWS alike (API key or `Authorization` token modes).
+//! against Herald and AWS alike (API key, `Authorization` token and IAM modes).
 //!
 //! Output is meant for pipes: stdout carries only JSON lines (one per publish reply or received
 //! event), everything for humans goes to stderr.
@@ -43,6 +43,10 @@ pub struct Connection {
         value_name = "TOKEN"
     )]
     token: Option<String>,
+    /// IAM: sign with SigV4, credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    /// AWS_SESSION_TOKEN; region from an AWS endpoint, else AWS_REGION.
+    #[arg(long)]
+    iam: bool,
     /// Also trust this PEM certificate authority (e.g. Herald's `<data-dir>/dev-tls/ca.pem`).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -134,12 +138,16 @@ pub fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
 /// ends `subscribe` with an error.
 fn client(c: &Connection, timeout: Duration) -> anyhow::Result<Client> {
     let auth = match (&c.api_key, &c.token) {
+        (None, None) if c.iam => Auth::iam_from_env()?,
+        _ if c.iam => bail!(
+            "--iam and an API key or token are set (--api-key/HERALD_API_KEY, --token/HERALD_TOKEN); give one"
+        ),
         (Some(key), None) => Auth::api_key(key),
         (None, Some(token)) => Auth::Token(token.clone()),
         (Some(_), Some(_)) => bail!(
             "both an API key and a token are set (--api-key/HERALD_API_KEY, --token/HERALD_TOKEN); give one"
         ),
-        (None, None) => bail!("no credentials: give --api-key KEY or --token TOKEN"),
+        (None, None) => bail!("no credentials: give --api-key KEY, --token TOKEN or --iam"),
     };
     let mut builder = Client::builder(&c.endpoint, auth)
         .timeout(timeout)

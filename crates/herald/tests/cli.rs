@@ -25,6 +25,11 @@ fn herald() -> Command {
         "HERALD_API_KEY",
         "HERALD_TOKEN",
         "RUST_LOG",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
     ] {
         cmd.env_remove(var);
     }
@@ -502,4 +507,75 @@ fn token_mode_through_a_lambda_authorizer() {
     for op in ["EVENT_CONNECT", "EVENT_SUBSCRIBE", "EVENT_PUBLISH"] {
         assert!(operations.contains(&op), "{op} with host {host}: {seen:?}");
     }
+}
+
+#[test]
+fn iam_mode_with_credentials_from_the_environment() {
+    let modes = r#"["API_KEY", "AWS_IAM"]"#;
+    let server = Server::start_with_config(&format!(
+        "[auth]\nconnection_auth_modes = {modes}\ndefault_publish_auth_modes = {modes}\n\
+         default_subscribe_auth_modes = {modes}\n[[auth.api_keys]]\nkey = \"{KEY}\"\n\
+         [[auth.providers]]\nauth_type = \"AWS_IAM\"\nregion = \"eu-north-1\"\n\
+         [[auth.providers.keys]]\naccess_key_id = \"AKIACLITEST\"\nsecret_access_key = \"cli/secret\"\n\
+         principal = \"cli\"\nactions = [\"EventConnect\", \"EventPublish\", \"EventSubscribe\"]\n\
+         [[namespaces]]\nname = \"default\"\n"
+    ));
+    let endpoint = server.http();
+    let iam = |cmd: &mut Command| {
+        cmd.env("AWS_ACCESS_KEY_ID", "AKIACLITEST")
+            .env("AWS_SECRET_ACCESS_KEY", "cli/secret")
+            .env("AWS_REGION", "eu-north-1");
+    };
+    let mut sub_cmd = herald();
+    sub_cmd.args(["subscribe", "--iam"]);
+    iam(&mut sub_cmd);
+    let sub = Subscriber::start_with(
+        &mut sub_cmd,
+        &endpoint,
+        &["--count", "2", "--timeout-secs", "30", "/default/iam"],
+    );
+    sub.wait_subscribed();
+    for transport in [&[][..], &["--ws"][..]] {
+        let mut cmd = herald();
+        cmd.args(["publish", "--endpoint", &endpoint, "--iam"])
+            .args(transport)
+            .args(["/default/iam", "1"]);
+        iam(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{transport:?}: {}", stderr(&out));
+    }
+    let (ok, lines, _) = sub.finish();
+    assert!(ok);
+    assert_eq!(lines.len(), 2);
+
+    // A wrong secret is refused by the server, not before.
+    let out = herald()
+        .args([
+            "publish",
+            "--endpoint",
+            &endpoint,
+            "--iam",
+            "/default/iam",
+            "1",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIACLITEST")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .env("AWS_REGION", "eu-north-1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("UnauthorizedException"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Without credentials: said before anything is sent.
+    let out = publish(&endpoint, &["--iam", "/default/iam", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        stderr(&out)
+    );
 }
