@@ -384,6 +384,13 @@ class Proxy:
         self._pairs.clear()
         return n
 
+    async def stop_listening(self) -> None:
+        """Refuse new connections from now on (the server is gone)."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
     def freeze(self) -> None:
         for _, _, state in self._pairs:
             state["frozen"] = True

@@ -7,8 +7,10 @@ import asyncio
 import time
 from collections import defaultdict
 
+import pytest
+
 from conftest import API_KEY, CONNECTION_TIMEOUT_MS, Herald, Proxy, unique
-from herald_events import ApiKey, Backoff, EventsClient, Position, Subscription
+from herald_events import ApiKey, Backoff, ConnectionFailedError, EventsClient, Position, Subscription
 
 FAST = Backoff(initial=0.05, maximum=0.5)
 
@@ -119,3 +121,42 @@ async def test_resume_from_a_saved_position(herald: Herald) -> None:
         gone = Position(epoch="1", offset=1)
         async with client.subscribe(channel, resume_from=gone) as sub:
             assert [g.reason for g in sub.gaps] == ["epoch_changed"]
+
+
+async def test_giving_up_ends_the_iteration_with_a_typed_error(herald: Herald, proxy: Proxy) -> None:
+    seg = unique("gone")
+    client = EventsClient(proxy.endpoint, ApiKey(API_KEY), backoff=Backoff(initial=0.01, max_attempts=3))
+    try:
+        sub = await client.subscribe(f"/default/{seg}").start()
+        await proxy.stop_listening()
+        proxy.sever()
+        with pytest.raises(ConnectionFailedError, match="gave up reconnecting after 3 attempts"):
+            await asyncio.wait_for(sub.__anext__(), 10)
+        with pytest.raises(ConnectionFailedError):  # the client is finished too
+            await client.publish(f"/default/{seg}", 1, via="socket")
+    finally:
+        await client.close()
+
+
+async def test_without_reconnecting_a_lost_socket_ends_subscriptions(herald: Herald, proxy: Proxy) -> None:
+    client = EventsClient(proxy.endpoint, ApiKey(API_KEY), backoff=None)
+    try:
+        sub = await client.subscribe(f"/default/{unique('once')}").start()
+        proxy.sever()
+        with pytest.raises(ConnectionFailedError, match="reconnecting is off"):
+            await asyncio.wait_for(sub.__anext__(), 10)
+    finally:
+        await client.close()
+
+
+async def test_close_while_waiting_to_reconnect_is_prompt(herald: Herald, proxy: Proxy) -> None:
+    client = EventsClient(proxy.endpoint, ApiKey(API_KEY), backoff=Backoff(initial=30))
+    sub = await client.subscribe(f"/default/{unique('closing')}").start()
+    proxy.sever()
+    while client.connected:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await client.close()
+    assert time.monotonic() - started < 2
+    with pytest.raises(StopAsyncIteration):
+        await sub.__anext__()

@@ -33,6 +33,8 @@ from .event import Event, Position
 from .publish import Failed, Published, PublishResult
 from .subscription import Subscription
 
+__version__ = "0.1.0"
+
 __all__ = [
     "ApiKey",
     "Auth",

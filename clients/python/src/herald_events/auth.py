@@ -130,10 +130,10 @@ class SigV4(Auth):
         region: str | None = None,
     ) -> None:
         try:
-            import botocore.auth
-            import botocore.awsrequest
-            import botocore.credentials
-            import botocore.session
+            import botocore.auth  # type: ignore[import-untyped]
+            import botocore.awsrequest  # type: ignore[import-untyped]
+            import botocore.credentials  # type: ignore[import-untyped]
+            import botocore.session  # type: ignore[import-untyped]
         except ImportError as e:  # botocore is an optional extra
             raise ConfigurationError(
                 "SigV4 needs botocore: pip install 'herald-events[sigv4]'"

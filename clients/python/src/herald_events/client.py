@@ -207,13 +207,13 @@ class EventsClient:
         ws = self._ws
         if ws is not None:
             await ws.close()
-        if self._runner is not None:
-            try:
-                await asyncio.wait_for(self._runner, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                self._runner.cancel()
-            except HeraldError:
-                pass
+        runner = self._runner
+        if runner is not None and not runner.done():
+            if ws is None:
+                runner.cancel()  # between sockets: waiting out a backoff delay
+            done, _ = await asyncio.wait({runner}, timeout=5)
+            if not done:
+                runner.cancel()
         if self._http is not None and self._own_http:
             await self._http.aclose()
 
@@ -321,10 +321,10 @@ class EventsClient:
         if self._runner is None:
             async with self._connect_lock:
                 if self._runner is None:
-                    ws = await self._open()
-                    self._ws = ws
+                    first = await self._open()
+                    self._ws = first
                     self._ready.set()
-                    self._runner = asyncio.get_running_loop().create_task(self._run(ws))
+                    self._runner = asyncio.get_running_loop().create_task(self._run(first))
         if not self._ready.is_set():
             try:
                 await asyncio.wait_for(self._ready.wait(), self.operation_timeout)
@@ -360,8 +360,13 @@ class EventsClient:
             )
         except websockets.InvalidStatus as e:
             status = e.response.status_code
-            kind = "LimitExceededError" if status == 429 else "UnauthorizedException" if status in (401, 403) else "HttpError"
-            raise server_error("connect", [{"errorType": kind, "message": f"HTTP {status}"}], status) from e
+            error_type = (
+                "LimitExceededError" if status == 429
+                else "UnauthorizedException" if status in (401, 403)
+                else "HttpError"
+            )
+            errors = [{"errorType": error_type, "message": f"HTTP {status}"}]
+            raise server_error("connect", errors, status) from e
         except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as e:
             raise ConnectionFailedError(f"cannot open {url}: {e}") from e
         try:
@@ -402,9 +407,10 @@ class EventsClient:
                     return
                 if self.backoff is None:
                     raise ConnectionFailedError("connection lost (reconnecting is off)")
-                ws = await self._reconnect(self.backoff)
-                if ws is None:
+                reopened = await self._reconnect(self.backoff)
+                if reopened is None:
                     return
+                ws = reopened
                 self.reconnects += 1
                 self._ws = ws
                 for sub in list(self._subs.values()):
