@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -258,6 +259,15 @@ class Herald:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/event"
 
+    @property
+    def tls_endpoint(self) -> str:
+        """The same server over TLS (``--dev-tls`` serves both on one port)."""
+        return f"https://localhost:{self.port}/event"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Trusts the development CA Herald generated."""
+        return ssl.create_default_context(cafile=str(self.data_dir / "dev-tls" / "ca.pem"))
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text().splitlines()[-lines:])
@@ -277,7 +287,7 @@ def _start_herald(identity: Identity, data_dir: Path) -> Herald:
     log = open(data_dir / "herald.log", "ab")
     process = subprocess.Popen(
         [str(HERALD_BIN), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--data-dir", str(data_dir)],
+         "--data-dir", str(data_dir), "--dev-tls"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     )
     log.close()

@@ -180,3 +180,17 @@ async def test_iteration_subscribes_and_client_close_ends_it(herald: Herald) -> 
             await asyncio.sleep(0.02)
         assert got
     await asyncio.wait_for(task, T)  # closing the client ended the loop
+
+
+@pytest.mark.parametrize("mode", ["api_key", "iam_session"])
+async def test_tls_endpoints_as_on_aws(mode: str, herald: Herald, monkeypatch: pytest.MonkeyPatch) -> None:
+    """https:// and wss://, as every AWS endpoint is; SigV4 then signs the HTTP body over TLS."""
+    seg = unique(f"tls-{mode}")
+    client = EventsClient(herald.tls_endpoint, make_auth(mode, herald, monkeypatch), ssl=herald.tls_context())
+    assert client.endpoint.realtime_url == f"wss://localhost:{herald.port}/event/realtime"
+    async with client:
+        async with client.subscribe(f"/default/{seg}") as sub:
+            await client.publish(f"/default/{seg}", {"over": "https"})
+            await client.publish(f"/default/{seg}", {"over": "wss"}, via="socket")
+            assert (await next_event(sub)).data == {"over": "https"}
+            assert (await next_event(sub)).data == {"over": "wss"}

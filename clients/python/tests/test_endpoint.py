@@ -56,3 +56,20 @@ def test_custom_domain() -> None:
 def test_bad_endpoints_are_refused(bad: str) -> None:
     with pytest.raises(ConfigurationError):
         Endpoint.parse(bad)
+
+
+async def test_resubscribes_carry_resume_except_on_aws() -> None:
+    from herald_events import ApiKey, EventsClient
+
+    async def resubscribe_frame(client: EventsClient) -> dict:
+        sub = client.subscribe("/chat/room")
+        sub._state = "active"  # as after its first subscribe_success
+        sub._since_ms = 1
+        return await sub._frame()
+
+    herald = EventsClient("http://127.0.0.1:8080/event", ApiKey("k"))
+    assert "since_ms" in (await resubscribe_frame(herald))["resume"]
+    aws = EventsClient(f"https://{AWS_HTTP}/event", ApiKey("k"))
+    assert not aws.resume and "resume" not in await resubscribe_frame(aws)
+    custom = EventsClient("https://events.example.com/event", ApiKey("k"), resume=False)
+    assert "resume" not in await resubscribe_frame(custom)

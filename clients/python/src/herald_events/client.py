@@ -67,6 +67,9 @@ class EventsClient:
         http_client: an ``httpx.AsyncClient`` to publish with (else one is made and closed here).
         max_queued_events: events a subscription holds for a slow consumer; when full, reading
             the socket waits, and the server's slow-consumer rule decides.
+        resume: send Herald's ``resume`` field when subscribing again after a reconnect. By
+            default on, except for AWS host names (AppSync keeps no history); set False for an
+            AppSync custom domain.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class EventsClient:
         ssl: ssl_module.SSLContext | None = None,
         http_client: httpx.AsyncClient | None = None,
         max_queued_events: int = 10_000,
+        resume: bool | None = None,
     ) -> None:
         self.endpoint = Endpoint.parse(endpoint, realtime_endpoint)
         self.auth = auth
@@ -91,6 +95,8 @@ class EventsClient:
         self._http = http_client
         self._own_http = http_client is None
         self._max_queued = max_queued_events
+        #: Whether resubscribes after a reconnect carry Herald's ``resume`` field.
+        self.resume = resume if resume is not None else self.endpoint.region is None
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None

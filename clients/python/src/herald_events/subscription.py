@@ -165,19 +165,24 @@ class Subscription:
     # --- The client's side ----------------------------------------------------------------
 
     def _resume_field(self) -> dict[str, Any] | None:
-        if self._state == "starting" and not self._initial_resume:
+        if self._state == "starting":
+            if not self._initial_resume:
+                return None
+        elif not self._client.resume:
             return None
         if not self._wildcard:
             last = self._positions.get("")
             if last is not None:
                 return {"epoch": last.epoch, "offset": last.offset}
-            return {"since_ms": self._since_ms}
-        resume: dict[str, Any] = {"since_ms": self._since_ms}
+            return {"since_ms": self._since_ms} if self._since_ms is not None else None
+        resume: dict[str, Any] = {}
+        if self._since_ms is not None:
+            resume["since_ms"] = self._since_ms
         if self._positions:
             resume["positions"] = {
                 ch: {"epoch": p.epoch, "offset": p.offset} for ch, p in self._positions.items()
             }
-        return resume
+        return resume or None
 
     async def _frame(self) -> dict[str, Any]:
         """The ``subscribe`` frame, with ``resume`` from the last delivered positions."""
