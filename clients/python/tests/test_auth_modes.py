@@ -194,3 +194,20 @@ async def test_tls_endpoints_as_on_aws(mode: str, herald: Herald, monkeypatch: p
             await client.publish(f"/default/{seg}", {"over": "wss"}, via="socket")
             assert (await next_event(sub)).data == {"over": "https"}
             assert (await next_event(sub)).data == {"over": "wss"}
+
+
+async def test_leaving_the_loop_unsubscribes(herald: Herald) -> None:
+    channel = f"/default/{unique('leave')}"
+    async with EventsClient(herald.endpoint, ApiKey(API_KEY)) as client:
+        sub = await client.subscribe(channel).start()
+        assert (await client.publish(channel, 1)).successful[0].delivered == 1
+        async for event in sub:
+            assert event.data == 1
+            break
+        # asyncio closes the abandoned loop's generator, which unsubscribes.
+        for _ in range(500):
+            if sub.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert sub.closed and not sub.active
+        assert (await client.publish(channel, 2)).successful[0].delivered == 0

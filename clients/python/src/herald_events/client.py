@@ -32,7 +32,6 @@ from .errors import (
     ConnectionFailedError,
     ConnectionLostError,
     HeraldError,
-    LimitExceededError,
     OperationTimeoutError,
     UnauthorizedError,
     server_error,
@@ -419,10 +418,9 @@ class EventsClient:
                 ws = reopened
                 self.reconnects += 1
                 self._ws = ws
-                for sub in list(self._subs.values()):
-                    if sub.active:
-                        await self._send(ws, await sub._frame())
-                self._ready.set()
+                if await self._resubscribe(ws):
+                    self._ready.set()
+                # else the new socket is already gone: reading it ends at once, and we reconnect
         except asyncio.CancelledError:
             raise
         except BaseException as e:  # noqa: BLE001 - every end of the loop ends the subscriptions
@@ -435,6 +433,24 @@ class EventsClient:
             self._subs.clear()
             self._fail_waiters(e)
 
+    async def _resubscribe(self, ws: ClientConnection) -> bool:
+        """Subscribe the active subscriptions again on a new socket, each resuming where it
+        stopped. False when the socket closed meanwhile."""
+        for sub in list(self._subs.values()):
+            if not sub.active:
+                continue
+            try:
+                frame = await sub._frame()
+            except Exception as e:  # noqa: BLE001 - a token function failed: end that one only
+                self._forget(sub)
+                sub._client_closed(e)
+                continue
+            try:
+                await self._send(ws, frame)
+            except ConnectionLostError:
+                return False
+        return True
+
     async def _reconnect(self, backoff: Backoff) -> ClientConnection | None:
         attempt = 0
         while True:
@@ -446,12 +462,10 @@ class EventsClient:
                 return None
             try:
                 return await self._open()
-            except UnauthorizedError:
-                raise  # credentials refused: retrying cannot help
-            except (ConnectionFailedError, LimitExceededError) as e:
+            except (UnauthorizedError, ConfigurationError):
+                raise  # retrying cannot help
+            except Exception as e:  # noqa: BLE001 - the network, the server, a token function
                 log.info("reconnect attempt %d failed: %s", attempt, e)
-            except HeraldError as e:
-                log.info("reconnect attempt %d refused: %s", attempt, e)
 
     async def _read(self, ws: ClientConnection) -> None:
         """Dispatch frames until the socket closes or stays silent past connectionTimeoutMs."""

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 from .auth import Auth, compact_json
 from .errors import (
@@ -39,9 +39,10 @@ class Subscription:
 
     Made by :meth:`EventsClient.subscribe`; iterate it (``async for event in sub``) or use it
     as an async context manager, which subscribes on entry and unsubscribes on exit. Iterating
-    subscribes first if needed. The iteration ends when the subscription or the client is
-    closed, and raises if it ends in error (refused, the connection lost for good, a resume gap
-    with ``strict_resume=True``).
+    subscribes first if needed, and leaving the loop unsubscribes. The iteration ends when the
+    subscription or the client is closed, and raises if it ends in error (refused, the
+    connection lost for good, a resume gap with ``strict_resume=True``). ``await
+    sub.__anext__()`` takes one event without a loop.
     """
 
     def __init__(
@@ -91,6 +92,11 @@ class Subscription:
         """True while subscribed (also across a reconnect in progress)."""
         return self._state == "active"
 
+    @property
+    def closed(self) -> bool:
+        """True once the subscription has ended (unsubscribed, refused, or the client closed)."""
+        return self._ended
+
     def positions(self) -> dict[str, Position]:
         """The last delivered position of each concrete channel, for resuming later by hand."""
         return {p.channel or self.channel: p for p in self._positions.values()}
@@ -136,8 +142,21 @@ class Subscription:
             await self._client._unsubscribe(self.id)
         self._finish(None, drop_queued=True)
 
-    def __aiter__(self) -> Subscription:
-        return self
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        # A generator, so that leaving the loop (break, return, an exception) unsubscribes:
+        # asyncio closes an abandoned generator, which would otherwise keep its queue filling.
+        try:
+            while True:
+                try:
+                    event = await self.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            await self.close()
 
     async def __anext__(self) -> Event:
         if self._state == "new":
