@@ -28,7 +28,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 REPO = Path(__file__).resolve().parents[3]
-HERALD_BIN = Path(os.environ.get("HERALD_BIN") or REPO / "target" / "debug" / "herald")
+HERALD_BIN = Path(
+    os.environ.get("HERALD_BIN")
+    or Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "debug" / "herald"
+)
 # The throwaway test key of crates/testkit (never used for anything else).
 RSA_KEY_PEM = REPO / "crates" / "testkit" / "data" / "rsa_private.pem"
 

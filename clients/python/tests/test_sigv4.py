@@ -13,6 +13,7 @@ async def test_websocket_fields_sign_the_synthetic_request() -> None:
     assert fields["content-encoding"] == "amz-1.0"
     assert fields["content-type"] == "application/json; charset=UTF-8"
     assert fields["X-Amz-Security-Token"] == "session-token"
+    assert len(fields["x-amz-date"]) == 16 and fields["x-amz-date"].endswith("Z")
     auth = fields["Authorization"]
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-2/appsync/aws4_request" in auth

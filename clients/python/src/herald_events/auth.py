@@ -184,7 +184,10 @@ class SigV4(Auth):
         # The synthetic request AppSync verifies: POST https://<http host>/event.
         headers = dict(_WS_SIGNED)
         headers["host"] = endpoint.host
-        return self._sign(endpoint, f"https://{endpoint.host}/event", headers, body.encode())
+        fields = self._sign(endpoint, f"https://{endpoint.host}/event", headers, body.encode())
+        # Spelled as in AppSync's documentation (names are case-insensitive to the server).
+        fields["x-amz-date"] = fields.pop("X-Amz-Date")
+        return fields
 
     async def http_headers(self, endpoint: Endpoint, body: bytes) -> dict[str, str]:
         headers = {"content-type": "application/json", "host": endpoint.host}
