@@ -133,12 +133,15 @@ class Subscription:
         """Unsubscribe and end the iteration (queued events are dropped)."""
         if self._state == "closed":
             return
-        was_active = self._state == "active"
+        was_sent = self._state in ("starting", "active")
         self._state = "closed"
         if self._retry is not None:
             self._retry.cancel()
+        if self._ack is not None and not self._ack.done():
+            self._ack.set_exception(ConfigurationError("closed while subscribing"))
         self._client._forget(self)
-        if was_active:
+        if was_sent:
+            # Also when the subscribe is unanswered: the server handles frames in order.
             await self._client._unsubscribe(self.id)
         self._finish(None, drop_queued=True)
 
