@@ -64,7 +64,7 @@ def free_port() -> int:
 
 
 class _Server:
-    """A loopback HTTP server in a thread, answering with ``respond(path, body) -> (status, json)``."""
+    """A loopback HTTP server in a thread: ``respond(method, path, body) -> (status, json)``."""
 
     def __init__(self, respond: Callable[[str, str, bytes], tuple[int, Any]]) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -148,7 +148,13 @@ class Identity:
 
     def oidc_token(self, sub: str, **extra: Any) -> str:
         now = int(time.time())
-        claims = {"iss": self.oidc_issuer, "sub": sub, "aud": OIDC_CLIENT, "iat": now, "exp": now + 600}
+        claims = {
+            "iss": self.oidc_issuer,
+            "sub": sub,
+            "aud": OIDC_CLIENT,
+            "iat": now,
+            "exp": now + 600,
+        }
         return self.sign({**claims, **extra})
 
     def cognito_token(self, username: str, **extra: Any) -> str:
@@ -280,7 +286,10 @@ class Herald:
 
 def _start_herald(identity: Identity, data_dir: Path) -> Herald:
     if not HERALD_BIN.exists():
-        pytest.fail(f"herald binary not found at {HERALD_BIN}: run `cargo build -p herald` or set HERALD_BIN")
+        pytest.fail(
+            f"herald binary not found at {HERALD_BIN}: "
+            "run `cargo build -p herald` or set HERALD_BIN"
+        )
     config = data_dir / "herald.toml"
     config.write_text(herald_config(identity))
     port = free_port()
@@ -289,9 +298,21 @@ def _start_herald(identity: Identity, data_dir: Path) -> Herald:
     env["RUST_LOG"] = "info,herald_server::auth=debug"
     log = open(data_dir / "herald.log", "ab")
     process = subprocess.Popen(
-        [str(HERALD_BIN), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--data-dir", str(data_dir), "--dev-tls"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        [
+            str(HERALD_BIN),
+            "serve",
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data_dir),
+            "--dev-tls",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
     )
     log.close()
     herald = Herald(process=process, port=port, data_dir=data_dir, identity=identity)
@@ -370,7 +391,9 @@ class Proxy:
         state = {"frozen": False}
         self._pairs.append((writer, up_writer, state))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_client: bool) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_client: bool
+        ) -> None:
             try:
                 while data := await src.read(65536):
                     if to_client and state["frozen"]:

@@ -4,11 +4,11 @@ and over HTTP, with the mode's credentials; and the refusals, as typed exception
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from conftest import API_KEY, IAM_ALL, IAM_READER, IAM_SESSION, REGION, Herald, unique
+
 from herald_events import (
     ApiKey,
     Auth,
@@ -31,7 +31,13 @@ def _isolate_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -42,8 +48,10 @@ def make_auth(mode: str, herald: Herald, monkeypatch: pytest.MonkeyPatch) -> Aut
     if mode == "oidc":
         return OpenIdConnect(ident.oidc_token("alice"))
     if mode == "oidc_async_provider":
+
         async def token() -> str:
             return ident.oidc_token("alice-refreshing")
+
         return Jwt(token)
     if mode == "cognito":
         return CognitoUserPools(ident.cognito_token("bob"))
@@ -68,8 +76,14 @@ async def next_event(sub: Subscription) -> Any:
 
 
 MODES = [
-    "api_key", "oidc", "oidc_async_provider", "cognito", "lambda",
-    "iam_static", "iam_session", "iam_environment",
+    "api_key",
+    "oidc",
+    "oidc_async_provider",
+    "cognito",
+    "lambda",
+    "iam_static",
+    "iam_session",
+    "iam_environment",
 ]
 
 
@@ -83,14 +97,18 @@ async def test_every_mode_connects_subscribes_and_publishes(
     async with EventsClient(herald.endpoint, auth) as client:
         await client.connect()  # the connect authorization, in the header- subprotocol
         async with client.subscribe(f"/hist/{seg}/*") as sub:
-            over_socket = await client.publish(f"/hist/{seg}/a", {"via": "socket", "text": text}, via="socket")
+            over_socket = await client.publish(
+                f"/hist/{seg}/a", {"via": "socket", "text": text}, via="socket"
+            )
             assert over_socket.ok and over_socket.successful[0].delivered == 1
             first = await next_event(sub)
             assert first.data == {"via": "socket", "text": text}
             assert first.channel == f"/hist/{seg}/a"
             assert first.position is not None and first.position.offset >= 1
 
-            over_http = await client.publish(f"/hist/{seg}/b", {"via": "http", "text": text}, [1, None])
+            over_http = await client.publish(
+                f"/hist/{seg}/b", {"via": "http", "text": text}, [1, None]
+            )
             assert over_http.ok and len(over_http.successful) == 2
             second, third = await next_event(sub), await next_event(sub)
             assert (second.data, third.data) == ({"via": "http", "text": text}, [1, None])
@@ -108,7 +126,12 @@ async def test_one_connection_carries_a_different_mode_per_subscription(
         ]
         for sub in subs:
             await sub.start()
-        await client.publish(f"/default/{seg}", {"n": 1}, via="socket", auth=make_auth("iam_session", herald, monkeypatch))
+        await client.publish(
+            f"/default/{seg}",
+            {"n": 1},
+            via="socket",
+            auth=make_auth("iam_session", herald, monkeypatch),
+        )
         for sub in subs:
             event = await next_event(sub)
             assert event.data == {"n": 1} and event.channel == f"/default/{seg}"
@@ -183,10 +206,14 @@ async def test_iteration_subscribes_and_client_close_ends_it(herald: Herald) -> 
 
 
 @pytest.mark.parametrize("mode", ["api_key", "iam_session"])
-async def test_tls_endpoints_as_on_aws(mode: str, herald: Herald, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_tls_endpoints_as_on_aws(
+    mode: str, herald: Herald, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """https:// and wss://, as every AWS endpoint is; SigV4 then signs the HTTP body over TLS."""
     seg = unique(f"tls-{mode}")
-    client = EventsClient(herald.tls_endpoint, make_auth(mode, herald, monkeypatch), ssl=herald.tls_context())
+    client = EventsClient(
+        herald.tls_endpoint, make_auth(mode, herald, monkeypatch), ssl=herald.tls_context()
+    )
     assert client.endpoint.realtime_url == f"wss://localhost:{herald.port}/event/realtime"
     async with client:
         async with client.subscribe(f"/default/{seg}") as sub:

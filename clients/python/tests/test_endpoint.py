@@ -28,7 +28,9 @@ def test_aws_forms_resolve_to_both_hosts(given: str) -> None:
 
 
 def test_china_regions_keep_their_suffix() -> None:
-    e = Endpoint.parse("https://abcdefghijklmnopqrstuvwxyz.appsync-api.cn-north-1.amazonaws.com.cn/event")
+    e = Endpoint.parse(
+        "https://abcdefghijklmnopqrstuvwxyz.appsync-api.cn-north-1.amazonaws.com.cn/event"
+    )
     assert e.realtime_url == (
         "wss://abcdefghijklmnopqrstuvwxyz.appsync-realtime-api.cn-north-1.amazonaws.com.cn/event/realtime"
     )
@@ -47,9 +49,9 @@ def test_custom_domain() -> None:
     e = Endpoint.parse("https://events.example.com/event")
     assert e.realtime_url == "wss://events.example.com/event/realtime"
     assert e.host == "events.example.com"
-    assert Endpoint.parse("https://events.example.com/event", "wss://rt.example.com/x").realtime_url == (
-        "wss://rt.example.com/x"
-    )
+    assert Endpoint.parse(
+        "https://events.example.com/event", "wss://rt.example.com/x"
+    ).realtime_url == ("wss://rt.example.com/x")
 
 
 @pytest.mark.parametrize("bad", ["ftp://x/event", "http:///event", "https://user:pw@host/event"])

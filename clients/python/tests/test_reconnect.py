@@ -8,9 +8,16 @@ import time
 from collections import defaultdict
 
 import pytest
-
 from conftest import API_KEY, CONNECTION_TIMEOUT_MS, Herald, Proxy, unique
-from herald_events import ApiKey, Backoff, ConnectionFailedError, EventsClient, Position, Subscription
+
+from herald_events import (
+    ApiKey,
+    Backoff,
+    ConnectionFailedError,
+    EventsClient,
+    Position,
+    Subscription,
+)
 
 FAST = Backoff(initial=0.05, maximum=0.5)
 
@@ -30,7 +37,9 @@ async def test_cut_connections_lose_and_duplicate_nothing(herald: Herald, proxy:
     total = 600
     # a and b from the start; c only from the first cut on, so the wildcard learns it while
     # reconnecting (replayed from the subscription's start time, not from a position).
-    plan = [a if i % 2 == 0 else b for i in range(total // 3)] + [(a, b, c)[i % 3] for i in range(total - total // 3)]
+    plan = [a if i % 2 == 0 else b for i in range(total // 3)] + [
+        (a, b, c)[i % 3] for i in range(total - total // 3)
+    ]
     expected: dict[str, list[int]] = defaultdict(list)
     for seq, ch in enumerate(plan):
         expected[ch].append(seq)
@@ -123,9 +132,13 @@ async def test_resume_from_a_saved_position(herald: Herald) -> None:
             assert [g.reason for g in sub.gaps] == ["epoch_changed"]
 
 
-async def test_giving_up_ends_the_iteration_with_a_typed_error(herald: Herald, proxy: Proxy) -> None:
+async def test_giving_up_ends_the_iteration_with_a_typed_error(
+    herald: Herald, proxy: Proxy
+) -> None:
     seg = unique("gone")
-    client = EventsClient(proxy.endpoint, ApiKey(API_KEY), backoff=Backoff(initial=0.01, max_attempts=3))
+    client = EventsClient(
+        proxy.endpoint, ApiKey(API_KEY), backoff=Backoff(initial=0.01, max_attempts=3)
+    )
     try:
         sub = await client.subscribe(f"/default/{seg}").start()
         await proxy.stop_listening()
@@ -138,7 +151,9 @@ async def test_giving_up_ends_the_iteration_with_a_typed_error(herald: Herald, p
         await client.close()
 
 
-async def test_without_reconnecting_a_lost_socket_ends_subscriptions(herald: Herald, proxy: Proxy) -> None:
+async def test_without_reconnecting_a_lost_socket_ends_subscriptions(
+    herald: Herald, proxy: Proxy
+) -> None:
     client = EventsClient(proxy.endpoint, ApiKey(API_KEY), backoff=None)
     try:
         sub = await client.subscribe(f"/default/{unique('once')}").start()

@@ -6,7 +6,9 @@ from herald_events import ConfigurationError, Endpoint, SigV4
 
 
 async def test_websocket_fields_sign_the_synthetic_request() -> None:
-    endpoint = Endpoint.parse("https://abcdefghijklmnopqrstuvwxyz.appsync-realtime-api.eu-west-2.amazonaws.com/event/realtime")
+    endpoint = Endpoint.parse(
+        "https://abcdefghijklmnopqrstuvwxyz.appsync-realtime-api.eu-west-2.amazonaws.com/event/realtime"
+    )
     fields = await SigV4("AKIDEXAMPLE", "secret", "session-token").ws_fields(endpoint, "{}")
     assert fields["host"] == "abcdefghijklmnopqrstuvwxyz.appsync-api.eu-west-2.amazonaws.com"
     assert fields["accept"] == "application/json, text/javascript"
@@ -28,4 +30,6 @@ async def test_a_region_is_required_off_aws(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(ConfigurationError, match="region"):
-        await SigV4("AKIDEXAMPLE", "secret").ws_fields(Endpoint.parse("http://127.0.0.1:1/event"), "{}")
+        await SigV4("AKIDEXAMPLE", "secret").ws_fields(
+            Endpoint.parse("http://127.0.0.1:1/event"), "{}"
+        )

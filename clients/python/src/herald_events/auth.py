@@ -172,7 +172,9 @@ class SigV4(Auth):
             )
         return str(region)
 
-    def _sign(self, endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    def _sign(
+        self, endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes
+    ) -> dict[str, str]:
         # Frozen: a refreshing credential must not change between the key id and the secret.
         credentials = self._credentials.get_frozen_credentials()
         request = self._request_cls(method="POST", url=url, data=body, headers=headers)

@@ -47,6 +47,8 @@ _PROTOCOL = Subprotocol("aws-appsync-event-ws")
 _DEFAULT_CONNECTION_TIMEOUT_MS = 300_000
 # An event is at most 240 KB; a frame holds one, escaped, plus a little.
 _MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: The default reconnect policy (a frozen dataclass: one instance serves every client).
+DEFAULT_BACKOFF = Backoff()
 
 
 class EventsClient:
@@ -77,7 +79,7 @@ class EventsClient:
         auth: Auth,
         *,
         realtime_endpoint: str | None = None,
-        backoff: Backoff | None = Backoff(),
+        backoff: Backoff | None = DEFAULT_BACKOFF,
         connect_timeout: float = 10.0,
         operation_timeout: float = 10.0,
         ssl: ssl_module.SSLContext | None = None,
@@ -240,7 +242,9 @@ class EventsClient:
             headers["Idempotency-Key"] = idempotency_key
         try:
             resp = await self._http_client().post(
-                self.endpoint.http_url, content=body, headers=headers,
+                self.endpoint.http_url,
+                content=body,
+                headers=headers,
                 timeout=self.operation_timeout,
             )
         except httpx.TimeoutException as e:
@@ -366,13 +370,20 @@ class EventsClient:
         except websockets.InvalidStatus as e:
             status = e.response.status_code
             error_type = (
-                "LimitExceededError" if status == 429
-                else "UnauthorizedException" if status in (401, 403)
+                "LimitExceededError"
+                if status == 429
+                else "UnauthorizedException"
+                if status in (401, 403)
                 else "HttpError"
             )
             errors = [{"errorType": error_type, "message": f"HTTP {status}"}]
             raise server_error("connect", errors, status) from e
-        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as e:
+        except (
+            OSError,
+            asyncio.TimeoutError,
+            websockets.InvalidHandshake,
+            websockets.InvalidURI,
+        ) as e:
             raise ConnectionFailedError(f"cannot open {url}: {e}") from e
         try:
             try:
@@ -494,7 +505,10 @@ class EventsClient:
                 if sub is not None:
                     sub._on_ack(frame)
             elif kind in (
-                "publish_success", "publish_error", "unsubscribe_success", "unsubscribe_error",
+                "publish_success",
+                "publish_error",
+                "unsubscribe_success",
+                "unsubscribe_error",
             ) or (kind == "error" and isinstance(op, str)):
                 fut = self._waiters.get(op) if isinstance(op, str) else None
                 if fut is not None and not fut.done():

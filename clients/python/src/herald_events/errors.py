@@ -115,9 +115,7 @@ _BY_TYPE: dict[str, type[ServerError]] = {
 }
 
 
-def server_error(
-    operation: str, errors: Any, status: int | None = None
-) -> ServerError:
+def server_error(operation: str, errors: Any, status: int | None = None) -> ServerError:
     """The exception for a server's ``errors`` list (any shape: a malformed one still raises)."""
     items = [e for e in errors if isinstance(e, Mapping)] if isinstance(errors, list) else []
     first = items[0].get("errorType") if items else None
