@@ -487,7 +487,8 @@ class EventsClient:
                 log.info("no frame for %d ms: the connection is dead", self.connection_timeout_ms)
                 ws.transport.abort()
                 return
-            except websockets.ConnectionClosed:
+            except websockets.ConnectionClosed as e:
+                log.info("socket closed: %s", e)
                 return
             frame = _decode(raw)
             if frame is None:
