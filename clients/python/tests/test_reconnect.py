@@ -15,8 +15,10 @@ from herald_events import (
     Backoff,
     ConnectionFailedError,
     EventsClient,
+    LambdaAuthorizer,
     Position,
     Subscription,
+    UnauthorizedError,
 )
 
 FAST = Backoff(initial=0.05, maximum=0.5)
@@ -175,3 +177,18 @@ async def test_close_while_waiting_to_reconnect_is_prompt(herald: Herald, proxy:
     assert time.monotonic() - started < 2
     with pytest.raises(StopAsyncIteration):
         await sub.__anext__()
+
+
+async def test_a_refused_reconnect_ends_the_subscriptions(herald: Herald, proxy: Proxy) -> None:
+    token = {"value": "allow-until-revoked"}
+    auth = LambdaAuthorizer(lambda: token["value"])  # asked again on every connect
+    client = EventsClient(proxy.endpoint, auth, backoff=FAST)
+    try:
+        sub = await client.subscribe(f"/default/{unique('revoked')}").start()
+        token["value"] = "deny-revoked"
+        proxy.sever()
+        with pytest.raises(UnauthorizedError) as refused:
+            await asyncio.wait_for(sub.__anext__(), 10)
+        assert refused.value.operation == "connect"
+    finally:
+        await client.close()
