@@ -30,6 +30,7 @@ from .errors import (
     UnauthorizedError,
 )
 from .event import Event, Position
+from .history import HistoryPage
 from .publish import Failed, Published, PublishResult
 from .subscription import Subscription
 
@@ -50,6 +51,7 @@ __all__ = [
     "EventsClient",
     "Failed",
     "HeraldError",
+    "HistoryPage",
     "Jwt",
     "LambdaAuthorizer",
     "LimitExceededError",

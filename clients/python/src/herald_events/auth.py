@@ -39,8 +39,11 @@ class Auth:
         ``{"channel":…,"events":[…]}`` for publish."""
         raise NotImplementedError
 
-    async def http_headers(self, endpoint: Endpoint, body: bytes) -> dict[str, str]:
-        """The headers that authorize ``POST`` of ``body`` to ``endpoint.http_url``."""
+    async def http_headers(
+        self, endpoint: Endpoint, body: bytes, *, method: str = "POST", url: str | None = None
+    ) -> dict[str, str]:
+        """The headers that authorize an HTTP request: by default ``POST`` of ``body`` to
+        ``endpoint.http_url``; Herald's ``GET /event/history`` passes its method and URL."""
         raise NotImplementedError
 
 
@@ -56,7 +59,9 @@ class ApiKey(Auth):
     async def ws_fields(self, endpoint: Endpoint, body: str) -> dict[str, str]:
         return {"host": endpoint.host, "x-api-key": self.key}
 
-    async def http_headers(self, endpoint: Endpoint, body: bytes) -> dict[str, str]:
+    async def http_headers(
+        self, endpoint: Endpoint, body: bytes, *, method: str = "POST", url: str | None = None
+    ) -> dict[str, str]:
         return {"x-api-key": self.key}
 
 
@@ -83,7 +88,9 @@ class _AuthorizationHeader(Auth):
     async def ws_fields(self, endpoint: Endpoint, body: str) -> dict[str, str]:
         return {"host": endpoint.host, "Authorization": await _resolve(self.token)}
 
-    async def http_headers(self, endpoint: Endpoint, body: bytes) -> dict[str, str]:
+    async def http_headers(
+        self, endpoint: Endpoint, body: bytes, *, method: str = "POST", url: str | None = None
+    ) -> dict[str, str]:
         return {"Authorization": await _resolve(self.token)}
 
 
@@ -173,11 +180,16 @@ class SigV4(Auth):
         return str(region)
 
     def _sign(
-        self, endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes
+        self,
+        endpoint: Endpoint,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        method: str = "POST",
     ) -> dict[str, str]:
         # Frozen: a refreshing credential must not change between the key id and the secret.
         credentials = self._credentials.get_frozen_credentials()
-        request = self._request_cls(method="POST", url=url, data=body, headers=headers)
+        request = self._request_cls(method=method, url=url, data=body, headers=headers)
         signer = self._botocore_auth.SigV4Auth(credentials, "appsync", self._region_for(endpoint))
         signer.add_auth(request)
         return {name: str(value) for name, value in request.headers.items()}
@@ -191,9 +203,13 @@ class SigV4(Auth):
         fields["x-amz-date"] = fields.pop("X-Amz-Date")
         return fields
 
-    async def http_headers(self, endpoint: Endpoint, body: bytes) -> dict[str, str]:
-        headers = {"content-type": "application/json", "host": endpoint.host}
-        return self._sign(endpoint, endpoint.http_url, headers, body)
+    async def http_headers(
+        self, endpoint: Endpoint, body: bytes, *, method: str = "POST", url: str | None = None
+    ) -> dict[str, str]:
+        headers = {"host": endpoint.host}
+        if method == "POST":
+            headers["content-type"] = "application/json"
+        return self._sign(endpoint, url or endpoint.http_url, headers, body, method)
 
 
 def compact_json(value: Any) -> str:

@@ -17,7 +17,8 @@ import json
 import logging
 import ssl as ssl_module
 import uuid
-from typing import Any, Literal, Mapping
+from typing import Any, AsyncIterator, Literal, Mapping
+from urllib.parse import urlencode
 
 import httpx
 import websockets
@@ -33,10 +34,12 @@ from .errors import (
     ConnectionLostError,
     HeraldError,
     OperationTimeoutError,
+    ResumeGapError,
     UnauthorizedError,
     server_error,
 )
-from .event import Position
+from .event import Event, Position
+from .history import HistoryPage
 from .publish import PublishResult
 from .subscription import Subscription
 
@@ -202,6 +205,50 @@ class EventsClient:
             return await self._publish_socket(channel, strings, auth or self.auth, idempotency_key)
         raise ConfigurationError(f"via must be 'http' or 'socket', not {via!r}")
 
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: Position | int | None = None,
+        limit: int = 100,
+        auth: Auth | None = None,
+    ) -> HistoryPage:
+        """One page of a channel's stored events (Herald's ``GET /event/history``): after the
+        position ``since``, or stored at or after ``since`` ms, or from the oldest; at most
+        ``limit`` (1–1000) events, fewer when the page reaches the server's byte bound. Authorized
+        like a subscription to the channel."""
+        query: dict[str, str] = {"channel": channel, "limit": str(limit)}
+        if isinstance(since, Position):
+            query["since"] = f"{since.epoch}:{since.offset}"
+        elif since is not None:
+            query["since"] = str(since)
+        url = f"{self.endpoint.http_url}/history?{urlencode(query)}"
+        headers = await (auth or self.auth).http_headers(self.endpoint, b"", method="GET", url=url)
+        answer = await self._http_request("GET", url, headers, None, "history")
+        return HistoryPage.from_wire(answer)
+
+    async def read_history(
+        self,
+        channel: str,
+        *,
+        since: Position | int | None = None,
+        page_size: int = 100,
+        auth: Auth | None = None,
+    ) -> AsyncIterator[Event]:
+        """Every stored event of ``channel`` after ``since``, page by page, up to the newest at
+        the time of the last page. Raises :class:`ResumeGapError` when ``since`` is no longer
+        served (retention removed events after it, or the history was lost)."""
+        while True:
+            page = await self.history(channel, since=since, limit=page_size, auth=auth)
+            if not page.recovered:
+                raise ResumeGapError(channel, page.reason or "unknown")
+            for event in page.events:
+                yield event
+            last = page.events[-1].position if page.events else None
+            if last is None or page.top is None or last.offset >= page.top.offset:
+                return
+            since = last
+
     async def close(self) -> None:
         """Close the socket, end every subscription's iteration and release the HTTP client."""
         if self._closed:
@@ -240,28 +287,34 @@ class EventsClient:
         headers.update(await auth.http_headers(self.endpoint, body))
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        answer = await self._http_request(
+            "POST", self.endpoint.http_url, headers, body, "http_publish"
+        )
+        return PublishResult.from_wire(answer)
+
+    async def _http_request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, operation: str
+    ) -> Mapping[str, Any]:
+        """Send a request; its JSON answer, or the server's refusal raised."""
         try:
-            resp = await self._http_client().post(
-                self.endpoint.http_url,
-                content=body,
-                headers=headers,
-                timeout=self.operation_timeout,
+            resp = await self._http_client().request(
+                method, url, content=body, headers=headers, timeout=self.operation_timeout
             )
         except httpx.TimeoutException as e:
-            raise OperationTimeoutError(f"HTTP publish to {channel}: {e}") from e
+            raise OperationTimeoutError(f"{operation}: {e}") from e
         except httpx.HTTPError as e:
-            raise ConnectionFailedError(f"HTTP publish to {channel}: {e}") from e
+            raise ConnectionFailedError(f"{operation}: {e}") from e
         try:
             answer = resp.json()
         except ValueError:
             answer = None
         if resp.status_code == 200 and isinstance(answer, Mapping):
-            return PublishResult.from_wire(answer)
+            return answer
         errors = answer.get("errors") if isinstance(answer, Mapping) else None
         if not errors:
             kind = resp.headers.get("x-amzn-errortype", "HttpError").split(":")[0]
             errors = [{"errorType": kind, "message": resp.text[:200]}]
-        raise server_error("http_publish", errors, resp.status_code)
+        raise server_error(operation, errors, resp.status_code)
 
     # --- The socket -----------------------------------------------------------------------
 
