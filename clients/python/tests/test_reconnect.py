@@ -192,3 +192,17 @@ async def test_a_refused_reconnect_ends_the_subscriptions(herald: Herald, proxy:
         assert refused.value.operation == "connect"
     finally:
         await client.close()
+
+
+async def test_a_socket_publish_during_a_reconnect_waits_for_the_new_socket(
+    herald: Herald, proxy: Proxy
+) -> None:
+    channel = f"/hist/{unique('waits')}"
+    async with EventsClient(proxy.endpoint, ApiKey(API_KEY), backoff=FAST) as client:
+        async with client.subscribe(channel) as sub:
+            proxy.sever()
+            while client.connected:  # the reader notices the cut
+                await asyncio.sleep(0.01)
+            assert (await client.publish(channel, "after the cut", via="socket")).ok
+            assert client.reconnects == 1
+            assert (await asyncio.wait_for(sub.__anext__(), 10)).data == "after the cut"
