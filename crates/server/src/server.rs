@@ -135,7 +135,7 @@ impl Server {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                now = expiry.tick(), if blocklist.is_active() => {
+                now = expiry.tick(), if !blocklist.is_empty() => {
                     for ip in blocklist.expire(now.into_std()) {
                         tracing::info!(client = %ip, "flood block lifted");
                     }
@@ -168,7 +168,7 @@ impl Server {
                             }
                         }
                     };
-                    if blocklist.is_active() {
+                    if !blocklist.is_empty() {
                         // The socket inherited the listener's filter: its packets need not be
                         // checked against the list for its whole life.
                         let _ = blocklist::detach(std::os::fd::AsRawFd::as_raw_fd(&tcp));

@@ -32,9 +32,9 @@ impl Blocklist {
         }
     }
 
-    /// Whether any address is blocked (accepted sockets then shed the inherited filter).
-    pub fn is_active(&self) -> bool {
-        !self.blocked.is_empty()
+    /// Whether no address is blocked (accepted sockets otherwise shed the inherited filter).
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty()
     }
 
     /// How many addresses are blocked.
