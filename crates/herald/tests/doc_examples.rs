@@ -41,6 +41,7 @@ use http::free_port;
 const PAGES: &[&str] = &[
     "README.md",
     "docs/cli.md",
+    "docs/clients.md",
     "docs/console.md",
     "docs/fuzzing.md",
 ];
