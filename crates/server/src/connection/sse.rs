@@ -324,7 +324,8 @@ mod tests {
         assert_eq!((last.epoch, last.offset, last.time_ms), (u64::MAX, 7, 5));
         assert_eq!(event_id(&reply::data_body(&token)), None);
         assert_eq!(LastSeen::parse("/ns/a 1:2"), None);
-        assert_eq!(LastSeen::parse("nope 1:2 3"), None);
+        assert_eq!(LastSeen::parse("/ns/a x:2 3"), None);
+        assert_eq!(LastSeen::parse("/n&s 1:2 3"), None);
     }
 
     #[test]
