@@ -540,6 +540,11 @@ fn cli() {
 }
 
 #[test]
+fn clients() {
+    run_page("docs/clients.md");
+}
+
+#[test]
 fn console() {
     run_page("docs/console.md");
 }
