@@ -546,3 +546,50 @@ async fn curl_reads_the_stream() {
     drop(curl);
     server.stop().await;
 }
+
+/// A reload that no longer allows a stream's subscription ends it, telling the client why.
+#[tokio::test]
+async fn a_reload_revokes_and_the_stream_ends() {
+    use herald_server::config::NamespaceConfig;
+    use std::sync::{Arc, Mutex};
+    const ADMIN: &str = "admin-secret-0000";
+    let mut with_app = config();
+    with_app.admin.keys = vec![ADMIN.into()];
+    with_app.namespaces.push(NamespaceConfig {
+        name: "app".into(),
+        publish_auth_modes: None,
+        subscribe_auth_modes: None,
+        history: None,
+        handlers: None,
+        rules: None,
+    });
+    let mut without = with_app.clone();
+    without.namespaces.retain(|n| n.name != "app");
+    let next = Arc::new(Mutex::new(with_app.clone()));
+    let source = next.clone();
+    let server = start_reloadable(
+        with_app,
+        Box::new(move || Ok(source.lock().unwrap().clone())),
+    )
+    .await;
+    let mut s = open_ok(&server, &["/app/a"], &[]).await;
+    *next.lock().unwrap() = without;
+    let (status, _, _) = http(
+        &server,
+        "POST",
+        "/admin/reload",
+        &[("x-admin-key", ADMIN)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let e = s.next().await.unwrap();
+    assert_eq!(e.kind, "subscribe_error", "{e:?}");
+    assert_eq!(e.json()["errors"][0]["errorType"], "UnauthorizedException");
+    assert_eq!(
+        s.next().await,
+        None,
+        "the stream ends with its last subscription"
+    );
+    server.stop().await;
+}

@@ -235,6 +235,10 @@ async fn pump(
             return reason;
         }
         if !session.has_subscriptions() {
+            // What a re-check queued (the `subscribe_error`s) goes out first.
+            if outbox.queued_bytes() > 0 {
+                continue;
+            }
             return "no subscription left";
         }
         tokio::select! {
