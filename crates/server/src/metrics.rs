@@ -150,6 +150,9 @@ pub struct Metrics {
     pub connect_client_error: Counter,
     pub disconnects: Counter,
     pub active_connections: Gauge,
+    /// Open Server-Sent Events streams (`GET /event/stream`); also counted in
+    /// `active_connections`, as they hold a connection's place.
+    pub active_sse_streams: Gauge,
     pub slow_consumer_disconnects: Counter,
     pub inbound_messages: Counter,
     pub outbound_messages: Counter,
@@ -298,13 +301,18 @@ impl Metrics {
         }
         registry.register(
             "active_connections",
-            "Open WebSocket connections.",
+            "Open connections: WebSockets and Server-Sent Events streams.",
             self.active_connections.clone(),
         );
         registry.register(
             "blocked_addresses",
             "Addresses whose connection attempts the listener drops now (flood blocks).",
             self.blocked_addresses.clone(),
+        );
+        registry.register(
+            "active_sse_streams",
+            "Open Server-Sent Events streams (GET /event/stream), also in active_connections.",
+            self.active_sse_streams.clone(),
         );
         let queued: Gauge = Gauge::default();
         queued.set(i64::try_from(queued_bytes).unwrap_or(i64::MAX));
