@@ -41,6 +41,7 @@ use http::free_port;
 const PAGES: &[&str] = &[
     "README.md",
     "docs/cli.md",
+    "docs/clients.md",
     "docs/console.md",
     "docs/fuzzing.md",
 ];
@@ -536,6 +537,11 @@ fn readme() {
 #[test]
 fn cli() {
     run_page("docs/cli.md");
+}
+
+#[test]
+fn clients() {
+    run_page("docs/clients.md");
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub enum ClientMessage<'a> {
         authorization: Option<AuthFields>,
         /// Herald extension: replay what was missed since this point, then go live.
         resume: Option<Resume>,
+        /// Herald extension `withChannel`: each `data` frame names the channel its event was
+        /// published to.
+        with_channel: bool,
     },
     Unsubscribe {
         id: Cow<'a, str>,
@@ -115,6 +118,8 @@ struct Envelope<'a> {
     resume: Option<&'a RawValue>,
     #[serde(rename = "idempotencyKey", borrow, default)]
     idempotency_key: Option<&'a RawValue>,
+    #[serde(rename = "withChannel", borrow, default)]
+    with_channel: Option<&'a RawValue>,
 }
 
 /// Where a resumed subscription starts (Herald extension, see `docs/extensions.md`).
@@ -374,11 +379,17 @@ impl<'a> ClientMessage<'a> {
                 let channel = string_field(env.channel, "channel").map_err(with_id)?;
                 let authorization = parse_auth(env.authorization).map_err(with_id)?;
                 let resume = parse_resume(env.resume).map_err(with_id)?;
+                let with_channel = match env.with_channel.map(RawValue::get) {
+                    None | Some("null" | "false") => false,
+                    Some("true") => true,
+                    Some(_) => return Err(with_id(bad("'withChannel' must be true or false"))),
+                };
                 Ok(ClientMessage::Subscribe {
                     id,
                     channel,
                     authorization,
                     resume,
+                    with_channel,
                 })
             }
             Operation::Publish => {
@@ -456,6 +467,7 @@ mod tests {
             channel,
             authorization,
             resume: None,
+            with_channel: false,
         }) = parse(
             r#"{"type":"subscribe","id":"a-1","channel":"/default/*","authorization":{"x-api-key":"k","host":"h"},"payload":{}}"#,
         )

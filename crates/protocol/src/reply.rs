@@ -168,6 +168,30 @@ pub fn data_prefix(id: &str) -> Bytes {
     Bytes::from(v)
 }
 
+/// The per-subscription start of a `data` frame for a subscription that asked for the channel
+/// (`withChannel`): `{"type":"data","id":"<id>",`, followed by a [`channel_body`].
+pub fn data_head(id: &str) -> Bytes {
+    let mut v = Vec::with_capacity(24 + id.len());
+    v.extend_from_slice(br#"{"type":"data","id":""#);
+    v.extend_from_slice(id.as_bytes());
+    v.extend_from_slice(br#"","#);
+    Bytes::from(v)
+}
+
+/// The shared end of a `data` frame for subscriptions that asked for the channel:
+/// `"channel":"<channel>","event":` then `body` (a [`data_body`] or [`data_body_at`]). Built once
+/// per event (not per subscriber) and shared by every such subscription, so the frames of
+/// subscriptions that did not ask stay as they are.
+pub fn channel_body(channel: &str, body: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(24 + channel.len() + body.len());
+    v.extend_from_slice(br#""channel":""#);
+    // Channel paths are [A-Za-z0-9/-] only: nothing to escape.
+    v.extend_from_slice(channel.as_bytes());
+    v.extend_from_slice(br#"","event":"#);
+    v.extend_from_slice(body);
+    Bytes::from(v)
+}
+
 /// The shared end of a `data` frame: the event's JSON string token and the closing brace.
 pub fn data_body(event_token: &str) -> Bytes {
     let mut v = Vec::with_capacity(event_token.len() + 1);
@@ -321,6 +345,16 @@ mod tests {
         assert_eq!(
             json(&publish_success("p", &result)),
             serde_json::json!({"type":"publish_success","id":"p","successful":[{"identifier":"u","index":0}],"failed":[]})
+        );
+    }
+
+    #[test]
+    fn data_frame_with_channel() {
+        let mut frame = data_head("s").to_vec();
+        frame.extend_from_slice(&channel_body("/ns/a/b", &data_body("\"{}\"")));
+        assert_eq!(
+            frame,
+            br#"{"type":"data","id":"s","channel":"/ns/a/b","event":"{}"}"#
         );
     }
 

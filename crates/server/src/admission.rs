@@ -51,6 +51,13 @@ pub struct AdmissionConfig {
     /// Whether trusted proxies open every connection with a PROXY protocol header (v1 or v2, as
     /// HAProxy and AWS NLB send): its source address is then the client's.
     pub proxy_protocol: bool,
+    /// Sockets refused from one address within one second (over its socket cap) after which the
+    /// address is blocked in the kernel: its connection attempts are dropped by a filter on the
+    /// listening socket before any accept (Linux; elsewhere they keep being refused one by one).
+    /// 0 turns blocking off.
+    pub flood_block_refusals_per_second: u32,
+    /// How long such a block lasts; the address's open connections are untouched.
+    pub flood_block_secs: u64,
 }
 
 impl Default for AdmissionConfig {
@@ -65,6 +72,8 @@ impl Default for AdmissionConfig {
             max_http_publishes_per_identity_per_second: 1_000,
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            flood_block_refusals_per_second: 200,
+            flood_block_secs: 30,
         }
     }
 }
@@ -108,6 +117,12 @@ impl AdmissionConfig {
                     "admission.trusted_proxies[{i}]: {p:?} is not an address or CIDR block such as 10.0.0.0/8"
                 ));
             }
+        }
+        if self.flood_block_refusals_per_second > 0 && self.flood_block_secs == 0 {
+            problems.push(
+                "admission.flood_block_secs: must be greater than 0 (or set admission.flood_block_refusals_per_second = 0 to turn blocking off)"
+                    .into(),
+            );
         }
         if self.proxy_protocol && self.trusted_proxies.is_empty() {
             problems.push(
@@ -201,6 +216,9 @@ struct Address {
     connects: Bucket,
     publishes: Bucket,
     last_seen: Instant,
+    /// Sockets refused since `refused_since` (a one-second window), for flood blocking.
+    refused: u32,
+    refused_since: Instant,
 }
 
 const SHARDS: usize = 16;
@@ -227,6 +245,10 @@ pub enum Refusal {
     Full,
     /// `max_sockets_per_address` are open from this address.
     AddressFull,
+    /// As `AddressFull`, and this refusal is the one that makes the address a flood
+    /// (`flood_block_refusals_per_second`): block it for `flood_block_secs`. Said once per
+    /// window, so the caller blocks once.
+    Flood(IpAddr),
 }
 
 /// An admitted socket; dropping it releases its place. Shared by the HTTP connection and the
@@ -312,6 +334,8 @@ impl Admission {
             connects: Bucket::full(connects, now),
             publishes: Bucket::full(publishes, now),
             last_seen: now,
+            refused: 0,
+            refused_since: now,
         });
         entry.last_seen = now;
         f(entry)
@@ -361,16 +385,30 @@ impl Admission {
         }
         let ip = key(peer);
         let max = self.config.max_sockets_per_address;
-        let admitted = self.with(Key::Address(ip), |a| {
-            if a.open >= max {
-                return false;
+        let flood = self.config.flood_block_refusals_per_second;
+        let refused = self.with(Key::Address(ip), |a| {
+            if a.open < max {
+                a.open += 1;
+                return None;
             }
-            a.open += 1;
-            true
+            if a.last_seen
+                .saturating_duration_since(a.refused_since)
+                .as_secs()
+                >= 1
+            {
+                a.refused = 0;
+                a.refused_since = a.last_seen;
+            }
+            a.refused = a.refused.saturating_add(1);
+            Some(if flood > 0 && a.refused == flood {
+                Refusal::Flood(ip)
+            } else {
+                Refusal::AddressFull
+            })
         });
-        if !admitted {
+        if let Some(refusal) = refused {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refusal::AddressFull);
+            return Err(refusal);
         }
         Ok(Ticket {
             admission: self.clone(),
@@ -506,7 +544,23 @@ mod tests {
             max_http_publishes_per_identity_per_second: 1,
             trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
             proxy_protocol: false,
+            flood_block_refusals_per_second: 3,
+            flood_block_secs: 1,
         }))
+    }
+
+    #[test]
+    fn an_address_refused_fast_is_called_a_flood_once() {
+        let a = admission(&[]);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let _held = [a.admit(ip).unwrap(), a.admit(ip).unwrap()];
+        assert_eq!(a.admit(ip).err(), Some(Refusal::AddressFull));
+        assert_eq!(a.admit(ip).err(), Some(Refusal::AddressFull));
+        assert_eq!(a.admit(ip).err(), Some(Refusal::Flood(ip)));
+        assert_eq!(a.admit(ip).err(), Some(Refusal::AddressFull));
+        // Another address is not charged for it.
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(a.admit(other).is_ok());
     }
 
     #[test]

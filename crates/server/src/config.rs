@@ -19,6 +19,7 @@ pub use crate::broker::nats::ClusterConfig;
 pub use crate::history::config::{HistoryBackend, HistoryConfig, HistorySync};
 pub use crate::http::cors::HttpConfig;
 pub use crate::namespace::{NamespaceConfig, NamespaceHistory};
+pub use crate::stream_token::SseConfig;
 pub use crate::transport::tls::TlsConfig;
 
 /// The whole configuration.
@@ -38,6 +39,8 @@ pub struct Config {
     /// What one client address may hold and how fast it may connect and publish.
     pub admission: AdmissionConfig,
     pub websocket: WebSocketConfig,
+    /// Server-Sent Events (`GET /event/stream`).
+    pub sse: SseConfig,
     pub http: HttpConfig,
     /// Where channel history is stored, for namespaces that keep it.
     pub history: HistoryConfig,
@@ -74,6 +77,7 @@ impl Default for Config {
             limits: Limits::default(),
             admission: AdmissionConfig::default(),
             websocket: WebSocketConfig::default(),
+            sse: SseConfig::default(),
             http: HttpConfig::default(),
             history: HistoryConfig::default(),
             handlers: herald_handler::EngineConfig::default(),
@@ -269,6 +273,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "admission",
     "websocket",
+    "sse",
     "http",
     "history",
     "handlers",

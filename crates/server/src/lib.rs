@@ -36,6 +36,7 @@ pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod stream_token;
 pub mod subscription;
 pub mod time;
 pub mod transport;

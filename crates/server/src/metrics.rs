@@ -150,6 +150,9 @@ pub struct Metrics {
     pub connect_client_error: Counter,
     pub disconnects: Counter,
     pub active_connections: Gauge,
+    /// Open Server-Sent Events streams (`GET /event/stream`); also counted in
+    /// `active_connections`, as they hold a connection's place.
+    pub active_sse_streams: Gauge,
     pub slow_consumer_disconnects: Counter,
     pub inbound_messages: Counter,
     pub outbound_messages: Counter,
@@ -163,6 +166,10 @@ pub struct Metrics {
     pub refused_sockets: Counter,
     /// Connects and HTTP publishes refused by a per-address rate.
     pub rate_limited: Counter,
+    /// Addresses blocked in the kernel for flooding (`admission.flood_block_refusals_per_second`).
+    pub flood_blocks: Counter,
+    /// Addresses blocked now.
+    pub blocked_addresses: Gauge,
     /// Connections ended by a deadline: a stalled write, a half-sent message, an idle socket,
     /// a slow request body.
     pub timeouts: Counter,
@@ -221,11 +228,16 @@ impl Metrics {
     /// time.
     pub fn render(&self, queued_bytes: u64) -> String {
         let mut registry = Registry::with_prefix("herald");
-        let plain: [(&str, &str, &Counter); 12] = [
+        let plain: [(&str, &str, &Counter); 13] = [
             (
                 "refused_sockets",
                 "Sockets closed at accept: over the total or per-address cap.",
                 &self.refused_sockets,
+            ),
+            (
+                "flood_blocks",
+                "Addresses blocked in the kernel for opening sockets over their cap too fast.",
+                &self.flood_blocks,
             ),
             (
                 "rate_limited",
@@ -289,8 +301,18 @@ impl Metrics {
         }
         registry.register(
             "active_connections",
-            "Open WebSocket connections.",
+            "Open connections: WebSockets and Server-Sent Events streams.",
             self.active_connections.clone(),
+        );
+        registry.register(
+            "blocked_addresses",
+            "Addresses whose connection attempts the listener drops now (flood blocks).",
+            self.blocked_addresses.clone(),
+        );
+        registry.register(
+            "active_sse_streams",
+            "Open Server-Sent Events streams (GET /event/stream), also in active_connections.",
+            self.active_sse_streams.clone(),
         );
         let queued: Gauge = Gauge::default();
         queued.set(i64::try_from(queued_bytes).unwrap_or(i64::MAX));

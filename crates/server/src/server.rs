@@ -13,12 +13,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::Ticket;
+use crate::admission::{Refusal, Ticket};
 use crate::config::{Config, ConfigError, ReloadSource};
 use crate::deployment::BackplaneError;
 use crate::reload::ReloadError;
 use crate::settings::Settings;
 use crate::state::State;
+use crate::transport::blocklist::{self, Blocklist};
 use crate::transport::deadline::WriteDeadline;
 use crate::transport::proxy;
 use crate::transport::tls::{DevFiles, TlsError};
@@ -127,10 +128,19 @@ impl Server {
         let (stop, _) = tokio::sync::watch::channel(false);
         let ticker = tokio::spawn(keepalive(state.clone()));
         let handshake = Duration::from_millis(state.fixed.websocket.handshake_timeout_ms);
+        let mut blocklist = Blocklist::new(&listener);
+        let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                now = expiry.tick(), if !blocklist.is_empty() => {
+                    for ip in blocklist.expire(now.into_std()) {
+                        tracing::info!(client = %ip, "flood block lifted");
+                    }
+                    state.metrics.blocked_addresses.set(blocklist.len() as i64);
+                }
                 accepted = listener.accept() => {
                     let (tcp, peer) = match accepted {
                         Ok(a) => a,
@@ -147,11 +157,22 @@ impl Server {
                     let ticket = if state.admission.expects_proxy_header(peer.ip()) {
                         None
                     } else {
-                        match admit(&state, peer.ip(), peer) {
-                            Some(t) => Some(t),
-                            None => continue,
+                        match state.admission.admit(peer.ip()) {
+                            Ok(t) => Some(Arc::new(t)),
+                            Err(refusal) => {
+                                refused(&state, refusal, peer);
+                                if let Refusal::Flood(ip) = refusal {
+                                    block(&state, &mut blocklist, ip);
+                                }
+                                continue;
+                            }
                         }
                     };
+                    if !blocklist.is_empty() {
+                        // The socket inherited the listener's filter: its packets need not be
+                        // checked against the list for its whole life.
+                        let _ = blocklist::detach(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+                    }
                     let _ = tcp.set_nodelay(true);
                     let state = state.clone();
                     let tls = tls.clone();
@@ -187,14 +208,36 @@ impl Server {
 
 /// Takes the socket's place under the per-address and total caps for `client`, or counts the
 /// refusal; a refused socket is closed unanswered: answering would cost what the cap protects.
+/// (Behind a PROXY-protocol balancer a flooding client cannot be blocked in the kernel, whose
+/// packets all come from the balancer: it is refused one socket at a time.)
 fn admit(state: &State, client: std::net::IpAddr, peer: SocketAddr) -> Option<Arc<Ticket>> {
     match state.admission.admit(client) {
         Ok(t) => Some(Arc::new(t)),
         Err(refusal) => {
-            state.metrics.refused_sockets.inc();
-            tracing::debug!(%peer, ?refusal, "socket refused");
+            refused(state, refusal, peer);
             None
         }
+    }
+}
+
+fn refused(state: &State, refusal: Refusal, peer: SocketAddr) {
+    state.metrics.refused_sockets.inc();
+    tracing::debug!(%peer, ?refusal, "socket refused");
+}
+
+/// Blocks a flooding address in the kernel for `admission.flood_block_secs`.
+fn block(state: &State, blocklist: &mut Blocklist, ip: std::net::IpAddr) {
+    let secs = state.fixed.admission.flood_block_secs;
+    if blocklist.block(ip, secs) {
+        state.metrics.flood_blocks.inc();
+        state.metrics.blocked_addresses.set(blocklist.len() as i64);
+        tracing::warn!(
+            client = %ip,
+            secs,
+            "address blocked: its sockets keep coming over admission.max_sockets_per_address \
+             (admission.flood_block_refusals_per_second); its connection attempts are dropped \
+             until the block ends, its open connections are untouched"
+        );
     }
 }
 

@@ -31,6 +31,7 @@ pub struct Fixed {
     pub limits: Limits,
     pub admission: AdmissionConfig,
     pub websocket: WebSocketConfig,
+    pub sse: crate::config::SseConfig,
     pub history: HistoryConfig,
     /// The namespaces that keep history, with their retention.
     pub history_namespaces: Vec<(String, NamespaceHistory)>,
@@ -83,6 +84,7 @@ impl Fixed {
         config.limits.check(problems);
         config.admission.check(problems);
         config.websocket.check(problems);
+        config.sse.check(problems);
         config.history.check(problems);
         config.cluster.check(problems);
         Fixed {
@@ -92,6 +94,7 @@ impl Fixed {
             limits: config.limits.clone(),
             admission: config.admission.clone(),
             websocket: config.websocket.clone(),
+            sse: config.sse.clone(),
             history: config.history.clone(),
             history_namespaces: config
                 .namespaces
@@ -112,6 +115,7 @@ impl Fixed {
             ("limits", self.limits == other.limits),
             ("admission", self.admission == other.admission),
             ("websocket", self.websocket == other.websocket),
+            ("sse", self.sse == other.sse),
             ("history", self.history == other.history),
             (
                 "namespace history",

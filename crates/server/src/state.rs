@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::metrics::Outbound;
 use crate::registry::Registry;
 use crate::settings::{Fixed, Live};
+use crate::stream_token::Tokens;
 
 pub struct State {
     /// What only a restart can change.
@@ -35,6 +36,8 @@ pub struct State {
     reload_source: OnceLock<ReloadSource>,
     /// Failed admin-key attempts, which close the admin API for a while (`http::admin`).
     pub admin_failures: crate::auth::admin_key::Failures,
+    /// Tokens waiting for their Server-Sent Events stream.
+    pub stream_tokens: Tokens,
 }
 
 impl State {
@@ -65,6 +68,7 @@ impl State {
             ),
             metrics,
             reload_source: OnceLock::new(),
+            stream_tokens: Tokens::new(&fixed.sse),
             fixed,
             admin_failures: Default::default(),
         }

@@ -299,3 +299,89 @@ async fn connects_and_http_publishes_are_rate_limited_per_address() {
     assert!(metric(&server, "herald_rate_limited_total").await >= 4.0);
     server.stop().await;
 }
+
+/// Opens a TCP connection from `from` to the server, or `None` when no answer to the SYN came
+/// within `wait` (a blocked address's SYNs are dropped by the listener's filter).
+async fn connect_from(
+    server: &common::TestServer,
+    from: [u8; 4],
+    wait: Duration,
+) -> Option<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    match tokio::time::timeout(wait, socket.connect(server.addr)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => panic!("connect from {from:?}: {e}"),
+        Err(_) => None,
+    }
+}
+
+/// Asks `/healthz` on a kept-alive socket; true on 200.
+async fn healthy(s: &mut TcpStream) -> bool {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    matches!(
+        tokio::time::timeout(WAIT, s.read(&mut buf)).await,
+        Ok(Ok(n)) if n > 0 && buf[..n].starts_with(b"HTTP/1.1 200")
+    )
+}
+
+/// Socket-flood (issue 20): an address whose sockets keep coming over its cap is blocked in the
+/// kernel — its SYNs go unanswered, so the flood costs the server no accept and no close —
+/// while other addresses and the address's own open connections are served; the block ends.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_address_flooding_over_its_socket_cap_is_blocked_in_the_kernel() {
+    let mut c = config();
+    c.admission.max_sockets_per_address = 2;
+    c.admission.flood_block_refusals_per_second = 10;
+    c.admission.flood_block_secs = 1;
+    let server = start(c).await;
+    let attacker = [127, 0, 0, 2];
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from(&server, attacker, WAIT).await.unwrap();
+        assert!(healthy(&mut s).await);
+        held.push(s);
+    }
+    // Sockets over the cap: each is accepted and closed, until the tenth within a second.
+    let mut refused = 0;
+    let blocked_at = loop {
+        match connect_from(&server, attacker, Duration::from_millis(300)).await {
+            Some(mut s) => {
+                assert!(read_until_closed(&mut s).await.is_empty());
+                refused += 1;
+                assert!(refused < 1000, "never blocked");
+            }
+            None => break Instant::now(),
+        }
+    };
+    assert!(refused >= 10, "blocked after {refused} refusals");
+    assert_eq!(metric(&server, "herald_flood_blocks_total").await, 1.0);
+    assert_eq!(metric(&server, "herald_blocked_addresses").await, 1.0);
+    // Others are served, on sockets accepted while the filter is on; so are the address's own
+    // open connections.
+    let mut other = connect_from(&server, [127, 0, 0, 3], WAIT).await.unwrap();
+    assert!(healthy(&mut other).await);
+    assert!(healthy(&mut other).await);
+    for s in &mut held {
+        assert!(healthy(s).await);
+    }
+    // The block ends (1 s): the address's SYNs are answered again.
+    loop {
+        if connect_from(&server, attacker, Duration::from_millis(300))
+            .await
+            .is_some()
+        {
+            break;
+        }
+        assert!(blocked_at.elapsed() < WAIT, "the block never ended");
+    }
+    assert!(blocked_at.elapsed() >= Duration::from_millis(700));
+    server.stop().await;
+}

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use herald_protocol::{Channel, Pattern};
 
-use super::{Broker, PublishFuture, Subscriber};
+use super::{Broker, PublishFuture, Routed, Subscriber};
 use crate::connection::outbox::{Frames, Sent};
 use crate::metrics::Outbound;
 use crate::transport::uring;
@@ -143,7 +143,13 @@ impl Index {
 
     /// Pushes every body to every subscriber under `key`; returns how many subscribers, and
     /// adds what was written directly to `sent`.
-    fn deliver(&self, key: &str, bodies: &[Bytes], direct: Direct, sent: &mut Sent) -> usize {
+    fn deliver(
+        &self,
+        key: &str,
+        bodies: &mut Routed<'_>,
+        direct: Direct,
+        sent: &mut Sent,
+    ) -> usize {
         let map = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = map.get(key) else { return 0 };
         // Few subscribers: write to each directly when it can take it. Many: queue, so each
@@ -155,6 +161,7 @@ impl Index {
         }
         for sub in list {
             // A full queue closes that subscriber (see Outbox); the rest carry on.
+            let bodies = bodies.for_subscriber(sub);
             if let Ok(s) = sub.outbox.push_data(&sub.prefix, bodies, is_direct) {
                 sent.frames += s.frames;
                 sent.bytes += s.bytes;
@@ -168,11 +175,12 @@ impl Index {
 /// socket can take a direct write now (io_uring), then the others the usual way. Each claimed
 /// outbox stays locked until its send completed, so nothing interleaves with it, as with a
 /// single direct write.
-fn deliver_batched(list: &[Arc<Subscriber>], bodies: &[Bytes], sent: &mut Sent) {
+fn deliver_batched(list: &[Arc<Subscriber>], bodies: &mut Routed<'_>, sent: &mut Sent) {
     let mut claimed = Vec::with_capacity(list.len());
     let mut later = Vec::new();
+    let events = bodies.len();
     for sub in list {
-        match sub.outbox.claim_direct(bodies.len()) {
+        match sub.outbox.claim_direct(events) {
             Some(c) => claimed.push((sub, c)),
             None => later.push(sub),
         }
@@ -182,6 +190,7 @@ fn deliver_batched(list: &[Arc<Subscriber>], bodies: &[Bytes], sent: &mut Sent) 
         let mut arena = Vec::new();
         let mut spans = Vec::with_capacity(claimed.len());
         for (sub, _) in &claimed {
+            let bodies = bodies.for_subscriber(sub);
             let frames = Frames::new(&sub.prefix, bodies);
             let start = arena.len();
             for slice in frames
@@ -212,13 +221,14 @@ fn deliver_batched(list: &[Arc<Subscriber>], bodies: &[Bytes], sent: &mut Sent) 
         // Every claimed subscriber was sent all of `bodies` (a claim refuses more events than
         // one direct write carries).
         for (((_, c), buf), r) in claimed.into_iter().zip(&bufs).zip(results) {
-            if let Ok(s) = c.finish(buf, bodies.len(), r) {
+            if let Ok(s) = c.finish(buf, events, r) {
                 sent.frames += s.frames;
                 sent.bytes += s.bytes;
             }
         }
     }
     for sub in later {
+        let bodies = bodies.for_subscriber(sub);
         if let Ok(s) = sub.outbox.push_data(&sub.prefix, bodies, true) {
             sent.frames += s.frames;
             sent.bytes += s.bytes;
@@ -281,9 +291,10 @@ impl Hub {
     /// Delivers to local subscriptions of exactly this channel.
     pub fn deliver_exact(&self, channel: &Channel, bodies: &[Bytes]) -> usize {
         let mut sent = Sent::default();
+        let mut bodies = Routed::new(channel, bodies);
         let reached = self
             .exact
-            .deliver(channel.as_str(), bodies, self.direct, &mut sent);
+            .deliver(channel.as_str(), &mut bodies, self.direct, &mut sent);
         self.count(sent);
         reached
     }
@@ -292,7 +303,10 @@ impl Hub {
     pub fn deliver_below(&self, prefix: &str, channel: &Channel, bodies: &[Bytes]) -> usize {
         if channel.ancestors().any(|a| a == prefix) {
             let mut sent = Sent::default();
-            let reached = self.below.deliver(prefix, bodies, self.direct, &mut sent);
+            let mut bodies = Routed::new(channel, bodies);
+            let reached = self
+                .below
+                .deliver(prefix, &mut bodies, self.direct, &mut sent);
             self.count(sent);
             reached
         } else {
@@ -303,11 +317,15 @@ impl Hub {
     /// Delivers synchronously to local subscribers; returns subscriptions reached.
     pub fn deliver(&self, channel: &Channel, bodies: &[Bytes]) -> usize {
         let mut sent = Sent::default();
+        // One set of channel bodies for the exact and every wildcard subscription of the fan-out.
+        let mut bodies = Routed::new(channel, bodies);
         let mut reached = self
             .exact
-            .deliver(channel.as_str(), bodies, self.direct, &mut sent);
+            .deliver(channel.as_str(), &mut bodies, self.direct, &mut sent);
         for prefix in channel.ancestors() {
-            reached += self.below.deliver(prefix, bodies, self.direct, &mut sent);
+            reached += self
+                .below
+                .deliver(prefix, &mut bodies, self.direct, &mut sent);
         }
         self.count(sent);
         reached
@@ -341,6 +359,7 @@ mod tests {
         Arc::new(Subscriber {
             outbox: Arc::new(Outbox::new(1 << 20, 1000, None)),
             prefix: herald_protocol::reply::data_prefix(id),
+            with_channel: false,
         })
     }
 

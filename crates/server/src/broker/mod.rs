@@ -19,8 +19,54 @@ use crate::idempotency::SharedKeys;
 /// One subscription as the index sees it.
 pub struct Subscriber {
     pub outbox: Arc<Outbox>,
-    /// `{"type":"data","id":"<subscription id>","event":` for this subscription.
+    /// `{"type":"data","id":"<subscription id>","event":` for this subscription; with
+    /// `with_channel`, `{"type":"data","id":"<subscription id>",` (`reply::data_head`).
     pub prefix: Bytes,
+    /// The subscription asked for the channel on every event (`withChannel`): it is sent the
+    /// fan-out's shared [`Routed`] bodies instead of the plain ones.
+    pub with_channel: bool,
+}
+
+/// The bodies of one fan-out for subscriptions that asked for the channel
+/// (`reply::channel_body`): built at most once per fan-out, on meeting the first such
+/// subscription, and shared by all of them; a fan-out without one builds nothing.
+pub struct Routed<'a> {
+    channel: &'a Channel,
+    plain: &'a [Bytes],
+    built: Option<Vec<Bytes>>,
+}
+
+impl<'a> Routed<'a> {
+    pub fn new(channel: &'a Channel, plain: &'a [Bytes]) -> Routed<'a> {
+        Routed {
+            channel,
+            plain,
+            built: None,
+        }
+    }
+
+    /// Events in the fan-out.
+    pub fn len(&self) -> usize {
+        self.plain.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_empty()
+    }
+
+    /// The bodies `subscriber` is sent.
+    pub fn for_subscriber(&mut self, subscriber: &Subscriber) -> &[Bytes] {
+        if !subscriber.with_channel {
+            return self.plain;
+        }
+        let (channel, plain) = (self.channel, self.plain);
+        self.built.get_or_insert_with(|| {
+            plain
+                .iter()
+                .map(|b| herald_protocol::reply::channel_body(channel.as_str(), b))
+                .collect()
+        })
+    }
 }
 
 /// Failure to hand an event to the fan-out layer.

@@ -8,6 +8,9 @@
 
 pub mod outbox;
 mod session;
+pub mod sse;
+
+pub use session::{Caller, admit};
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -90,8 +90,17 @@ impl Drop for Ending {
     }
 }
 
+/// What a subscribe asked for beyond its channel (Herald extensions).
+#[derive(Debug, Default)]
+pub struct Asked {
+    /// Replay what was missed from here, then go live.
+    pub resume: Option<Resume>,
+    /// Name the channel in every `data` frame (`withChannel`).
+    pub with_channel: bool,
+}
+
 /// What a subscribe did.
-enum Subscribed {
+pub enum Subscribed {
     Live,
     /// Resuming in its own task; [`Session::resumed`] takes it from there.
     Resuming,
@@ -149,10 +158,15 @@ impl Session {
                 channel,
                 authorization,
                 resume,
+                with_channel,
             } => {
                 let state = self.state.clone();
                 let m = state.metrics.ns(namespace_of(&channel));
-                match self.subscribe(&id, &channel, authorization, resume).await {
+                let asked = Asked {
+                    resume,
+                    with_channel,
+                };
+                match self.subscribe(&id, &channel, authorization, asked).await {
                     Ok(Subscribed::Live) => {
                         m.subscribe_success.inc();
                         m.active_subscriptions.inc();
@@ -264,8 +278,12 @@ impl Session {
         id: &str,
         channel: &str,
         authorization: Option<AuthFields>,
-        resume: Option<Resume>,
+        asked: Asked,
     ) -> Result<Subscribed, WireError> {
+        let Asked {
+            resume,
+            with_channel,
+        } = asked;
         if self.subscriptions.contains_key(id) || self.resuming.contains_key(id) {
             return Err(WireError::new(
                 ErrorType::BadRequest,
@@ -298,35 +316,44 @@ impl Session {
         }
         let pattern = Pattern::parse(channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
-        let namespace = pattern.namespace();
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
-        let live = self.state.live();
-        let action = Action::Subscribe {
-            pattern: &pattern,
-            raw: channel,
+        let caller = Caller {
+            headers: &self.connect_fields,
+            source_ip: &self.source_ip,
         };
-        // Order of checks: authorization and access rules, then the onSubscribe handler.
-        let identity = live
-            .access
-            .authorize(action, Presented::fields(fields), &self.state.metrics)
-            .await?;
-        if let Some(handlers) = live
-            .handlers
-            .as_ref()
-            .filter(|h| h.has_on_subscribe(namespace))
-        {
-            let ctx = herald_handler::SubscribeContext {
-                channel: pattern.to_string(),
-                identity: Some(identity.to_context_value(&self.source_ip)).filter(|v| !v.is_null()),
-                request: publish::request_info(&self.connect_fields),
-            };
-            let started = Instant::now();
-            let outcome = handlers.on_subscribe(namespace, ctx).await;
-            let m = self.state.metrics.ns(namespace);
-            m.on_subscribe_seconds.observe(started.elapsed());
-            outcome
-                .map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
-        }
+        let identity = admit(
+            &self.state,
+            &pattern,
+            channel,
+            Presented::fields(fields),
+            &caller,
+        )
+        .await?;
+        self.go_live(
+            id,
+            pattern,
+            identity,
+            Asked {
+                resume,
+                with_channel,
+            },
+        )
+        .await
+    }
+
+    /// Makes an admitted subscription live (or starts its resume), under `id`.
+    pub async fn go_live(
+        &mut self,
+        id: &str,
+        pattern: Pattern,
+        identity: Identity,
+        asked: Asked,
+    ) -> Result<Subscribed, WireError> {
+        let Asked {
+            resume,
+            with_channel,
+        } = asked;
+        let namespace = pattern.namespace();
         // In cluster mode, events for this pattern must reach this node before the client is
         // told the subscription is live.
         let broker = &*self.state.broker;
@@ -338,7 +365,12 @@ impl Session {
         })?;
         let sub = Arc::new(Subscriber {
             outbox: self.outbox.clone(),
-            prefix: reply::data_prefix(id),
+            prefix: if with_channel {
+                reply::data_head(id)
+            } else {
+                reply::data_prefix(id)
+            },
+            with_channel,
         });
         match (resume, self.state.history_of(namespace)) {
             (Some(from), Some(_)) => {
@@ -548,6 +580,49 @@ impl Session {
             self.state.broker.unsubscribe(&pattern, &sub);
         }
     }
+}
+
+/// Who subscribes, for `onSubscribe` handlers (`ctx.request.headers`, `ctx.identity.sourceIp`).
+pub struct Caller<'a> {
+    pub headers: &'a AuthFields,
+    pub source_ip: &'a [String],
+}
+
+/// Whether `credential` may subscribe to `pattern` (`raw` as the client wrote it): authorization
+/// and access rules, then the namespace's `onSubscribe` handler. The identity admitted, or the
+/// client's error. The one check for every transport (WebSocket, Server-Sent Events).
+pub async fn admit(
+    state: &State,
+    pattern: &Pattern,
+    raw: &str,
+    credential: Presented<'_>,
+    caller: &Caller<'_>,
+) -> Result<Identity, WireError> {
+    let namespace = pattern.namespace();
+    let live = state.live();
+    let action = Action::Subscribe { pattern, raw };
+    // Order of checks: authorization and access rules, then the onSubscribe handler.
+    let identity = live
+        .access
+        .authorize(action, credential, &state.metrics)
+        .await?;
+    if let Some(handlers) = live
+        .handlers
+        .as_ref()
+        .filter(|h| h.has_on_subscribe(namespace))
+    {
+        let ctx = herald_handler::SubscribeContext {
+            channel: pattern.to_string(),
+            identity: Some(identity.to_context_value(caller.source_ip)).filter(|v| !v.is_null()),
+            request: publish::request_info(caller.headers),
+        };
+        let started = Instant::now();
+        let outcome = handlers.on_subscribe(namespace, ctx).await;
+        let m = state.metrics.ns(namespace);
+        m.on_subscribe_seconds.observe(started.elapsed());
+        outcome.map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
+    }
+    Ok(identity)
 }
 
 fn no_longer_allowed() -> WireError {

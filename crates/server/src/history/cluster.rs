@@ -100,6 +100,7 @@ impl Progress {
         bounds: &Bounds,
         pace: &Pace,
         outbox: &Outbox,
+        with_channel: bool,
     ) -> Result<Replay, Gone> {
         let mut seen = self.seen.clone();
         match self.store.last_sequence(&self.namespace).await {
@@ -125,7 +126,7 @@ impl Progress {
             store: &self.store,
             max_seq: *seen.borrow(),
         };
-        replay::read(&source, pattern, from, bounds, pace, outbox).await
+        replay::read(&source, pattern, from, bounds, pace, outbox, with_channel).await
     }
 }
 

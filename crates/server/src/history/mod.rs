@@ -261,14 +261,16 @@ impl History {
         let queues = self.queues_of(pattern.namespace())?;
         let _reading = self.admit(pattern.namespace())?;
         let outbox = pending.subscriber().outbox.clone();
+        let with_channel = pending.subscriber().with_channel;
         let bounds = &self.limits.replay;
+        let (pace, store) = (&queues.pace, &*self.store);
         let replay = match &queues.beside {
             Beside::Store => {
-                replay::read(&*self.store, pattern, &from, bounds, &queues.pace, &outbox).await
+                replay::read(store, pattern, &from, bounds, pace, &outbox, with_channel).await
             }
             Beside::Stream(progress) => {
                 progress
-                    .read(pattern, &from, bounds, &queues.pace, &outbox)
+                    .read(pattern, &from, bounds, pace, &outbox, with_channel)
                     .await
             }
         }

@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use herald_history::{HistoryError, Position, ReadOutcome, Since};
-use herald_protocol::reply::ResumeReport;
+use herald_protocol::reply::{self, ResumeReport};
 use herald_protocol::{Pattern, Resume};
 use tokio::sync::oneshot;
 
@@ -119,6 +119,8 @@ pub(super) struct Replay {
     listed: Vec<String>,
     /// Replay ended for good (a bound was reached, or listing failed): step 2 only goes live.
     stopped: bool,
+    /// The subscription asked for the channel on every event (`withChannel`).
+    with_channel: bool,
 }
 
 /// How reading one channel ended.
@@ -140,8 +142,10 @@ pub(super) async fn read(
     bounds: &Bounds,
     pace: &Pace,
     outbox: &Outbox,
+    with_channel: bool,
 ) -> Result<Replay, Gone> {
     let mut replay = Replay {
+        with_channel,
         report: ResumeReport {
             recovered: true,
             replayed: 0,
@@ -269,7 +273,12 @@ impl Replay {
                             return Ok(Ended::Bounded);
                         }
                         self.bytes += size;
-                        self.frames.push(body(channel, event));
+                        let body = body(channel, event);
+                        self.frames.push(if self.with_channel {
+                            reply::channel_body(channel, &body)
+                        } else {
+                            body
+                        });
                     }
                     since = Since::After(last);
                     if last.offset >= top.offset {

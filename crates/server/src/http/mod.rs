@@ -2,8 +2,9 @@
 //! `POST /event` ([`publish`], spec §3), the WebSocket upgrade at `/event/realtime`
 //! ([`upgrade`]), `GET /event/history` ([`history`]), `POST /admin/reload` ([`admin`]), the web
 //! console ([`console`]), plus `GET /healthz`, `GET /metrics` and CORS ([`cors`]) for pages on
-//! other origins. CORS covers the client API only, `/event` and `/event/history`: a page on
-//! another origin must not read `/metrics` or drive the admin API with a visitor's browser.
+//! other origins, and Server-Sent Events at `/event/stream` ([`stream`]). CORS covers the client
+//! API only, `/event`, `/event/history` and `/event/stream`: a page on another origin must not
+//! read `/metrics` or drive the admin API with a visitor's browser.
 
 pub mod admin;
 pub mod console;
@@ -12,12 +13,13 @@ pub mod history;
 pub mod publish;
 pub mod request;
 pub mod response;
+pub mod stream;
 pub mod upgrade;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,21 +27,52 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::state::State;
 use response::{Body, bad_request, error, errors, text};
 
+/// A response: whole, or an event stream.
+pub type Reply = Either<Body, stream::StreamingBody>;
+
 /// Routes one request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Reply> {
     let path = req.uri().path();
     let origin = req
         .headers()
         .get(header::ORIGIN)
-        .filter(|_| matches!(path, "/event" | "/event/history"))
+        .filter(|_| {
+            matches!(
+                path,
+                "/event" | "/event/history" | "/event/stream" | "/event/stream/token"
+            )
+        })
         .cloned();
     let mut response = match (req.method(), path) {
-        (&Method::POST, "/event") => publish::publish(&state, req).await,
+        (&Method::GET, "/event/stream") => match stream::stream(state.clone(), req).await {
+            Ok(r) => r.map(Either::Right),
+            Err(e) => error(e).map(Either::Left),
+        },
+        _ => route(&state, req).await.map(Either::Left),
+    };
+    if let Some(origin) = origin {
+        state.live().cors.apply(&origin, response.headers_mut());
+    }
+    state.metrics.http_status(response.status().as_u16());
+    response
+}
+
+/// Routes a request answered whole.
+async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::POST, "/event") => publish::publish(state, req).await,
+        (&Method::POST, "/event/stream/token") => stream::token(state, req).await,
         (&Method::OPTIONS, "/event") => cors::preflight(req.headers(), "POST, OPTIONS"),
-        (&Method::OPTIONS, "/event/history") => cors::preflight(req.headers(), "GET, OPTIONS"),
+        (&Method::OPTIONS, "/event/history" | "/event/stream") => {
+            cors::preflight(req.headers(), "GET, OPTIONS")
+        }
+        (&Method::OPTIONS, "/event/stream/token") => {
+            cors::preflight(req.headers(), "POST, OPTIONS")
+        }
         (&Method::GET, "/event/realtime") => upgrade::upgrade(state.clone(), req),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::POST, "/admin/reload") => admin::reload(&state, req.headers()).await,
+        (&Method::POST, "/admin/reload") => admin::reload(state, req.headers()).await,
         (&Method::GET, p) if p == "/console" || p.starts_with("/console/") => console::serve(p)
             .unwrap_or_else(|| errors(StatusCode::NOT_FOUND, bad_request("no such console file"))),
         (&Method::GET, "/metrics") => {
@@ -52,9 +85,17 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             r
         }
         (&Method::GET, "/event/history") => {
-            history::history(&state, req).await.unwrap_or_else(error)
+            history::history(state, req).await.unwrap_or_else(error)
         }
-        (_, "/event" | "/event/realtime" | "/event/history" | "/healthz") => errors(
+        (
+            _,
+            "/event"
+            | "/event/realtime"
+            | "/event/history"
+            | "/event/stream"
+            | "/event/stream/token"
+            | "/healthz",
+        ) => errors(
             StatusCode::METHOD_NOT_ALLOWED,
             bad_request("method not allowed on this path"),
         ),
@@ -62,10 +103,5 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             StatusCode::NOT_FOUND,
             bad_request("no such path: publish with POST /event, subscribe at /event/realtime"),
         ),
-    };
-    if let Some(origin) = origin {
-        state.live().cors.apply(&origin, response.headers_mut());
     }
-    state.metrics.http_status(response.status().as_u16());
-    response
 }

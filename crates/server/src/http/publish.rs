@@ -1,17 +1,14 @@
 //! `POST /event` (spec §3): read the body within its limit, decode it once, authorize, publish.
 
-use std::time::Duration;
-
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use herald_protocol::channel::namespace_of;
 use herald_protocol::message::check_idempotency_key;
 use herald_protocol::{Channel, ErrorType, HttpPublish, WireError, reply};
-use http_body_util::{BodyExt, Limited};
 
-use super::request::{client, header_fields, source_ip};
-use super::response::{Body, bad_request, closing, error, json};
+use super::request::{client, header_fields, read_body, source_ip};
+use super::response::{Body, bad_request, error, json};
 use crate::auth::{Action, Presented};
 use crate::metrics::Transport;
 use crate::state::State;
@@ -27,31 +24,9 @@ pub async fn publish(state: &State, req: Request<Incoming>) -> Response<Body> {
         ));
     }
     let (parts, body) = req.into_parts();
-    let limits = &state.fixed.limits;
-    let limit = limits.max_request_bytes;
-    let deadline = Duration::from_millis(limits.request_body_timeout_ms);
-    let read = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
-    let body = match read {
-        Err(_) => {
-            state.metrics.timeouts.inc();
-            return closing(error(WireError::custom(
-                ErrorType::BadRequest,
-                "RequestTimeoutException",
-                408,
-                format!(
-                    "the request body did not arrive within {} ms",
-                    deadline.as_millis()
-                ),
-            )));
-        }
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(WireError::new(
-                ErrorType::PayloadTooLarge,
-                format!("the request body is larger than {limit} bytes"),
-            ));
-        }
-        Ok(Err(_)) => return error(bad_request("could not read the request body")),
+    let body = match read_body(state, body, state.fixed.limits.max_request_bytes).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     let request = match HttpPublish::parse(&body, &state.event_limits) {
         Ok(r) => r,
