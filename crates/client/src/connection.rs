@@ -414,6 +414,9 @@ impl Task {
         if let Some(resume) = sub.resume() {
             frame["resume"] = resume.to_json();
         }
+        if self.inner.with_channel {
+            frame["withChannel"] = Value::Bool(true);
+        }
         frame
     }
 

@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) reconnect: Option<Reconnect>,
     pub(crate) subscription_buffer: usize,
     pub(crate) clock_skew: Duration,
+    /// Ask for each event's concrete channel (`withChannel`, a Herald extension).
+    pub(crate) with_channel: bool,
 }
 
 /// How a [`Connection`] comes back after its socket drops.
@@ -131,6 +133,7 @@ impl Client {
             reconnect: Some(Reconnect::default()),
             subscription_buffer: 1024,
             clock_skew: Duration::from_secs(5),
+            with_channel: false,
         }
     }
 
@@ -179,6 +182,7 @@ pub struct ClientBuilder {
     reconnect: Option<Reconnect>,
     subscription_buffer: usize,
     clock_skew: Duration,
+    with_channel: bool,
 }
 
 impl ClientBuilder {
@@ -246,6 +250,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Subscriptions ask Herald for each event's concrete channel (`"withChannel": true`, a
+    /// Herald extension), so [`Event::channel`] names it on wildcard subscriptions of any
+    /// namespace, not only those with history. Off by default: AppSync does not know the field.
+    pub fn with_channel(mut self, on: bool) -> Self {
+        self.with_channel = on;
+        self
+    }
+
     /// Checks the endpoint, the credentials and the CAs, and builds the client.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(e) = self.error {
@@ -276,6 +288,7 @@ impl ClientBuilder {
                 reconnect: self.reconnect,
                 subscription_buffer: self.subscription_buffer,
                 clock_skew: self.clock_skew,
+                with_channel: self.with_channel,
             }),
         })
     }

@@ -335,3 +335,25 @@ async fn a_wildcard_resumes_known_and_new_channels() {
     connection.close();
     server.stop().await;
 }
+
+/// With `with_channel`, a wildcard on a namespace without history still learns each event's
+/// channel (Herald's `withChannel`).
+#[tokio::test]
+async fn with_channel_names_the_channel_without_history() {
+    let server = start(&key_and_history()).await;
+    let client = Client::builder(&server.endpoint(), Auth::api_key(KEY))
+        .with_channel(true)
+        .build()
+        .unwrap();
+    let connection = client.connect().await.unwrap();
+    let mut sub = connection.subscribe("/default/*").await.unwrap();
+    client
+        .publish("/default/orders/eu", &[json!({"i": 1})])
+        .await
+        .unwrap();
+    let event = next_event(&mut sub).await;
+    assert_eq!(event.channel, "/default/orders/eu");
+    assert_eq!(event.position, None);
+    connection.close();
+    server.stop().await;
+}
