@@ -2,7 +2,8 @@
 //! JavaScript (QuickJS-ng via rquickjs) or as an HTTP endpoint ("direct Lambda" contract).
 //!
 //! Layout:
-//! - `config`: [`EngineConfig`] (limits, threads) and [`HandlerConfig`] (one per namespace).
+//! - `config`: [`EngineConfig`] (limits, threads), [`HandlerConfig`] (one per namespace) and
+//!   [`DataSourceConfig`] (one per data source).
 //! - `context`: [`PublishContext`] / [`SubscribeContext`] and their JSON form (spec §6).
 //! - `outcome`: returned events → one [`EventOutcome`] per incoming event; the 240 KB check.
 //! - `js`: the worker threads, each with a QuickJS runtime and a context per namespace, fed by
@@ -10,6 +11,10 @@
 //!   slow or failing handler cannot delay the others' calls.
 //! - `http`: POSTing the context to an HTTP handler and reading its answer; calls in flight are
 //!   capped per namespace for the same reason.
+//! - `source`: data sources (Lambda, DynamoDB, EventBridge, HTTP) that `{request, response}`
+//!   handlers and `DIRECT` Lambda handlers call. A data-source handler is two JavaScript calls
+//!   (`request`, `response`) with the service call between them made here, on the async
+//!   runtime, under the data source's timeout and in-flight bound: no JavaScript thread waits.
 //!
 //! The server builds one [`Handlers`] at startup (load errors name the namespace and line) and
 //! calls [`Handlers::on_publish`] / [`Handlers::on_subscribe`] from its async tasks.
