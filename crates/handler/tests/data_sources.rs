@@ -93,6 +93,10 @@ fn header<'a>(hit: &'a Hit, name: &str) -> &'a str {
 /// Re-signs what the fixture received with `aws-sigv4`, at the request's own `x-amz-date`,
 /// over the headers it signed, and compares the `authorization` header.
 fn assert_signed(fixture: &Fixture, hit: &Hit, service: &str) {
+    assert_signed_with(fixture, hit, service, None);
+}
+
+fn assert_signed_with(fixture: &Fixture, hit: &Hit, service: &str, session_token: Option<&str>) {
     let authorization = header(hit, "authorization");
     let signed_names: Vec<&str> = authorization
         .split("SignedHeaders=")
@@ -105,7 +109,7 @@ fn assert_signed(fixture: &Fixture, hit: &Hit, service: &str) {
         .collect();
     let headers: Vec<(&str, String)> = signed_names
         .iter()
-        .filter(|n| **n != "x-amz-date")
+        .filter(|n| !matches!(**n, "x-amz-date" | "x-amz-security-token"))
         .map(|n| (*n, header(hit, n).to_owned()))
         .collect();
     let date = header(hit, "x-amz-date");
@@ -119,7 +123,7 @@ fn assert_signed(fixture: &Fixture, hit: &Hit, service: &str) {
         Key {
             id: KEY_ID,
             secret: SECRET,
-            session_token: None,
+            session_token,
         },
         REGION,
     )
@@ -693,4 +697,5 @@ async fn credentials_stay_out_of_errors_and_debug() {
     assert!(!text.contains(SECRET) && !text.contains("TOKEN-SECRET"));
     let hit = lambda.last().unwrap();
     assert_eq!(header(&hit, "x-amz-security-token"), "TOKEN-SECRET");
+    assert_signed_with(&lambda, &hit, "lambda", Some("TOKEN-SECRET"));
 }
