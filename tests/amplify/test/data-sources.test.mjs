@@ -191,7 +191,7 @@ after(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-test('every published chat message is stored in DynamoDB before it is broadcast (AWS's example as docs/handlers.md shows it)', TEST, async () => {
+test('every published chat message is stored in DynamoDB before it is broadcast (the AWS example, as docs/handlers.md shows it)', TEST, async () => {
   const id = nonce();
   const seg = uniqueSegment('room');
   const ch = await withTimeout(events.connect(`/chat/${seg}`), T, 'events.connect');
