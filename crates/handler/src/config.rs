@@ -80,6 +80,14 @@ pub struct HandlerConfig {
     pub on_publish: Option<HttpHandlerConfig>,
     /// Send `onSubscribe` to an HTTP endpoint instead of JavaScript.
     pub on_subscribe: Option<HttpHandlerConfig>,
+    /// The data source (a `[[data_sources]]` name) that `{request, response}` exports call:
+    /// AppSync's `integration.dataSourceName` with `behavior = CODE`, for both operations unless
+    /// overridden below.
+    pub data_source: Option<String>,
+    /// `onPublish`'s data source, when it differs from `data_source`.
+    pub publish_data_source: Option<String>,
+    /// `onSubscribe`'s data source, when it differs from `data_source`.
+    pub subscribe_data_source: Option<String>,
 }
 
 impl HandlerConfig {
@@ -93,13 +101,18 @@ impl HandlerConfig {
     }
 }
 
-/// An HTTP handler ("direct Lambda" style): the context JSON is POSTed to `url`.
+/// An HTTP handler ("direct Lambda" style): the context JSON is POSTed to `url`; or, with
+/// `lambda`, AppSync's `DIRECT` behaviour: the context is the payload of a Lambda Invoke through
+/// that `AWS_LAMBDA` data source. Exactly one of the two is set.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpHandlerConfig {
-    /// `http://` or `https://` URL that receives the POST.
-    #[serde(rename = "http")]
+    /// `http://` or `https://` URL that receives the POST; empty when `lambda` is set.
+    #[serde(rename = "http", default)]
     pub url: String,
+    /// Name of an `AWS_LAMBDA` data source to invoke directly (`DIRECT` in AppSync).
+    #[serde(default)]
+    pub lambda: Option<String>,
     /// Wait for the answer (`REQUEST_RESPONSE`, default) or fire and forget (`EVENT`).
     #[serde(default)]
     pub invoke_type: InvokeType,
@@ -124,6 +137,96 @@ pub enum InvokeType {
     RequestResponse,
     /// Send and do not wait: publish broadcasts the events unchanged, subscribe is allowed.
     Event,
+}
+
+/// One data source (`[[data_sources]]` in the server config): a service that
+/// `{request, response}` handlers and `DIRECT` Lambda handlers call. Which keys apply depends
+/// on `type`; loading checks that the ones a type needs are set.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSourceConfig {
+    /// Referenced by `data_source` / `lambda` in a namespace's handlers.
+    pub name: String,
+    /// AppSync's data source type.
+    #[serde(rename = "type")]
+    pub kind: DataSourceKind,
+    /// AWS region for signing and the default endpoint. Absent: `AWS_REGION`, then
+    /// `AWS_DEFAULT_REGION`, then `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Base URL of the service: required for `HTTP`; for AWS types it replaces
+    /// `https://<service>.<region>.amazonaws.com` (e.g. a local DynamoDB).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Static credentials; absent: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+    /// `AWS_SESSION_TOKEN` from the environment when the data source is loaded.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret of `access_key_id`. Never logged.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials. Never logged.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// `AWS_LAMBDA`: the function name or ARN.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// `AMAZON_DYNAMODB`: the table single-item operations, queries and scans use.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// `AMAZON_EVENTBRIDGE`: the event bus name or ARN.
+    #[serde(default)]
+    pub event_bus: Option<String>,
+    /// `HTTP`: headers added to every request (a request's own headers win).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Limit of one call (connect, send, answer); past it the call fails with `ctx.error`.
+    #[serde(default = "default_source_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Calls to this data source in flight at once, all namespaces together; past it a call
+    /// fails at once with `LimitExceededError` rather than queueing behind a slow service.
+    #[serde(default = "default_source_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl std::fmt::Debug for DataSourceConfig {
+    // By hand: the secret and the session token must never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataSourceConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("function", &self.function)
+            .field("table", &self.table)
+            .field("event_bus", &self.event_bus)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_source_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_source_max_in_flight() -> usize {
+    64
+}
+
+/// Data source types, named as AppSync names them.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DataSourceKind {
+    /// Lambda Invoke API (SigV4 service `lambda`).
+    AwsLambda,
+    /// DynamoDB JSON API (SigV4 service `dynamodb`).
+    AmazonDynamodb,
+    /// EventBridge `PutEvents` (SigV4 service `events`).
+    AmazonEventbridge,
+    /// Any HTTP endpoint, unsigned.
+    Http,
 }
 
 #[cfg(test)]

@@ -70,6 +70,14 @@ pub enum LoadError {
         /// What happened.
         message: String,
     },
+    /// A `[[data_sources]]` entry is incomplete or contradictory.
+    #[error("data source {name}: {reason}")]
+    DataSource {
+        /// The data source's name.
+        name: String,
+        /// What to change.
+        reason: String,
+    },
     /// The JavaScript engine or its threads could not start.
     #[error("cannot start the JavaScript handler engine: {0}")]
     Engine(String),
@@ -141,6 +149,19 @@ pub enum HandlerError {
         /// The endpoint's origin (`scheme://host:port`): its path or query may hold a secret.
         url: String,
         /// What went wrong.
+        reason: String,
+    },
+    /// A `DIRECT` Lambda handler's call failed (network, timeout, function error). Data-source
+    /// failures of `{request, response}` handlers reach `response` as `ctx.error` instead.
+    #[error("namespace {namespace}: {operation} data source {source_name}: {reason}")]
+    DataSource {
+        /// Namespace of the handler.
+        namespace: String,
+        /// Which handler.
+        operation: Operation,
+        /// The data source's name.
+        source_name: String,
+        /// What went wrong (never credentials).
         reason: String,
     },
     /// The handler's result breaks the contract (unknown or duplicate id, wrong shape).

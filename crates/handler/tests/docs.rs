@@ -160,6 +160,7 @@ async fn http_example_works_when_node_is_installed() {
     let url = format!("http://127.0.0.1:{port}/");
     let http = HttpHandlerConfig {
         url,
+        lambda: None,
         invoke_type: InvokeType::RequestResponse,
         timeout_ms: 5_000,
         headers: Default::default(),

@@ -89,6 +89,7 @@ async fn server(script: Script) -> (String, mpsc::Receiver<Received>) {
 fn http_handler(url: &str, invoke_type: InvokeType, timeout_ms: u64) -> HttpHandlerConfig {
     HttpHandlerConfig {
         url: url.to_owned(),
+        lambda: None,
         invoke_type,
         timeout_ms,
         headers: [("x-secret".to_owned(), "s3cret".to_owned())].into(),

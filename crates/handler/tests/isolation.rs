@@ -263,6 +263,7 @@ fn hanging_and_answering(
     let http = |path: &str| HandlerConfig {
         on_publish: Some(HttpHandlerConfig {
             url: format!("{url}{path}"),
+            lambda: None,
             invoke_type,
             // Far beyond the test: `a`'s calls must not end while `b`'s is checked.
             timeout_ms: 60_000,

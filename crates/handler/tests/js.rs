@@ -271,7 +271,10 @@ fn load_errors_are_clear() {
             .contains("neither onPublish nor onSubscribe"),
         "{err}"
     );
+    // A data-source handler needs a data source.
     let err = load("export const onPublish = { request() {}, response() {} }").unwrap_err();
+    assert!(err.to_string().contains("set data_source"), "{err}");
+    let err = load("export const onPublish = 5").unwrap_err();
     assert!(err.to_string().contains("must be a function"), "{err}");
     let err = load("while (true) {}\nexport const onPublish = (c) => c.events").unwrap_err();
     assert!(err.to_string().contains("did not finish"), "{err}");

@@ -51,6 +51,10 @@ pub struct Config {
     /// Limits of the handler engine (`docs/handlers.md`).
     #[serde(skip_serializing)]
     pub handlers: herald_handler::EngineConfig,
+    /// Services that namespace handlers call (`[[data_sources]]`, `docs/handlers.md`). Not
+    /// serialized: they may hold credentials.
+    #[serde(skip_serializing)]
+    pub data_sources: Vec<herald_handler::DataSourceConfig>,
     /// How long a graceful shutdown waits for connections to close, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -81,6 +85,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             history: HistoryConfig::default(),
             handlers: herald_handler::EngineConfig::default(),
+            data_sources: Vec::new(),
             admin: AdminConfig::default(),
             cluster: ClusterConfig::default(),
             shutdown_grace_ms: 10_000,

@@ -151,7 +151,7 @@ fn load_handlers(
     if with.is_empty() {
         return Ok(None);
     }
-    herald_handler::Handlers::new(&config.handlers, with)
+    herald_handler::Handlers::with_data_sources(&config.handlers, &config.data_sources, with)
         .map(|h| Some(h.with_max_event_bytes(config.limits.max_event_bytes)))
 }
 

@@ -21,6 +21,8 @@ pub enum Reply {
     Raw(u16, &'static str, String),
     /// Never answer (the connection stays open until the client gives up).
     Hang,
+    /// Status, extra response headers and JSON body.
+    JsonWithHeaders(u16, Vec<(&'static str, String)>, String),
     /// A redirect: status and `Location`.
     Redirect(u16, String),
 }
@@ -31,6 +33,8 @@ pub struct Hit {
     pub method: String,
     /// The path, without the query.
     pub path: String,
+    /// The query string, without `?` (empty when none).
+    pub query: String,
     /// Names as hyper gives them (lowercase).
     pub headers: Vec<(String, String)>,
     /// The body as text (invalid UTF-8 replaced).
@@ -133,6 +137,7 @@ where
 {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
     let headers = req
         .headers()
         .iter()
@@ -149,18 +154,27 @@ where
     hits.lock().unwrap().push(Hit {
         method,
         path,
+        query,
         headers,
         body,
     });
+    let mut extra = Vec::new();
     let (status, content_type, text, location) = match reply {
         Reply::Json(s, b) => (s, "application/json", b, None),
         Reply::Raw(s, c, b) => (s, c, b, None),
         Reply::Hang => std::future::pending().await,
         Reply::Redirect(s, to) => (s, "text/plain", String::new(), Some(to)),
+        Reply::JsonWithHeaders(s, h, b) => {
+            extra = h;
+            (s, "application/json", b, None)
+        }
     };
     let mut response = Response::builder()
         .status(status)
         .header("content-type", content_type);
+    for (name, value) in extra {
+        response = response.header(name, value);
+    }
     if let Some(to) = location {
         response = response.header("location", to);
     }

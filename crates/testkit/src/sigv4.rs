@@ -65,6 +65,18 @@ impl<'a> Signer<'a> {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Vec<(String, String)> {
+        self.sign_for("appsync", method, url, headers, body)
+    }
+
+    /// [`Signer::sign`] for another SigV4 service name (`lambda`, `dynamodb`, `events`, …).
+    pub fn sign_for(
+        &self,
+        service: &str,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Vec<(String, String)> {
         let key = self.key;
         let identity = Credentials::new(
             key.id,
@@ -81,7 +93,7 @@ impl<'a> Signer<'a> {
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(self.region)
-            .name("appsync")
+            .name(service)
             .time(self.time)
             .settings(settings)
             .build()

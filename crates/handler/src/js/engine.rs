@@ -18,6 +18,9 @@ const UTILS_MODULE: &str = "@aws-appsync/utils";
 const UTILS_SOURCE: &str = "const h = globalThis.__heraldUtils;\n\
      export const util = h.util;\nexport const runtime = h.runtime;\nexport default h;\n";
 const PRELUDE: &str = include_str!("prelude.js");
+/// `@aws-appsync/utils/dynamodb`: the DynamoDB request builders.
+const DYNAMODB_MODULE: &str = "@aws-appsync/utils/dynamodb";
+const DYNAMODB_SOURCE: &str = include_str!("dynamodb.js");
 /// QuickJS's own stack limit; worker threads get a larger OS stack (see `pool.rs`).
 pub(crate) const JS_STACK_BYTES: usize = 1024 * 1024;
 
@@ -35,6 +38,21 @@ pub(crate) struct JsSource {
 pub(crate) struct Exports {
     pub on_publish: bool,
     pub on_subscribe: bool,
+    /// `onPublish` is a `{request, response}` object (a data-source handler).
+    pub publish_request: bool,
+    /// `onSubscribe` is a `{request, response}` object.
+    pub subscribe_request: bool,
+}
+
+/// Which step of a handler call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// A function export, whole.
+    Handler,
+    /// `request` of a `{request, response}` export.
+    Request,
+    /// `response` of a `{request, response}` export.
+    Response,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +162,8 @@ impl Engine {
             let exports = Exports {
                 on_publish: on_publish.is_some(),
                 on_subscribe: on_subscribe.is_some(),
+                publish_request: on_publish.as_ref().is_some_and(|v| !v.is_function()),
+                subscribe_request: on_subscribe.as_ref().is_some_and(|v| !v.is_function()),
             };
             let set: Function = ctx
                 .globals()
@@ -169,7 +189,9 @@ impl Engine {
         &self,
         index: usize,
         operation: Operation,
+        phase: Phase,
         ctx_json: &str,
+        extra: Option<&str>,
     ) -> Result<String, CallFailure> {
         let Some(context) = self.contexts.get(index) else {
             return Err(CallFailure::Engine(format!(
@@ -180,13 +202,18 @@ impl Engine {
             Operation::Publish => "publish",
             Operation::Subscribe => "subscribe",
         };
+        let phase = match phase {
+            Phase::Handler => "handler",
+            Phase::Request => "request",
+            Phase::Response => "response",
+        };
         self.watchdog.arm(self.limits.time);
         let result = context.with(|ctx| {
             let call: Function = ctx
                 .globals()
                 .get("__heraldCall")
                 .map_err(|e| caught(&ctx, e))?;
-            call.call::<_, String>((kind, ctx_json))
+            call.call::<_, String>((kind, phase, ctx_json, extra.unwrap_or("null")))
                 .map_err(|e| caught(&ctx, e))
         });
         // Promise jobs the handler queued run now, under the same deadline, so none pile up
@@ -210,14 +237,15 @@ impl Engine {
     }
 }
 
-/// Reads `onPublish`/`onSubscribe` from the module namespace. Absent is fine; anything but a
-/// function (e.g. AppSync's `{request, response}` data-source form) is a load error.
+/// Reads `onPublish`/`onSubscribe` from the module namespace: absent, a function, or AppSync's
+/// data-source form, an object with a `request` function (and, usually, `response`). Anything
+/// else is a load error.
 fn handler_export<'js>(
     ctx: &Ctx<'js>,
     module: &Module<'js, rquickjs::module::Evaluated>,
     operation: Operation,
     namespace: &str,
-) -> Result<Option<Function<'js>>, LoadError> {
+) -> Result<Option<Value<'js>>, LoadError> {
     let name = operation.handler_name();
     let exports = module
         .namespace()
@@ -228,16 +256,35 @@ fn handler_export<'js>(
     if value.is_undefined() {
         return Ok(None);
     }
-    match value.into_function() {
-        Some(f) => Ok(Some(f)),
-        None => Err(LoadError::Config {
-            namespace: namespace.to_owned(),
-            reason: format!(
-                "export {name} must be a function; data-source handlers ({{request, response}}) \
-                 are not supported, use an HTTP handler instead"
-            ),
-        }),
+    if value.is_function() {
+        return Ok(Some(value));
     }
+    let config_error = |reason: String| LoadError::Config {
+        namespace: namespace.to_owned(),
+        reason,
+    };
+    let Some(object) = value.as_object() else {
+        return Err(config_error(format!(
+            "export {name} must be a function or an object {{request, response}}"
+        )));
+    };
+    let member = |key: &str| -> Result<Value<'js>, LoadError> {
+        object
+            .get(key)
+            .map_err(|e| LoadError::Engine(caught(ctx, e)))
+    };
+    if !member("request")?.is_function() {
+        return Err(config_error(format!(
+            "export {name} is an object, so it needs a request(ctx) function"
+        )));
+    }
+    let response = member("response")?;
+    if !response.is_undefined() && !response.is_function() {
+        return Err(config_error(format!(
+            "export {name}.response must be a function"
+        )));
+    }
+    Ok(Some(value))
 }
 
 fn install_natives(ctx: &Ctx<'_>, namespace: &str) -> rquickjs::Result<()> {
@@ -312,7 +359,7 @@ fn line_of(stack: &str, module_name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Resolves and loads only `@aws-appsync/utils`, from memory. Nothing touches the filesystem.
+/// Resolves and loads only `@aws-appsync/utils` and its `/dynamodb` module, from memory. Nothing touches the filesystem.
 struct UtilsOnly;
 
 impl Resolver for UtilsOnly {
@@ -323,13 +370,15 @@ impl Resolver for UtilsOnly {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
-        if name == UTILS_MODULE {
+        if name == UTILS_MODULE || name == DYNAMODB_MODULE {
             Ok(name.to_owned())
         } else {
             Err(rquickjs::Error::new_resolving_message(
                 base,
                 name,
-                format!("only {UTILS_MODULE} can be imported in Herald handlers"),
+                format!(
+                    "only {UTILS_MODULE} and {DYNAMODB_MODULE} can be imported in Herald handlers"
+                ),
             ))
         }
     }
@@ -344,6 +393,8 @@ impl Loader for UtilsOnly {
     ) -> rquickjs::Result<Module<'js, rquickjs::module::Declared>> {
         if name == UTILS_MODULE {
             Module::declare(ctx.clone(), name, UTILS_SOURCE)
+        } else if name == DYNAMODB_MODULE {
+            Module::declare(ctx.clone(), name, DYNAMODB_SOURCE)
         } else {
             Err(rquickjs::Error::new_loading(name))
         }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use crate::config::EngineConfig;
 use crate::error::{HandlerError, LoadError, Operation};
 use engine::{CallFailure, Engine, JS_STACK_BYTES, Limits};
-pub(crate) use engine::{Exports, JsSource};
+pub(crate) use engine::{Exports, JsSource, Phase};
 use queue::{Bounds, FairQueue, Ran, Refused};
 
 /// OS stack for worker threads: QuickJS's own limit plus room for the native frames around it.
@@ -30,7 +30,10 @@ const WORKER_STACK_BYTES: usize = JS_STACK_BYTES * 4;
 /// queue's.
 struct Job {
     operation: Operation,
+    phase: Phase,
     ctx_json: String,
+    /// For [`Phase::Response`]: `{result, error, stash}` as JSON.
+    extra: Option<String>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -115,18 +118,23 @@ impl JsPool {
         Ok((pool, exports))
     }
 
-    /// Runs one call on a worker; returns the wrapper's JSON text.
+    /// Runs one call (or one step of a data-source handler) on a worker; returns the wrapper's
+    /// JSON text.
     pub(crate) async fn call(
         &self,
         index: usize,
         namespace: &str,
         operation: Operation,
+        phase: Phase,
         ctx_json: String,
+        extra: Option<String>,
     ) -> Result<String, HandlerError> {
         let (reply, mut answer) = oneshot::channel();
         let job = Job {
             operation,
+            phase,
             ctx_json,
+            extra,
             reply,
         };
         let queued = self
@@ -262,7 +270,13 @@ fn worker(queue: &FairQueue<Job>, sources: &[JsSource], limits: Limits, ready: R
         }
         let result = match &engine {
             Some(e) => catch_unwind(AssertUnwindSafe(|| {
-                e.call(index, job.operation, &job.ctx_json)
+                e.call(
+                    index,
+                    job.operation,
+                    job.phase,
+                    &job.ctx_json,
+                    job.extra.as_deref(),
+                )
             }))
             .unwrap_or_else(|_| Err(CallFailure::Engine("the JavaScript engine panicked".into()))),
             None => Err(CallFailure::Engine(

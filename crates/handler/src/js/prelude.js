@@ -40,7 +40,43 @@
     }
   }
 
+  // util.dynamodb: plain values to DynamoDB's typed form (AppSync's conversions).
+  function toDynamoDB(value) {
+    if (value === null || value === undefined) return { NULL: true };
+    if (typeof value === 'string') return { S: value };
+    if (typeof value === 'number') return { N: String(value) };
+    if (typeof value === 'boolean') return { BOOL: value };
+    if (Array.isArray(value)) return { L: value.map(toDynamoDB) };
+    if (typeof value === 'object') return { M: toMapValues(value) };
+    return { S: String(value) };
+  }
+  function toMapValues(object) {
+    const out = {};
+    for (const [k, v] of Object.entries(object ?? {})) {
+      if (v !== undefined) out[k] = toDynamoDB(v);
+    }
+    return out;
+  }
+  const dynamodb = Object.freeze({
+    toDynamoDB,
+    toMapValues,
+    toString: (s) => ({ S: String(s) }),
+    toStringSet: (list) => ({ SS: list.map(String) }),
+    toNumber: (n) => ({ N: String(n) }),
+    toNumberSet: (list) => ({ NS: list.map(String) }),
+    toBinary: (b) => ({ B: String(b) }),
+    toBinarySet: (list) => ({ BS: list.map(String) }),
+    toBoolean: (b) => ({ BOOL: Boolean(b) }),
+    toNull: () => ({ NULL: true }),
+    toList: (list) => ({ L: list.map(toDynamoDB) }),
+    toMap: (object) => ({ M: toMapValues(object) }),
+    toS3Object: (key, bucket, region, version) =>
+      ({ S: JSON.stringify({ s3: version === undefined ? { key, bucket, region } : { key, bucket, region, version } }) }),
+    fromS3ObjectJson: (json) => JSON.parse(json).s3,
+  });
+
   const util = Object.freeze({
+    dynamodb,
     error(message, errorType) {
       throw new HeraldSignal('error', message === undefined ? '' : String(message),
         errorType === undefined || errorType === null ? null : String(errorType));
@@ -101,15 +137,41 @@
       /out of memory|interrupted/.test(String(e.message));
   }
 
-  // Runs one handler call. Returns JSON text: {t:'ok', v} | {t:'error', m, et} |
+  // Without `response`, a data-source handler passes the call's error on and otherwise keeps
+  // the events (publish) or allows (subscribe).
+  function defaultResponse(ctx) {
+    if (ctx.error) util.error(ctx.error.message, ctx.error.type);
+    return ctx.events;
+  }
+
+  // Runs one step of a handler call. `phase` is 'handler' (a plain function export), 'request'
+  // or 'response' (a {request, response} export; `extra` carries {result, error, stash}).
+  // Returns JSON text: {t:'ok', v} | {t:'request', v, s} | {t:'error', m, et} |
   // {t:'unauthorized'} | {t:'thrown', m}.
-  function call(kind, json) {
-    const fn = handlers[kind];
+  function call(kind, phase, json, extra) {
+    const handler = handlers[kind];
     let out;
     try {
-      const result = fn(JSON.parse(json));
+      const ctx = JSON.parse(json);
+      let fn = handler;
+      if (phase === 'request') {
+        fn = handler.request;
+      } else if (phase === 'response') {
+        const x = JSON.parse(extra);
+        ctx.result = x.result === undefined ? null : x.result;
+        ctx.error = x.error === undefined ? null : x.error;
+        ctx.stash = x.stash && typeof x.stash === 'object' ? x.stash : {};
+        fn = typeof handler.response === 'function' ? handler.response : defaultResponse;
+      }
+      const result = fn.call(handler, ctx);
       if (result instanceof Promise) {
         out = { t: 'thrown', m: 'handlers must be synchronous, but ' + kind + ' returned a Promise' };
+      } else if (phase === 'request') {
+        if (result === undefined || result === null) {
+          out = { t: 'thrown', m: 'request must return the data source request object' };
+        } else {
+          out = { t: 'request', v: result, s: ctx.stash };
+        }
       } else {
         out = { t: 'ok', v: result === undefined ? null : result };
       }
