@@ -278,3 +278,46 @@ fn nats_messages(
     }
     pos
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(transport: Transport, with_channel: bool) -> Endpoint {
+        let a: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Endpoint {
+            protocol: Protocol::Appsync,
+            ws_addr: a,
+            http_addr: a,
+            api_key: "k".into(),
+            namespace: "default".into(),
+            app_id: String::new(),
+            app_key: String::new(),
+            app_secret: String::new(),
+            group_size: 10,
+            transport,
+            with_channel,
+        }
+    }
+
+    #[test]
+    fn channel_member_of_exact_and_wildcard_subscriptions() {
+        assert_eq!(
+            endpoint(Transport::Ws, false).channel_member("/default/a"),
+            None
+        );
+        let ep = endpoint(Transport::Sse, false);
+        let exact = ep.channel_member("/default/g0/c1").unwrap();
+        let wild = ep.channel_member("/default/g0/*").unwrap();
+        let frame = br#"{"type":"data","id":"s7","channel":"/default/g0/c1","event":"{}"}"#;
+        assert!(has_member(frame, &exact));
+        assert!(has_member(frame, &wild));
+        let other = br#"{"type":"data","id":"s7","channel":"/default/g0/c12","event":"{}"}"#;
+        assert!(!has_member(other, &exact), "a longer channel is another one");
+        assert!(has_member(other, &wild));
+        let plain = br#"{"type":"data","id":"s7","event":"{\"channel\":\"/default/g0/c1\"}"}"#;
+        assert!(!has_member(plain, &exact), "inside the event does not count");
+        let ws = endpoint(Transport::Ws, true);
+        assert_eq!(ws.channel_member("/default/g0/c1"), Some(exact));
+    }
+}
