@@ -313,10 +313,16 @@ mod tests {
         assert!(has_member(frame, &exact));
         assert!(has_member(frame, &wild));
         let other = br#"{"type":"data","id":"s7","channel":"/default/g0/c12","event":"{}"}"#;
-        assert!(!has_member(other, &exact), "a longer channel is another one");
+        assert!(
+            !has_member(other, &exact),
+            "a longer channel is another one"
+        );
         assert!(has_member(other, &wild));
         let plain = br#"{"type":"data","id":"s7","event":"{\"channel\":\"/default/g0/c1\"}"}"#;
-        assert!(!has_member(plain, &exact), "inside the event does not count");
+        assert!(
+            !has_member(plain, &exact),
+            "inside the event does not count"
+        );
         let ws = endpoint(Transport::Ws, true);
         assert_eq!(ws.channel_member("/default/g0/c1"), Some(exact));
     }
