@@ -139,6 +139,13 @@ run_cases() {
     if [ ${#PUBWS16[@]} -gt 0 ]; then
         run_case "$server" channels-100x1-ws channels --channels 100 --subscribers 1 --wildcard-share 0 --secs 8 "${PUBWS16[@]}"
     fi
+    # Herald's extensions (issue 17): the same fan-outs with Server-Sent Events subscribers, and
+    # with the channel on every event; compare with fanout-1x10000 and channels-1000x10-wild10.
+    if [ "$server" = herald ]; then
+        run_case "$server" fanout-1x10000-sse fanout --subscribers 10000 --secs 10 "${PUB4[@]}" --transport sse
+        run_case "$server" fanout-1x10000-chan fanout --subscribers 10000 --secs 10 "${PUB4[@]}" --with-channel
+        run_case "$server" channels-1000x10-wild10-chan channels --channels 1000 --subscribers 10 --wildcard-share 0.1 --batch 5 --secs 10 "${PUB32[@]}" --with-channel
+    fi
     run_case "$server" unloaded-1x1 fanout --subscribers 1 --rate 100 --secs 5 "${PUB4[@]}"
     run_case "$server" unloaded-1x100 fanout --subscribers 100 --rate 100 --secs 5 "${PUB4[@]}"
     run_case "$server" sweep-1x1000 sweep --subscribers 1000 --start-rate 50 --factor 2 --max-steps 12 --step-secs 3 --max-p99-ms 1000 "${PUB32[@]}"

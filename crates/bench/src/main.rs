@@ -17,6 +17,7 @@ mod publisher;
 mod pubsub;
 mod pusher;
 mod report;
+mod sse;
 mod subscriber;
 mod summarize;
 mod target;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::{Endpoint, Protocol};
+use crate::target::{Endpoint, Protocol, Transport};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,14 @@ struct Common {
     /// Tiny sizes, a few seconds; exit non-zero unless delivery is complete (for CI).
     #[arg(long, global = true)]
     smoke: bool,
+    /// How subscribers of `fanout`, `channels` and `sweep` connect: `ws`, or `sse` for Herald's
+    /// Server-Sent Events stream (`GET /event/stream`, AppSync protocol only).
+    #[arg(long, global = true, value_enum, default_value = "ws")]
+    transport: Transport,
+    /// Subscribers ask for the channel on every event (`"withChannel": true`, Herald's
+    /// extension) and check it against their subscription.
+    #[arg(long, global = true)]
+    with_channel: bool,
     /// Free-form label stored in the JSON (e.g. "herald", "sockudo").
     #[arg(long, global = true, default_value = "")]
     label: String,
@@ -239,7 +248,7 @@ struct PubArgs {
 }
 
 impl PubArgs {
-    fn plan(&self, channels: u32, subs: u32, wildcard_share: f64) -> pubsub::Plan {
+    fn plan(&self, ep: &Endpoint, channels: u32, subs: u32, wildcard_share: f64) -> pubsub::Plan {
         pubsub::Plan {
             channels,
             subs_per_channel: subs,
@@ -257,6 +266,9 @@ impl PubArgs {
             steps: Vec::new(),
             step_s: 0.0,
             max_p99_ms: 0.0,
+            transport: ep.transport,
+            with_channel: ep.with_channel,
+            checks_channel: ep.channel_member("/").is_some(),
         }
     }
 
@@ -300,7 +312,19 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         app_key: c.app_key.clone(),
         app_secret: c.app_secret.clone(),
         group_size: 10,
+        transport: c.transport,
+        with_channel: c.with_channel,
     };
+    if (c.transport == Transport::Sse || c.with_channel) && c.protocol != Protocol::Appsync {
+        bail!("--transport sse and --with-channel are Herald extensions of the AppSync protocol");
+    }
+    let pubsub_cmd = matches!(
+        cli.cmd,
+        Cmd::Fanout { .. } | Cmd::Channels { .. } | Cmd::Sweep { .. }
+    );
+    if c.transport == Transport::Sse && !pubsub_cmd {
+        bail!("--transport sse applies to fanout, channels and sweep only");
+    }
     for a in [ep.ws_addr, ep.http_addr] {
         if !a.ip().is_loopback() {
             bail!("{a} is not a loopback address: the bench only drives local servers");
@@ -315,7 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 subscribers
             };
-            let plan = p.plan(1, subscribers, 0.0);
+            let plan = p.plan(&ep, 1, subscribers, 0.0);
             let long = plan.duration_s > 3.0 || subscribers > 2000;
             rep.pubsub(
                 "fanout",
@@ -345,7 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if share != wildcard_share {
                 eprintln!("note: Pusher has no wildcard subscriptions; wildcard share set to 0");
             }
-            let plan = p.plan(channels, subscribers, share);
+            let plan = p.plan(&ep, channels, subscribers, share);
             let long = plan.duration_s > 3.0 || channels * subscribers > 2000;
             rep.pubsub(
                 "channels",
@@ -371,7 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if c.smoke {
                 p.smoke();
             }
-            let mut plan = p.plan(channels, subscribers, 0.0);
+            let mut plan = p.plan(&ep, channels, subscribers, 0.0);
             plan.steps = (0..max_steps)
                 .map(|i| start_rate * factor.powi(i as i32))
                 .collect();

@@ -39,6 +39,12 @@ pub struct Plan {
     pub step_s: f64,
     /// Sweep stops at the first step whose p99 exceeds this.
     pub max_p99_ms: f64,
+    /// How subscribers connect.
+    pub transport: crate::target::Transport,
+    /// Subscribers asked for the channel on every event (`withChannel`).
+    pub with_channel: bool,
+    /// Subscribers checked each event's `channel` member against their subscription.
+    pub checks_channel: bool,
 }
 
 /// One sweep step.

@@ -133,12 +133,21 @@ impl Report {
                 c.expected, c.missing, c.duplicated, c.out_of_order, c.unexpected, c.incomplete_subscribers, c.subscribers
             ),
         ));
+        if plan.checks_channel {
+            rows.push((
+                "channel member".into(),
+                format!(
+                    "checked on every event, {} wrong or missing",
+                    c.wrong_channel
+                ),
+            ));
+        }
         for i in c.incomplete.iter().take(5) {
             rows.push((
                 format!("  subscriber {}", i.subscriber),
                 format!(
-                    "{}: expected {}, received {}, missing {}, duplicated {}, out of order {}, unexpected {}",
-                    i.channel, i.expected, i.received, i.missing, i.duplicated, i.out_of_order, i.unexpected
+                    "{}: expected {}, received {}, missing {}, duplicated {}, out of order {}, unexpected {}, wrong channel {}",
+                    i.channel, i.expected, i.received, i.missing, i.duplicated, i.out_of_order, i.unexpected, i.wrong_channel
                 ),
             ));
         }

@@ -1,4 +1,4 @@
-//! Subscriber tasks: connect, subscribe, then count and time every delivered event until stopped.
+//! Subscriber tasks (WebSocket or Server-Sent Events): connect, subscribe, then count and time every delivered event until stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
 use crate::marker::scan;
-use crate::target::{Endpoint, Protocol, answer_ping};
+use crate::sse;
+use crate::target::{Endpoint, Protocol, Transport, answer_ping};
 use crate::track::{Clock, Counters, LatencySink, SubTracker};
 use crate::ws::{OP_CLOSE, WsReader, WsWriter, find};
 
@@ -53,11 +54,20 @@ pub async fn run(
 ) -> Option<SubTracker> {
     let setup = async {
         let _permit = gate.acquire().await?;
-        let (mut r, mut w) = sh.ep.open(None).await?;
-        sh.ep.subscribe(&mut r, &mut w, &channel, idx).await?;
-        anyhow::Ok((r, w))
+        let conn = match sh.ep.transport {
+            Transport::Ws => {
+                let (mut r, mut w) = sh.ep.open(None).await?;
+                sh.ep.subscribe(&mut r, &mut w, &channel, idx).await?;
+                Conn::Ws(r, w)
+            }
+            Transport::Sse => {
+                let (path, headers) = sh.ep.sse_request(&channel);
+                Conn::Sse(sse::connect(sh.ep.http_addr, &path, &headers).await?)
+            }
+        };
+        anyhow::Ok(conn)
     };
-    let (r, w) = match setup.await {
+    let conn = match setup.await {
         Ok(c) => c,
         Err(e) => {
             if sh.failed.fetch_add(1, Ordering::Relaxed) < 3 {
@@ -68,10 +78,57 @@ pub async fn run(
     };
     sh.ready.fetch_add(1, Ordering::Relaxed);
     let mut t = SubTracker::default();
-    if let Err(e) = receive(&sh, idx as usize, r, w, &mut t, &mut stop).await {
+    let member = sh.ep.channel_member(&channel);
+    let member = member.as_deref();
+    let res = match conn {
+        Conn::Ws(r, w) => receive(&sh, idx as usize, r, w, member, &mut t, &mut stop).await,
+        Conn::Sse(r) => receive_sse(&sh, idx as usize, r, member, &mut t, &mut stop).await,
+    };
+    if let Err(e) = res {
         eprintln!("subscriber {idx}: {e:#}");
     }
     Some(t)
+}
+
+enum Conn {
+    Ws(WsReader, WsWriter),
+    Sse(sse::SseReader),
+}
+
+/// Where in a data frame the `channel` member may start: it follows `"type"` and `"id"`, so a
+/// short prefix is searched rather than the whole event.
+const CHANNEL_MEMBER_WITHIN: usize = 96;
+
+/// Whether `frame` carries `member` (see [`crate::target::Endpoint::channel_member`]).
+fn has_member(frame: &[u8], member: &[u8]) -> bool {
+    let head = &frame[..frame.len().min(CHANNEL_MEMBER_WITHIN + member.len())];
+    find(head, member).is_some()
+}
+
+/// Latency samples of one subscriber, handed to the shared sink in batches.
+struct Samples {
+    buf: Vec<u64>,
+    last_flush: Instant,
+}
+
+impl Samples {
+    fn new() -> Self {
+        Samples {
+            buf: Vec::with_capacity(LOCAL_SAMPLES),
+            last_flush: Instant::now(),
+        }
+    }
+
+    fn flush_if_due(&mut self, sh: &Shared, shard: usize) {
+        let now = Instant::now();
+        if self.buf.len() >= LOCAL_SAMPLES
+            || (!self.buf.is_empty() && now - self.last_flush >= LOCAL_FLUSH_EVERY)
+        {
+            sh.latency.record_batch(shard, &self.buf);
+            self.buf.clear();
+            self.last_flush = now;
+        }
+    }
 }
 
 async fn receive(
@@ -79,13 +136,13 @@ async fn receive(
     shard: usize,
     mut r: WsReader,
     mut w: WsWriter,
+    member: Option<&[u8]>,
     t: &mut SubTracker,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let nats = sh.ep.protocol == Protocol::Nats;
     let mut nats_buf: Vec<u8> = Vec::new();
-    let mut samples: Vec<u64> = Vec::with_capacity(LOCAL_SAMPLES);
-    let mut last_flush = Instant::now();
+    let mut samples = Samples::new();
     let mut now_us = sh.clock.now_us();
     loop {
         let mut n = 0u64;
@@ -100,7 +157,7 @@ async fn receive(
             }
             let mut on_marker = |m: crate::marker::Marker| {
                 t.record(&m);
-                samples.push(now_us.saturating_sub(m.sent_us));
+                samples.buf.push(now_us.saturating_sub(m.sent_us));
                 n += 1;
             };
             if nats {
@@ -112,20 +169,15 @@ async fn receive(
                 // Only frames without an event can be keep-alive pings.
                 if n == before {
                     answer_ping(&mut w, f.opcode, p);
+                } else if member.is_some_and(|m| !has_member(p, m)) {
+                    t.wrong_channel += 1;
                 }
             }
         }
         if n > 0 {
             sh.counters.delivered.fetch_add(n, Ordering::Relaxed);
         }
-        let now = Instant::now();
-        if samples.len() >= LOCAL_SAMPLES
-            || (!samples.is_empty() && now - last_flush >= LOCAL_FLUSH_EVERY)
-        {
-            sh.latency.record_batch(shard, &samples);
-            samples.clear();
-            last_flush = now;
-        }
+        samples.flush_if_due(sh, shard);
         w.flush().await?;
         tokio::select! {
             biased;
@@ -138,7 +190,61 @@ async fn receive(
             }
         }
     }
-    sh.latency.record_batch(shard, &samples);
+    sh.latency.record_batch(shard, &samples.buf);
+    Ok(())
+}
+
+/// The Server-Sent Events counterpart of [`receive`]: every `data` event is the WebSocket data
+/// frame (with the channel), so it is scanned and checked the same way.
+async fn receive_sse(
+    sh: &Shared,
+    shard: usize,
+    mut r: sse::SseReader,
+    member: Option<&[u8]>,
+    t: &mut SubTracker,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut samples = Samples::new();
+    let mut now_us = sh.clock.now_us();
+    loop {
+        let mut n = 0u64;
+        let mut ended: Option<String> = None;
+        r.events(|name, data| match name {
+            b"data" => {
+                let before = n;
+                scan(data, |m| {
+                    t.record(&m);
+                    samples.buf.push(now_us.saturating_sub(m.sent_us));
+                    n += 1;
+                });
+                if n > before && member.is_some_and(|m| !has_member(data, m)) {
+                    t.wrong_channel += 1;
+                }
+            }
+            b"close" | b"subscribe_error" => {
+                ended = Some(String::from_utf8_lossy(data).into_owned());
+            }
+            _ => {}
+        })?;
+        if n > 0 {
+            sh.counters.delivered.fetch_add(n, Ordering::Relaxed);
+        }
+        samples.flush_if_due(sh, shard);
+        if let Some(why) = ended {
+            anyhow::bail!("server ended the stream: {why}");
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            more = r.fill() => {
+                if !more? {
+                    anyhow::bail!("stream closed by server");
+                }
+                now_us = sh.clock.now_us();
+            }
+        }
+    }
+    sh.latency.record_batch(shard, &samples.buf);
     Ok(())
 }
 
@@ -171,4 +277,53 @@ fn nats_messages(
         }
     }
     pos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(transport: Transport, with_channel: bool) -> Endpoint {
+        let a: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Endpoint {
+            protocol: Protocol::Appsync,
+            ws_addr: a,
+            http_addr: a,
+            api_key: "k".into(),
+            namespace: "default".into(),
+            app_id: String::new(),
+            app_key: String::new(),
+            app_secret: String::new(),
+            group_size: 10,
+            transport,
+            with_channel,
+        }
+    }
+
+    #[test]
+    fn channel_member_of_exact_and_wildcard_subscriptions() {
+        assert_eq!(
+            endpoint(Transport::Ws, false).channel_member("/default/a"),
+            None
+        );
+        let ep = endpoint(Transport::Sse, false);
+        let exact = ep.channel_member("/default/g0/c1").unwrap();
+        let wild = ep.channel_member("/default/g0/*").unwrap();
+        let frame = br#"{"type":"data","id":"s7","channel":"/default/g0/c1","event":"{}"}"#;
+        assert!(has_member(frame, &exact));
+        assert!(has_member(frame, &wild));
+        let other = br#"{"type":"data","id":"s7","channel":"/default/g0/c12","event":"{}"}"#;
+        assert!(
+            !has_member(other, &exact),
+            "a longer channel is another one"
+        );
+        assert!(has_member(other, &wild));
+        let plain = br#"{"type":"data","id":"s7","event":"{\"channel\":\"/default/g0/c1\"}"}"#;
+        assert!(
+            !has_member(plain, &exact),
+            "inside the event does not count"
+        );
+        let ws = endpoint(Transport::Ws, true);
+        assert_eq!(ws.channel_member("/default/g0/c1"), Some(exact));
+    }
 }

@@ -20,6 +20,16 @@ pub enum Protocol {
     Nats,
 }
 
+/// How subscribers of the publish/subscribe scenarios connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The protocol's WebSocket.
+    Ws,
+    /// Herald's Server-Sent Events stream, `GET /event/stream` (AppSync protocol only).
+    Sse,
+}
+
 /// Where and how to reach the server under test.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -33,6 +43,9 @@ pub struct Endpoint {
     pub app_secret: String,
     /// Events per channel group; a wildcard subscriber covers one group.
     pub group_size: u32,
+    pub transport: Transport,
+    /// AppSync subscribers ask for the channel on every event (Herald's `withChannel`).
+    pub with_channel: bool,
 }
 
 impl Endpoint {
@@ -57,6 +70,32 @@ impl Endpoint {
             Protocol::Nats => Ok(format!("{}.g{group}.>", self.namespace)),
             Protocol::Pusher => bail!("the Pusher protocol has no wildcard subscriptions"),
         }
+    }
+
+    /// The bytes that start the `channel` member of an event delivered on subscription `sub`
+    /// (`"channel":"/ns/a"` for an exact channel, `"channel":"/ns/g0/` for a wildcard), when
+    /// events carry the channel: with `withChannel`, and always over Server-Sent Events.
+    pub fn channel_member(&self, sub: &str) -> Option<Vec<u8>> {
+        if self.protocol != Protocol::Appsync
+            || !(self.with_channel || self.transport == Transport::Sse)
+        {
+            return None;
+        }
+        Some(
+            match sub.strip_suffix('*') {
+                Some(prefix) => format!(r#""channel":"{prefix}"#),
+                None => format!(r#""channel":"{sub}""#),
+            }
+            .into_bytes(),
+        )
+    }
+
+    /// Path and headers of the Server-Sent Events request subscribing to `channel`.
+    pub fn sse_request(&self, channel: &str) -> (String, String) {
+        (
+            format!("/event/stream?channel={channel}"),
+            format!("x-api-key: {}\r\n", self.api_key),
+        )
     }
 
     pub fn supports_http_publish(&self) -> bool {
@@ -139,8 +178,13 @@ impl Endpoint {
     ) -> anyhow::Result<()> {
         match self.protocol {
             Protocol::Appsync => {
+                let with = if self.with_channel {
+                    r#","withChannel":true"#
+                } else {
+                    ""
+                };
                 let msg = format!(
-                    r#"{{"type":"subscribe","id":"s{sub_id}","channel":"{channel}","authorization":{}}}"#,
+                    r#"{{"type":"subscribe","id":"s{sub_id}","channel":"{channel}"{with},"authorization":{}}}"#,
                     self.auth_json()
                 );
                 w.send(OP_TEXT, msg.as_bytes()).await?;

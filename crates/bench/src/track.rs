@@ -28,6 +28,9 @@ pub struct SubTracker {
     pub received: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    /// Events whose `channel` member was not the subscribed channel (checked only when events
+    /// carry it).
+    pub wrong_channel: u64,
 }
 
 impl SubTracker {
@@ -75,6 +78,8 @@ pub struct Completeness {
     /// Events received beyond what was acknowledged to publishers (e.g. a publish that timed out
     /// client-side but was delivered).
     pub unexpected: u64,
+    /// Events whose `channel` member was missing or not the subscribed channel.
+    pub wrong_channel: u64,
     /// The first incomplete subscribers, individually (at most [`LISTED_SUBSCRIBERS`]).
     pub incomplete: Vec<SubscriberIssue>,
 }
@@ -93,6 +98,7 @@ pub struct SubscriberIssue {
     pub duplicated: u64,
     pub out_of_order: u64,
     pub unexpected: u64,
+    pub wrong_channel: u64,
 }
 
 impl Completeness {
@@ -100,9 +106,12 @@ impl Completeness {
         let unique = t.unique();
         let missing = expected.saturating_sub(unique);
         let unexpected = unique.saturating_sub(expected);
-        if (missing > 0 || unexpected > 0 || t.duplicated > 0 || t.out_of_order > 0)
-            && self.incomplete.len() < LISTED_SUBSCRIBERS
-        {
+        let bad = missing > 0
+            || unexpected > 0
+            || t.duplicated > 0
+            || t.out_of_order > 0
+            || t.wrong_channel > 0;
+        if bad && self.incomplete.len() < LISTED_SUBSCRIBERS {
             self.incomplete.push(SubscriberIssue {
                 subscriber,
                 channel: channel.to_owned(),
@@ -112,6 +121,7 @@ impl Completeness {
                 duplicated: t.duplicated,
                 out_of_order: t.out_of_order,
                 unexpected,
+                wrong_channel: t.wrong_channel,
             });
         }
         self.subscribers += 1;
@@ -121,13 +131,18 @@ impl Completeness {
         self.duplicated += t.duplicated;
         self.out_of_order += t.out_of_order;
         self.unexpected += unexpected;
-        if missing > 0 || unexpected > 0 || t.duplicated > 0 || t.out_of_order > 0 {
+        self.wrong_channel += t.wrong_channel;
+        if bad {
             self.incomplete_subscribers += 1;
         }
     }
 
     pub fn is_complete(&self) -> bool {
-        self.missing == 0 && self.duplicated == 0 && self.out_of_order == 0 && self.unexpected == 0
+        self.missing == 0
+            && self.duplicated == 0
+            && self.out_of_order == 0
+            && self.unexpected == 0
+            && self.wrong_channel == 0
     }
 }
 
