@@ -86,6 +86,9 @@ impl Fixed {
         config.websocket.check(problems);
         config.sse.check(problems);
         config.history.check(problems);
+        if config.namespaces.iter().any(|n| n.history.is_some()) {
+            replay_fits_queue(config, problems);
+        }
         config.cluster.check(problems);
         Fixed {
             listen: config.listen,
@@ -155,6 +158,31 @@ fn load_handlers(
         .map(|h| Some(h.with_max_event_bytes(config.limits.max_event_bytes)))
 }
 
+/// Frame bytes a replayed event adds to its JSON text in the connection's queue (header, prefix,
+/// id, position), rounded up.
+const REPLAY_FRAME_OVERHEAD: usize = 256;
+
+/// A resume is queued to its connection whole: one that can never fit would be closed as a slow
+/// consumer (4008) on every attempt, and a reconnecting client would retry forever.
+fn replay_fits_queue(config: &Config, problems: &mut Vec<String>) {
+    let (h, l) = (&config.history, &config.limits);
+    let replay_bytes = h
+        .max_replay_bytes
+        .saturating_add(h.max_replay_events.saturating_mul(REPLAY_FRAME_OVERHEAD));
+    if replay_bytes > l.max_queued_bytes {
+        problems.push(format!(
+            "history.max_replay_bytes: a full replay ({} bytes of events, plus about {REPLAY_FRAME_OVERHEAD} bytes of framing for each of history.max_replay_events = {}) does not fit in limits.max_queued_bytes ({}): such a resume would be cut as a slow consumer every time; lower the replay bounds or raise limits.max_queued_bytes",
+            h.max_replay_bytes, h.max_replay_events, l.max_queued_bytes
+        ));
+    }
+    if h.max_replay_events > l.max_queued_messages {
+        problems.push(format!(
+            "history.max_replay_events: {} is more than limits.max_queued_messages ({}): such a resume would be cut as a slow consumer every time; lower it or raise limits.max_queued_messages",
+            h.max_replay_events, l.max_queued_messages
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +237,27 @@ mod tests {
         );
         assert_eq!(fa.changed(&fb), ["limits", "namespace history"]);
         assert!(fa.changed(&fa.clone()).is_empty());
+    }
+
+    #[test]
+    fn a_replay_that_cannot_fit_its_queue_is_refused() {
+        let mut history = NamespaceConfig::named("chat");
+        history.history = Some(NamespaceHistory::default());
+        let mut c = Config {
+            namespaces: vec![history],
+            ..Config::default()
+        };
+        assert!(Settings::build(c.clone()).is_ok(), "the defaults fit");
+        c.limits.max_queued_messages = 64;
+        c.limits.max_queued_bytes = 512 * 1024;
+        let Err(e) = Settings::build(c.clone()) else {
+            panic!("a replay larger than the queue was accepted")
+        };
+        let p = e.problems.join("\n");
+        assert!(p.contains("history.max_replay_events"), "{p}");
+        assert!(p.contains("history.max_replay_bytes"), "{p}");
+        // Without a namespace keeping history nothing is replayed.
+        c.namespaces[0].history = None;
+        assert!(Settings::build(c).is_ok());
     }
 }
