@@ -180,6 +180,14 @@ pub struct DataSourceConfig {
     /// `HTTP`: headers added to every request (a request's own headers win).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `RELATIONAL_DATABASE`: `postgres://user:password@host:port/db` or `mysql://…` (MySQL and
+    /// MariaDB). Holds a password: never logged, never in an error a client sees.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// `RELATIONAL_DATABASE`: connections the pool keeps open at most. A call that finds none
+    /// free waits for one within `timeout_ms`.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
     /// Limit of one call (connect, send, answer); past it the call fails with `ctx.error`.
     #[serde(default = "default_source_timeout_ms")]
     pub timeout_ms: u64,
@@ -201,6 +209,7 @@ impl std::fmt::Debug for DataSourceConfig {
             .field("function", &self.function)
             .field("table", &self.table)
             .field("event_bus", &self.event_bus)
+            .field("pool_size", &self.pool_size)
             .field("timeout_ms", &self.timeout_ms)
             .field("max_in_flight", &self.max_in_flight)
             .finish_non_exhaustive()
@@ -209,6 +218,10 @@ impl std::fmt::Debug for DataSourceConfig {
 
 fn default_source_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_pool_size() -> u32 {
+    10
 }
 
 fn default_source_max_in_flight() -> usize {
@@ -227,6 +240,9 @@ pub enum DataSourceKind {
     AmazonEventbridge,
     /// Any HTTP endpoint, unsigned.
     Http,
+    /// PostgreSQL or MySQL/MariaDB, reached directly with a connection pool (AppSync reaches
+    /// Aurora through the RDS Data API; the request objects are the same).
+    RelationalDatabase,
 }
 
 #[cfg(test)]

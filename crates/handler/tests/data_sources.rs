@@ -39,6 +39,8 @@ fn source(name: &str, kind: DataSourceKind, endpoint: &str) -> DataSourceConfig 
         table: None,
         event_bus: Some("chat-bus".into()),
         headers: Default::default(),
+        database_url: None,
+        pool_size: 10,
         timeout_ms: 2_000,
         max_in_flight: 8,
     }

@@ -132,6 +132,8 @@ fn source(endpoint: &str, table: &str) -> DataSourceConfig {
         table: Some(table.into()),
         event_bus: None,
         headers: Default::default(),
+        database_url: None,
+        pool_size: 10,
         timeout_ms: 5_000,
         max_in_flight: 16,
     }

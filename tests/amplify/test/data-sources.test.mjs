@@ -6,8 +6,13 @@
 //              message stored in messages_table), as docs/handlers.md shows it;
 //   - `room`:  onPublish enriches each event from the `rooms` table; onSubscribe refuses a
 //              channel that has no row in it (util.unauthorized());
-//   - `fwd`:   onPublish forwards every event to EventBridge (PutEvents), as docs/handlers.md shows.
+//   - `fwd`:   onPublish forwards every event to EventBridge (PutEvents), as docs/handlers.md shows;
+//   - `stored`: docs/handlers.md's PostgreSQL example (every published message stored in a table of
+//              a database this file creates with psql, and drops);
+//   - `member`: onPublish enriches each event from a MariaDB table, onSubscribe refuses a channel
+//              with no row there (a database created with the mariadb client, and dropped).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -96,6 +101,39 @@ async function createTable(name, hash, range) {
   }
 }
 
+// --- SQL databases, through the databases' own command-line clients -------------------------
+const SQL_DB = `herald_amplify_${process.pid}`;
+const psql = (sql, db = 'postgres') =>
+  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', db, '-v', 'ON_ERROR_STOP=1', '-At', '-c', sql], { encoding: 'utf8' });
+const mariadb = (sql, db = 'mysql') =>
+  execFileSync('mariadb', ['-h', '127.0.0.1', '-u', 'root', '-N', '-B', db, '-e', sql], { encoding: 'utf8' });
+
+const MEMBER_HANDLER = `
+import { util } from '@aws-appsync/utils'
+import { select, createMySQLStatement, toJsonObject } from '@aws-appsync/utils/rds'
+
+const lookup = (ctx) => createMySQLStatement(select({
+  table: 'channels', columns: ['topic'], where: { path: { eq: ctx.info.channel.path } }, limit: 1,
+}))
+
+export const onPublish = {
+  request: lookup,
+  response(ctx) {
+    if (ctx.error) util.error(ctx.error.message, ctx.error.type)
+    const [row] = toJsonObject(ctx.result)[0]
+    return ctx.events.map(({ id, payload }) => ({ id, payload: { ...payload, topic: row?.topic ?? null } }))
+  },
+}
+
+export const onSubscribe = {
+  request: lookup,
+  response(ctx) {
+    if (ctx.error) util.error(ctx.error.message, ctx.error.type)
+    if (toJsonObject(ctx.result)[0].length === 0) util.unauthorized()
+  },
+}
+`;
+
 // --- EventBridge endpoint -------------------------------------------------------------------
 const putEvents = new Inbox('PutEvents calls'); // { headers, body }
 let busServer;
@@ -129,6 +167,10 @@ before(async () => {
   await createTable('messages_table', 'channel', 'id');
   await createTable('rooms', 'path');
   const busUrl = await startBus();
+  psql(`CREATE DATABASE ${SQL_DB}`);
+  psql('CREATE TABLE messages (channel text NOT NULL, id text NOT NULL, body jsonb NOT NULL, sender text, PRIMARY KEY (channel, id))', SQL_DB);
+  mariadb(`CREATE DATABASE ${SQL_DB}`);
+  mariadb('CREATE TABLE channels (path varchar(200) PRIMARY KEY, topic varchar(100))', SQL_DB);
 
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-amplify-data-sources-'));
   cpSync(process.env.HERALD_TEST_DEV_TLS_DIR, path.join(dataDir, 'dev-tls'), { recursive: true });
@@ -156,6 +198,28 @@ name = "bus"
 type = "AMAZON_EVENTBRIDGE"
 endpoint = "${busUrl}"
 ${aws}
+
+[[data_sources]]
+name = "pg"
+type = "RELATIONAL_DATABASE"
+database_url = "postgres://postgres@127.0.0.1:5432/${SQL_DB}"
+
+[[data_sources]]
+name = "maria"
+type = "RELATIONAL_DATABASE"
+database_url = "mysql://root@127.0.0.1:3306/${SQL_DB}"
+
+[[namespaces]]
+name = "stored"
+[namespaces.handlers]
+data_source = "pg"
+code = '''${docBlock('sql-postgres')}'''
+
+[[namespaces]]
+name = "member"
+[namespaces.handlers]
+data_source = "maria"
+code = '''${MEMBER_HANDLER}'''
 
 [[namespaces]]
 name = "chat"
@@ -189,6 +253,8 @@ after(async () => {
   busServer?.closeAllConnections?.();
   await new Promise((resolve) => (dynamo ? dynamo.close(resolve) : resolve()));
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  try { psql(`DROP DATABASE IF EXISTS ${SQL_DB} WITH (FORCE)`); } catch {}
+  try { mariadb(`DROP DATABASE IF EXISTS ${SQL_DB}`); } catch {}
 });
 
 test('every published chat message is stored in DynamoDB before it is broadcast (the AWS example, as docs/handlers.md shows it)', TEST, async () => {
@@ -249,4 +315,38 @@ test('events are forwarded to EventBridge with PutEvents, signed, then broadcast
     [{ Source: 'chat', DetailType: 'message', Detail: { channel: `/fwd/${seg}`, payload: { nonce: id, n: 1 } } }],
   );
   await ch.close();
+});
+
+test('every published message is stored in PostgreSQL before it is broadcast (docs/handlers.md)', TEST, async () => {
+  const id = nonce();
+  const seg = uniqueSegment('s');
+  const ch = await withTimeout(events.connect(`/stored/${seg}`), T, 'events.connect');
+  const s = subscribeInbox(ch, `/stored/${seg} subscriber`);
+  await withTimeout(s.sub.ready, T, 'subscription ready');
+  await withTimeout(events.post(`/stored/${seg}`, [{ nonce: id, text: "it's over HTTP" }, { nonce: id, text: 'second' }]), T, 'events.post');
+  await withTimeout(ch.publish({ nonce: id, text: 'over the socket' }), T, 'channel.publish');
+  for (const text of ["it's over HTTP", 'second', 'over the socket']) {
+    await s.events.waitFor((e) => e?.nonce === id && e.text === text, { timeoutMs: T, what: text });
+  }
+  const rows = psql(`SELECT body->>'text' FROM messages WHERE channel = '/stored/${seg}' ORDER BY 1`, SQL_DB);
+  assert.deepEqual(rows.trim().split('\n'), ["it's over HTTP", 'over the socket', 'second']);
+  await ch.close();
+});
+
+test('an event is enriched from a MariaDB table, and a subscribe is refused by a lookup there', TEST, async () => {
+  const id = nonce();
+  const seg = uniqueSegment('m');
+  mariadb(`INSERT INTO channels VALUES ('/member/${seg}', 'gardening')`, SQL_DB);
+  const ch = await withTimeout(events.connect(`/member/${seg}`), T, 'events.connect');
+  const s = subscribeInbox(ch, `/member/${seg} subscriber`);
+  await withTimeout(s.sub.ready, T, 'the subscription to a listed channel');
+  await withTimeout(events.post(`/member/${seg}`, { nonce: id, text: 'hi' }), T, 'events.post');
+  const got = await s.events.waitFor((e) => e?.nonce === id, { timeoutMs: T, what: 'the enriched event' });
+  assert.deepEqual(got, { nonce: id, text: 'hi', topic: 'gardening' });
+
+  const unlisted = await withTimeout(events.connect(`/member/${seg}-unlisted`), T, 'connect unlisted');
+  const denied = subscribeInbox(unlisted, 'unlisted subscriber');
+  await assert.rejects(withTimeout(denied.sub.ready, T, 'denied subscription settles'), /Unauthorized/);
+  await ch.close();
+  await unlisted.close();
 });

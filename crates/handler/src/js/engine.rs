@@ -21,6 +21,9 @@ const PRELUDE: &str = include_str!("prelude.js");
 /// `@aws-appsync/utils/dynamodb`: the DynamoDB request builders.
 const DYNAMODB_MODULE: &str = "@aws-appsync/utils/dynamodb";
 const DYNAMODB_SOURCE: &str = include_str!("dynamodb.js");
+/// `@aws-appsync/utils/rds`: the SQL request builders.
+const RDS_MODULE: &str = "@aws-appsync/utils/rds";
+const RDS_SOURCE: &str = include_str!("rds.js");
 /// QuickJS's own stack limit; worker threads get a larger OS stack (see `pool.rs`).
 pub(crate) const JS_STACK_BYTES: usize = 1024 * 1024;
 
@@ -359,7 +362,8 @@ fn line_of(stack: &str, module_name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Resolves and loads only `@aws-appsync/utils` and its `/dynamodb` module, from memory. Nothing touches the filesystem.
+/// Resolves and loads only `@aws-appsync/utils` and its `/dynamodb` and `/rds` modules, from
+/// memory. Nothing touches the filesystem.
 struct UtilsOnly;
 
 impl Resolver for UtilsOnly {
@@ -370,14 +374,14 @@ impl Resolver for UtilsOnly {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
-        if name == UTILS_MODULE || name == DYNAMODB_MODULE {
+        if [UTILS_MODULE, DYNAMODB_MODULE, RDS_MODULE].contains(&name) {
             Ok(name.to_owned())
         } else {
             Err(rquickjs::Error::new_resolving_message(
                 base,
                 name,
                 format!(
-                    "only {UTILS_MODULE} and {DYNAMODB_MODULE} can be imported in Herald handlers"
+                    "only {UTILS_MODULE}, {DYNAMODB_MODULE} and {RDS_MODULE} can be imported in Herald handlers"
                 ),
             ))
         }
@@ -395,6 +399,8 @@ impl Loader for UtilsOnly {
             Module::declare(ctx.clone(), name, UTILS_SOURCE)
         } else if name == DYNAMODB_MODULE {
             Module::declare(ctx.clone(), name, DYNAMODB_SOURCE)
+        } else if name == RDS_MODULE {
+            Module::declare(ctx.clone(), name, RDS_SOURCE)
         } else {
             Err(rquickjs::Error::new_loading(name))
         }

@@ -7,13 +7,15 @@
 //! so a slow service delays only the namespaces that use it, and never a JavaScript thread.
 //!
 //! - `lambda`: the Lambda Invoke API; `eventbridge`: `PutEvents`; `dynamodb`: AppSync's DynamoDB
-//!   request objects translated to the DynamoDB JSON API; `http`: AppSync's HTTP request object.
+//!   request objects translated to the DynamoDB JSON API; `http`: AppSync's HTTP request object;
+//!   `rds`: AppSync's SQL request objects run directly on PostgreSQL or MySQL/MariaDB.
 //! - `sigv4`: signing for the AWS ones, on herald-auth's canonicalisation.
 
 mod dynamodb;
 mod eventbridge;
 mod http;
 mod lambda;
+mod rds;
 pub(crate) mod sigv4;
 
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +83,7 @@ enum Kind {
         endpoint: reqwest::Url,
         headers: BTreeMap<String, String>,
     },
+    Sql(rds::Database),
 }
 
 /// One configured data source, ready to call. Shared by the namespaces that reference it.
@@ -129,14 +132,15 @@ pub(crate) fn build(configs: &[DataSourceConfig]) -> Result<DataSources, LoadErr
         if out.contains_key(&config.name) {
             return Err(err("two data sources have this name".into()));
         }
-        let kind = kind(config).map_err(err)?;
+        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        let kind = kind(config, timeout).map_err(err)?;
         let max_in_flight = config.max_in_flight.max(1);
         out.insert(
             config.name.clone(),
             Arc::new(DataSource {
                 name: config.name.clone(),
                 kind,
-                timeout: Duration::from_millis(config.timeout_ms.max(1)),
+                timeout,
                 permits: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
                 client: client.clone(),
@@ -146,7 +150,7 @@ pub(crate) fn build(configs: &[DataSourceConfig]) -> Result<DataSources, LoadErr
     Ok(out)
 }
 
-fn kind(config: &DataSourceConfig) -> Result<Kind, String> {
+fn kind(config: &DataSourceConfig, timeout: Duration) -> Result<Kind, String> {
     let aws = |service: &'static str| -> Result<(reqwest::Url, Signer), String> {
         let region = config
             .region
@@ -212,6 +216,18 @@ fn kind(config: &DataSourceConfig) -> Result<Kind, String> {
                 headers: config.headers.clone(),
             })
         }
+        DataSourceKind::RelationalDatabase => {
+            let url = config
+                .database_url
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .ok_or("a RELATIONAL_DATABASE data source needs `database_url`")?;
+            Ok(Kind::Sql(rds::Database::new(
+                url,
+                config.pool_size,
+                timeout,
+            )?))
+        }
     }
 }
 
@@ -263,6 +279,10 @@ impl DataSource {
     /// Runs the request object a handler's `request` returned; the value is `ctx.result`.
     pub(crate) async fn call(&self, request: Value) -> Result<Value, CallError> {
         let _permit = self.permit()?;
+        if let Kind::Sql(database) = &self.kind {
+            // Keeps its own deadline, to close a connection whose statement outlives it.
+            return rds::call(self, database, request).await;
+        }
         let work = async {
             match &self.kind {
                 Kind::Lambda { url, signer } => lambda::call(self, url, signer, request).await,
@@ -275,6 +295,7 @@ impl DataSource {
                 Kind::Http { endpoint, headers } => {
                     http::call(self, endpoint, headers, request).await
                 }
+                Kind::Sql(database) => rds::call(self, database, request).await,
             }
         };
         match tokio::time::timeout(self.timeout, work).await {
