@@ -240,6 +240,8 @@ pub enum DataSourceKind {
     AmazonEventbridge,
     /// Any HTTP endpoint, unsigned.
     Http,
+    /// An OpenSearch (or Elasticsearch-compatible) domain: its REST API, signed for `es`.
+    AmazonOpensearchService,
     /// PostgreSQL or MySQL/MariaDB, reached directly with a connection pool (AppSync reaches
     /// Aurora through the RDS Data API; the request objects are the same).
     RelationalDatabase,

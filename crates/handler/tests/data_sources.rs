@@ -552,6 +552,82 @@ async fn http_data_source_request_object() {
     );
 }
 
+/// AppSync's OpenSearch request object (the search of its resolver reference): method, path,
+/// query string and body reach the domain signed for `es`; an error answer is `ctx.error`.
+#[tokio::test]
+async fn opensearch_request_object() {
+    let domain = fixture::serve(|path, _| {
+        if path == "/posts/_search" {
+            Reply::Json(
+                200,
+                json!({"hits": {"total": {"value": 1}, "hits": [{"_id": "1", "_source": {"title": "Hello"}}]}})
+                    .to_string(),
+            )
+        } else {
+            Reply::Json(
+                404,
+                json!({"error": {"type": "index_not_found_exception", "reason": "no such index [missing]"}, "status": 404})
+                    .to_string(),
+            )
+        }
+    })
+    .await;
+    let h = Handlers::with_data_sources(
+        &engine(),
+        &[source(
+            "search",
+            DataSourceKind::AmazonOpensearchService,
+            &domain.url(""),
+        )],
+        [(
+            "chat",
+            code(
+                r#"export const onPublish = {
+                  request(ctx) {
+                    const index = ctx.events[0].payload.index ?? 'posts'
+                    return {
+                      operation: 'GET',
+                      path: `/${index}/_search`,
+                      params: { headers: {}, queryString: { q: 'title:hello' }, body: { from: 0, size: 50 } },
+                    }
+                  },
+                  response(ctx) {
+                    if (ctx.error) return ctx.events.map(({ id }) => ({ id, payload: { error: ctx.error } }))
+                    const titles = ctx.result.hits.hits.map((hit) => hit._source.title)
+                    return ctx.events.map(({ id, payload }) => ({ id, payload: { ...payload, titles } }))
+                  },
+                };"#,
+                "search",
+            ),
+        )],
+    )
+    .unwrap();
+    let out = h
+        .on_publish("chat", publish(&[("a", json!({"text": "hi"}))]))
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered(&out[0]),
+        json!({"text": "hi", "titles": ["Hello"]})
+    );
+    let hit = domain.last().unwrap();
+    assert_eq!(hit.method, "GET");
+    assert_eq!(hit.path, "/posts/_search");
+    assert_eq!(hit.query, "q=title%3Ahello");
+    assert_eq!(header(&hit, "content-type"), "application/json");
+    assert_eq!(hit.body, r#"{"from":0,"size":50}"#);
+    assert_signed(&domain, &hit, "es");
+
+    let out = h
+        .on_publish("chat", publish(&[("a", json!({"index": "missing"}))]))
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered(&out[0]),
+        json!({"error": {"type": "OpenSearch:index_not_found_exception", "message": "no such index [missing]"}})
+    );
+}
+
 /// A data source that does not answer: the call times out into `ctx.error`, a second call
 /// beyond `max_in_flight` is refused at once, and meanwhile the only JavaScript thread keeps
 /// serving another namespace (the call is not made on it).

@@ -8,13 +8,15 @@
 //!
 //! - `lambda`: the Lambda Invoke API; `eventbridge`: `PutEvents`; `dynamodb`: AppSync's DynamoDB
 //!   request objects translated to the DynamoDB JSON API; `http`: AppSync's HTTP request object;
-//!   `rds`: AppSync's SQL request objects run directly on PostgreSQL or MySQL/MariaDB.
+//!   `rds`: AppSync's SQL request objects run directly on PostgreSQL or MySQL/MariaDB;
+//!   `opensearch`: AppSync's OpenSearch request object, signed for `es`.
 //! - `sigv4`: signing for the AWS ones, on herald-auth's canonicalisation.
 
 mod dynamodb;
 mod eventbridge;
 mod http;
 mod lambda;
+mod opensearch;
 mod rds;
 pub(crate) mod sigv4;
 
@@ -84,6 +86,10 @@ enum Kind {
         headers: BTreeMap<String, String>,
     },
     Sql(rds::Database),
+    OpenSearch {
+        endpoint: reqwest::Url,
+        signer: Signer,
+    },
 }
 
 /// One configured data source, ready to call. Shared by the namespaces that reference it.
@@ -216,6 +222,16 @@ fn kind(config: &DataSourceConfig, timeout: Duration) -> Result<Kind, String> {
                 headers: config.headers.clone(),
             })
         }
+        DataSourceKind::AmazonOpensearchService => {
+            if config.endpoint.as_deref().is_none_or(str::is_empty) {
+                return Err(
+                    "an AMAZON_OPENSEARCH_SERVICE data source needs `endpoint` (the domain's URL)"
+                        .into(),
+                );
+            }
+            let (endpoint, signer) = aws("es")?;
+            Ok(Kind::OpenSearch { endpoint, signer })
+        }
         DataSourceKind::RelationalDatabase => {
             let url = config
                 .database_url
@@ -296,6 +312,9 @@ impl DataSource {
                     http::call(self, endpoint, headers, request).await
                 }
                 Kind::Sql(database) => rds::call(self, database, request).await,
+                Kind::OpenSearch { endpoint, signer } => {
+                    opensearch::call(self, endpoint, signer, request).await
+                }
             }
         };
         match tokio::time::timeout(self.timeout, work).await {
@@ -391,9 +410,23 @@ impl DataSource {
     ) -> Result<Answer, CallError> {
         let mut headers: Vec<(&str, &str)> = vec![("content-type", content_type)];
         headers.extend_from_slice(extra);
-        let signed = signer.sign("POST", url, &headers, &body, std::time::SystemTime::now());
-        let mut request = self.client.post(url.clone());
-        for (name, value) in headers {
+        self.signed("POST", url, signer, &headers, body).await
+    }
+
+    /// Sends a request signed with SigV4 over `headers` (all of them signed) and the body.
+    pub(crate) async fn signed(
+        &self,
+        method: &str,
+        url: &reqwest::Url,
+        signer: &Signer,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, CallError> {
+        let signed = signer.sign(method, url, headers, &body, std::time::SystemTime::now());
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| CallError::Invalid(format!("invalid HTTP method {method:?}")))?;
+        let mut request = self.client.request(method, url.clone());
+        for &(name, value) in headers {
             request = request.header(name, value);
         }
         for (name, value) in signed {
