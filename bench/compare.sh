@@ -173,6 +173,7 @@ max_publishes_per_second = 1000000
 max_sockets_per_address = 1000000
 max_connects_per_address_per_second = 1000000
 max_http_publishes_per_address_per_second = 1000000
+max_socket_publishes_per_address_per_second = 1000000
 TOML
 start_herald() {
     log "starting herald"

@@ -243,6 +243,7 @@ connection_timeout_ms = {CONNECTION_TIMEOUT_MS}
 [admission]
 max_connects_per_address_per_second = 10000
 max_http_publishes_per_address_per_second = 100000
+max_socket_publishes_per_address_per_second = 100000
 max_connects_per_identity_per_second = 10000
 max_http_publishes_per_identity_per_second = 100000
 

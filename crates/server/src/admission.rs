@@ -39,6 +39,10 @@ pub struct AdmissionConfig {
     pub max_connects_per_address_per_second: u32,
     /// HTTP publishes per second from one client address (burst: as many).
     pub max_http_publishes_per_address_per_second: u32,
+    /// WebSocket publishes per second from one client address, all its sockets together (burst:
+    /// as many). `limits.max_publishes_per_second` bounds each socket; this stops an address
+    /// multiplying that by opening more sockets.
+    pub max_socket_publishes_per_address_per_second: u32,
     /// Open WebSockets of one authenticated identity.
     pub max_sockets_per_identity: usize,
     /// WebSocket connects per second of one authenticated identity (burst: as many).
@@ -67,6 +71,7 @@ impl Default for AdmissionConfig {
             max_sockets_per_address: 1_000,
             max_connects_per_address_per_second: 50,
             max_http_publishes_per_address_per_second: 200,
+            max_socket_publishes_per_address_per_second: 200,
             max_sockets_per_identity: 1_000,
             max_connects_per_identity_per_second: 50,
             max_http_publishes_per_identity_per_second: 1_000,
@@ -93,6 +98,10 @@ impl AdmissionConfig {
             (
                 "admission.max_http_publishes_per_address_per_second",
                 u64::from(self.max_http_publishes_per_address_per_second),
+            ),
+            (
+                "admission.max_socket_publishes_per_address_per_second",
+                u64::from(self.max_socket_publishes_per_address_per_second),
             ),
             (
                 "admission.max_sockets_per_identity",
@@ -215,6 +224,8 @@ struct Address {
     open: usize,
     connects: Bucket,
     publishes: Bucket,
+    /// WebSocket publishes (addresses only; identities are bounded per socket and over HTTP).
+    socket_publishes: Bucket,
     last_seen: Instant,
     /// Sockets refused since `refused_since` (a one-second window), for flood blocking.
     refused: u32,
@@ -333,6 +344,10 @@ impl Admission {
             open: 0,
             connects: Bucket::full(connects, now),
             publishes: Bucket::full(publishes, now),
+            socket_publishes: Bucket::full(
+                self.config.max_socket_publishes_per_address_per_second,
+                now,
+            ),
             last_seen: now,
             refused: 0,
             refused_since: now,
@@ -445,6 +460,17 @@ impl Admission {
         self.take_publish(Key::Address(key(client)))
     }
 
+    /// Takes a WebSocket publish from this client address's budget (all its sockets together).
+    pub fn socket_publish(&self, client: IpAddr) -> bool {
+        if self.trusted(client) {
+            return true;
+        }
+        let rate = self.config.max_socket_publishes_per_address_per_second;
+        self.with(Key::Address(key(client)), |a| {
+            a.socket_publishes.take(rate, Instant::now())
+        })
+    }
+
     /// Takes an HTTP publish from this identity's budget (always granted to identities the
     /// per-identity bounds do not apply to).
     pub fn identity_publish(&self, identity: &herald_auth::Identity) -> bool {
@@ -539,6 +565,7 @@ mod tests {
             max_sockets_per_address: 2,
             max_connects_per_address_per_second: 2,
             max_http_publishes_per_address_per_second: 1,
+            max_socket_publishes_per_address_per_second: 2,
             max_sockets_per_identity: 2,
             max_connects_per_identity_per_second: 3,
             max_http_publishes_per_identity_per_second: 1,
@@ -660,5 +687,23 @@ mod tests {
         }
         .check(&mut p);
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn socket_publishes_are_bounded_per_address_not_per_socket() {
+        let a = admission(&["10.0.0.1"]);
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(a.socket_publish(one) && a.socket_publish(one));
+        assert!(!a.socket_publish(one), "a third publish within the second");
+        assert!(
+            a.socket_publish(other),
+            "another address has its own budget"
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(
+            (0..10).all(|_| a.socket_publish(proxy)),
+            "a trusted proxy is exempt"
+        );
     }
 }

@@ -300,6 +300,40 @@ async fn connects_and_http_publishes_are_rate_limited_per_address() {
     server.stop().await;
 }
 
+/// One address cannot multiply the per-socket publish rate by opening sockets: WebSocket
+/// publishes from all its sockets share `admission.max_socket_publishes_per_address_per_second`.
+#[tokio::test]
+async fn socket_publishes_are_rate_limited_per_address_across_sockets() {
+    let mut c = config();
+    c.limits.max_publishes_per_second = 1_000;
+    c.admission.max_socket_publishes_per_address_per_second = 4;
+    let server = start(c).await;
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(Client::ready(&server).await);
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for round in 0..4 {
+        for (i, s) in sockets.iter_mut().enumerate() {
+            let r = s
+                .publish(&format!("p{round}-{i}"), "/default/a", &[json!(1)])
+                .await;
+            match r["type"].as_str() {
+                Some("publish_success") => ok += 1,
+                Some("publish_error") => {
+                    assert_eq!(r["errors"][0]["errorType"], "LimitExceededError", "{r}");
+                    limited += 1;
+                }
+                _ => panic!("unexpected reply {r}"),
+            }
+        }
+    }
+    // A bucket of 4 refilling at 4/s: 16 rapid publishes leave most refused.
+    assert!(ok <= 8, "{ok} of 16 accepted");
+    assert!(limited >= 8, "{limited} of 16 refused");
+    server.stop().await;
+}
+
 /// Opens a TCP connection from `from` to the server, or `None` when no answer to the SYN came
 /// within `wait` (a blocked address's SYNs are dropped by the listener's filter).
 async fn connect_from(

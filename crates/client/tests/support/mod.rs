@@ -48,6 +48,7 @@ pub async fn start(toml: &str) -> TestServer {
     // Every test client is 127.0.0.1: lift the per-address rates.
     config.admission.max_connects_per_address_per_second = 100_000;
     config.admission.max_http_publishes_per_address_per_second = 100_000;
+    config.admission.max_socket_publishes_per_address_per_second = 100_000;
     let server = herald_server::Server::bind(config)
         .await
         .expect("server starts");

@@ -34,6 +34,8 @@ pub struct Session {
     subscriptions: HashMap<String, (Pattern, Arc<Subscriber>, Identity)>,
     /// The client's address, for handlers' `ctx.identity.sourceIp`.
     source_ip: Vec<String>,
+    /// The same address parsed, for the per-address publish budget (`None`: unknown, not charged).
+    client: Option<std::net::IpAddr>,
     bucket: TokenBucket,
     /// Subscriptions still resuming, by id; each runs in a task of `resumes`.
     resuming: HashMap<String, Resuming>,
@@ -114,7 +116,9 @@ impl Session {
         source_ip: Vec<String>,
     ) -> Session {
         let rate = state.fixed.limits.max_publishes_per_second;
+        let client = source_ip.first().and_then(|ip| ip.parse().ok());
         Session {
+            client,
             state,
             outbox,
             connect_fields,
@@ -218,6 +222,25 @@ impl Session {
                         WireError::new(
                             ErrorType::LimitExceeded,
                             format!("more than {limit} publish requests per second on this connection; slow down"),
+                        ),
+                    );
+                }
+                if let Some(client) = self.client
+                    && !self.state.admission.socket_publish(client)
+                {
+                    m.publish_client_error.inc();
+                    self.state.metrics.rate_limited.inc();
+                    let limit = self
+                        .state
+                        .fixed
+                        .admission
+                        .max_socket_publishes_per_address_per_second;
+                    return self.fail(
+                        ErrorKind::Publish,
+                        Some(&id),
+                        WireError::new(
+                            ErrorType::LimitExceeded,
+                            format!("more than {limit} publish requests per second from this address over WebSockets; slow down"),
                         ),
                     );
                 }

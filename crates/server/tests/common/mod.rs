@@ -72,6 +72,7 @@ pub fn config() -> Config {
     // Every test client is 127.0.0.1: lift the per-address rates (the abuse tests set their own).
     c.admission.max_connects_per_address_per_second = 100_000;
     c.admission.max_http_publishes_per_address_per_second = 100_000;
+    c.admission.max_socket_publishes_per_address_per_second = 100_000;
     c
 }
 
