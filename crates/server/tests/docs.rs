@@ -56,11 +56,13 @@ fn documented_configs_are_valid() {
                 std::fs::write(dir.path().join("etc").join(file), "").unwrap();
             }
             std::fs::create_dir_all(dir.path().join("handlers")).unwrap();
-            std::fs::write(
-                dir.path().join("handlers/chat.js"),
-                "export function onPublish(ctx) { return ctx.events; }\n",
-            )
-            .unwrap();
+            for name in ["chat.js", "stored.js"] {
+                std::fs::write(
+                    dir.path().join("handlers").join(name),
+                    "export function onPublish(ctx) { return ctx.events; }\n",
+                )
+                .unwrap();
+            }
             let file = dir.path().join("herald.toml");
             std::fs::write(&file, &block).unwrap();
             let config = Config::load(Some(&file))
