@@ -69,7 +69,7 @@ impl History {
                     append,
                     finish,
                     reads: Arc::new(Semaphore::new(limits.concurrent)),
-                    pace: Pace::new(limits.replay_per_second),
+                    pace: Pace::new(limits.replay_per_second, limits.replay_bytes_per_second),
                     beside: Beside::Stream(progress),
                 },
             );

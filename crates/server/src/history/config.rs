@@ -55,8 +55,13 @@ pub struct HistoryConfig {
     /// loop): unpaced, the server replayed about 660,000 events/s at 107 % of a core (1.6 µs an
     /// event, connections included); paced at 20,000/s it used 9–10 % of a core. A reconnect
     /// wave of 1,000 clients each missing 20 events is still replayed within about a second.
-    /// Counted in events, not bytes: `max_replay_bytes` bounds what one resume costs in bytes.
+    /// Counted in events; `max_replay_bytes_per_second` bounds the same reads in bytes.
     pub max_replay_events_per_second: u64,
+    /// Most bytes of events replayed per second in one namespace, by resumes and
+    /// `GET /event/history` together. Large events make the event budget alone loose (20,000
+    /// events of 16 KiB are 320 MB/s): past this a read waits its turn, as for the event budget.
+    /// A read is charged for what it returned, so one read may overdraw and the next waits.
+    pub max_replay_bytes_per_second: u64,
 }
 
 impl Default for HistoryConfig {
@@ -71,6 +76,7 @@ impl Default for HistoryConfig {
             max_resumes_per_connection: 4,
             max_concurrent_reads: 16,
             max_replay_events_per_second: 20_000,
+            max_replay_bytes_per_second: 16 << 20,
         }
     }
 }
@@ -93,6 +99,9 @@ impl HistoryConfig {
         }
         if self.max_replay_events_per_second == 0 {
             problems.push("history.max_replay_events_per_second: must be greater than 0".into());
+        }
+        if self.max_replay_bytes_per_second == 0 {
+            problems.push("history.max_replay_bytes_per_second: must be greater than 0".into());
         }
     }
 }

@@ -71,7 +71,10 @@ impl History {
                     append,
                     finish,
                     reads,
-                    pace: super::pace::Pace::new(limits.replay_per_second),
+                    pace: super::pace::Pace::new(
+                        limits.replay_per_second,
+                        limits.replay_bytes_per_second,
+                    ),
                     beside: Beside::Store,
                 },
             );

@@ -94,6 +94,8 @@ pub struct ReadLimits {
     pub concurrent: usize,
     /// `history.max_replay_events_per_second`.
     pub replay_per_second: u64,
+    /// `history.max_replay_bytes_per_second`.
+    pub replay_bytes_per_second: u64,
 }
 
 impl ReadLimits {
@@ -108,6 +110,7 @@ impl ReadLimits {
             page_bytes: config.max_page_bytes,
             concurrent: config.max_concurrent_reads,
             replay_per_second: config.max_replay_events_per_second,
+            replay_bytes_per_second: config.max_replay_bytes_per_second,
         }
     }
 }
@@ -196,7 +199,7 @@ impl History {
             let ticket = pace.take(ask, || false).await.map_err(|_| gone())?;
             let (events, top) = match self.store.read(channel.as_str(), at, ask).await {
                 Ok(ReadOutcome::Events { events, top }) => {
-                    ticket.used(events.len());
+                    ticket.used(&events);
                     (events, top)
                 }
                 // Past the first call, what was read stands; the next page reports the loss.

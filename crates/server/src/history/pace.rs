@@ -7,6 +7,10 @@
 //! Reservations may take the bucket into debt, and each waits until its share is paid back at
 //! the rate: readers are served in the order they asked, and the debt is bounded by the
 //! namespace's concurrent reads (`history.max_concurrent_reads`) times one store call.
+//!
+//! Bytes (`history.max_replay_bytes_per_second`) are a second bucket, charged after each read
+//! for what it returned (the size is not known before): a read may overdraw it, and later reads
+//! wait until the overdraft is paid back.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,6 +28,9 @@ pub(super) struct Pace {
     /// resumes are not paced at all.
     burst: f64,
     bucket: Mutex<Bucket>,
+    /// Bytes per second, and one second's worth saved up at most.
+    byte_rate: f64,
+    bytes: Mutex<Bucket>,
 }
 
 struct Bucket {
@@ -44,9 +51,16 @@ pub(super) struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
-    /// The read returned `n` events: they are spent, the rest goes back.
-    pub fn used(mut self, n: usize) {
+    /// The read returned `events`: they are spent (the rest goes back), and their bytes are
+    /// charged.
+    pub fn used(self, events: &[herald_history::StoredEvent]) {
+        let bytes = events.iter().map(|e| e.payload.len()).sum();
+        self.spend(events.len(), bytes);
+    }
+
+    fn spend(mut self, n: usize, bytes: usize) {
         self.used = n.min(self.reserved);
+        self.pace.charge_bytes(bytes);
     }
 }
 
@@ -57,13 +71,19 @@ impl Drop for Ticket<'_> {
 }
 
 impl Pace {
-    pub fn new(per_second: u64) -> Pace {
+    pub fn new(per_second: u64, bytes_per_second: u64) -> Pace {
         let rate = per_second.max(1) as f64;
+        let byte_rate = bytes_per_second.max(1) as f64;
         Pace {
             rate,
             burst: rate,
             bucket: Mutex::new(Bucket {
                 tokens: rate,
+                at: Instant::now(),
+            }),
+            byte_rate,
+            bytes: Mutex::new(Bucket {
+                tokens: byte_rate,
                 at: Instant::now(),
             }),
         }
@@ -72,6 +92,29 @@ impl Pace {
     fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
         // Plain numbers: a panic while holding the lock leaves nothing inconsistent.
         self.bucket.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn byte_bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refills the byte bucket to `now` and says until when it is overdrawn.
+    fn bytes_due(&self, now: Instant) -> Instant {
+        let mut b = self.byte_bucket();
+        let earned = now.saturating_duration_since(b.at).as_secs_f64() * self.byte_rate;
+        b.tokens = (b.tokens + earned).min(self.byte_rate);
+        b.at = now;
+        if b.tokens >= 0.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64(-b.tokens / self.byte_rate)
+        }
+    }
+
+    fn charge_bytes(&self, n: usize) {
+        if n > 0 {
+            self.byte_bucket().tokens -= n as f64;
+        }
     }
 
     /// Takes `n` events, into debt if need be; returns when they are paid for.
@@ -106,6 +149,9 @@ impl Pace {
         let due = self.reserve(n);
         loop {
             let now = Instant::now();
+            // The byte overdraft is looked at again after each wait: reads finishing meanwhile
+            // may have added to it.
+            let due = due.max(self.bytes_due(now));
             if now >= due {
                 return Ok(ticket);
             }
@@ -123,30 +169,41 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn paces_reads_past_the_burst_and_gives_back_what_is_unused() {
-        let pace = Pace::new(100);
+        let pace = Pace::new(100, u64::MAX);
         let start = Instant::now();
         // One second's worth is there at once.
-        pace.take(100, || false).await.unwrap().used(100);
+        pace.take(100, || false).await.unwrap().spend(100, 0);
         assert_eq!(Instant::now(), start);
         // The next 50 are paid back at the rate.
-        pace.take(50, || false).await.unwrap().used(50);
+        pace.take(50, || false).await.unwrap().spend(50, 0);
         assert_eq!(Instant::now() - start, Duration::from_millis(500));
         // Reserved (and waited for) but unused: given back, so the next read does not wait.
-        pace.take(50, || false).await.unwrap().used(0);
+        pace.take(50, || false).await.unwrap().spend(0, 0);
         assert_eq!(Instant::now() - start, Duration::from_millis(1000));
-        pace.take(50, || false).await.unwrap().used(50);
+        pace.take(50, || false).await.unwrap().spend(50, 0);
         assert_eq!(Instant::now() - start, Duration::from_millis(1000));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_reader_whose_client_left_stops_waiting_and_gives_its_share_back() {
-        let pace = Pace::new(100);
-        pace.take(100, || false).await.unwrap().used(100);
+        let pace = Pace::new(100, u64::MAX);
+        pace.take(100, || false).await.unwrap().spend(100, 0);
         let start = Instant::now();
         assert!(pace.take(1000, || true).await.is_err());
         assert_eq!(Instant::now(), start, "gone already: no wait");
         // The 1000 went back: the next 10 wait only for themselves.
-        pace.take(10, || false).await.unwrap().used(10);
+        pace.take(10, || false).await.unwrap().spend(10, 0);
         assert_eq!(Instant::now() - start, Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_read_are_charged_and_later_reads_wait_for_the_overdraft() {
+        let pace = Pace::new(1_000_000, 1000);
+        let start = Instant::now();
+        // The first read is not refused for its size: it overdraws by 2000 bytes.
+        pace.take(1, || false).await.unwrap().spend(1, 3000);
+        assert_eq!(Instant::now(), start);
+        pace.take(1, || false).await.unwrap().spend(1, 0);
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
     }
 }

@@ -262,7 +262,7 @@ impl Replay {
             match source.read(channel, since, limit).await {
                 Ok(ReadOutcome::Events { events, top }) => {
                     if let Some(ticket) = ticket {
-                        ticket.used(events.len());
+                        ticket.used(&events);
                     }
                     let Some(last) = events.last().map(|e| e.position) else {
                         return Ok(Ended::CaughtUp(since));
@@ -284,6 +284,9 @@ impl Replay {
                     if last.offset >= top.offset {
                         return Ok(Ended::CaughtUp(since));
                     }
+                    // A page can be a megabyte of copying: let the other tasks of this thread
+                    // (live deliveries) run before the next.
+                    tokio::task::yield_now().await;
                 }
                 Ok(ReadOutcome::Unrecoverable { reason: r, .. }) => {
                     self.lose(reason(r));
