@@ -1,5 +1,7 @@
 //! The examples in docs/handlers.md work as written.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -9,18 +11,7 @@ use herald_handler::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-const DOC: &str = include_str!("../../../docs/handlers.md");
-
-/// The fenced block following `<!-- test: name -->`.
-fn block(name: &str) -> &'static str {
-    let marker = format!("<!-- test: {name} -->");
-    let after = &DOC[DOC.find(&marker).expect("marker in docs/handlers.md") + marker.len()..];
-    let open = after.find("```").expect("opening fence");
-    let body_start = open + after[open..].find('\n').expect("fence line") + 1;
-    let len = after[body_start..].find("```").expect("closing fence");
-    &after[body_start..body_start + len]
-}
+use support::block;
 
 fn publish(texts: &[&str], identity: Option<Value>) -> PublishContext {
     PublishContext {

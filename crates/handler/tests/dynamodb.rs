@@ -2,16 +2,19 @@
 //! DynamoDB-compatible server this test starts on a free port (`npm ci` in tests/dynamodb
 //! installs it; scripts/test does).
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use herald_handler::{
-    DataSourceConfig, DataSourceKind, EngineConfig, EventOutcome, HandlerConfig, HandlerError,
-    Handlers, IncomingEvent, PublishContext, RequestInfo, SubscribeContext,
+    DataSourceConfig, DataSourceKind, EngineConfig, HandlerConfig, HandlerError, Handlers,
+    RequestInfo, SubscribeContext,
 };
 use serde_json::{Value, json};
+use support::{block, delivered, publish};
 
 /// A running dynalite, killed when dropped.
 struct Dynalite {
@@ -157,40 +160,6 @@ fn handlers(endpoint: &str, table: &str, code: &str) -> Handlers {
         )],
     )
     .unwrap()
-}
-
-fn publish(channel: &str, events: &[(&str, Value)], sub: &str) -> PublishContext {
-    PublishContext {
-        channel: channel.into(),
-        identity: Some(json!({"sub": sub})),
-        request: RequestInfo::default(),
-        events: events
-            .iter()
-            .map(|(id, payload)| IncomingEvent {
-                id: (*id).into(),
-                payload: payload.to_string(),
-            })
-            .collect(),
-    }
-}
-
-fn delivered(outcome: &EventOutcome) -> Value {
-    match outcome {
-        EventOutcome::Deliver(text) => serde_json::from_str(text).unwrap(),
-        other => panic!("expected Deliver, got {other:?}"),
-    }
-}
-
-const DOC: &str = include_str!("../../../docs/handlers.md");
-
-/// The fenced block following `<!-- test: name -->` in docs/handlers.md.
-fn block(name: &str) -> &'static str {
-    let marker = format!("<!-- test: {name} -->");
-    let after = &DOC[DOC.find(&marker).expect("marker in docs/handlers.md") + marker.len()..];
-    let open = after.find("```").expect("opening fence");
-    let body_start = open + after[open..].find('\n').expect("fence line") + 1;
-    let len = after[body_start..].find("```").expect("closing fence");
-    &after[body_start..body_start + len]
 }
 
 #[tokio::test]

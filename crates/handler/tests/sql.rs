@@ -2,15 +2,18 @@
 //! PostgreSQL and MariaDB. Each test creates its own uniquely named database and drops it.
 //! `HERALD_TEST_POSTGRES` / `HERALD_TEST_MYSQL` override the admin URLs.
 
+mod support;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use herald_handler::{
-    DataSourceConfig, DataSourceKind, EngineConfig, EventOutcome, HandlerConfig, HandlerError,
-    Handlers, IncomingEvent, PublishContext, RequestInfo, SubscribeContext,
+    DataSourceConfig, DataSourceKind, EngineConfig, HandlerConfig, HandlerError, Handlers,
+    RequestInfo, SubscribeContext,
 };
 use serde_json::{Value, json};
 use sqlx::Connection as _;
+use support::{block, delivered, publish};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Engine {
@@ -183,28 +186,6 @@ fn handlers(db: &TestDb, code: &str) -> Handlers {
     handlers_with(source(&db.url, 5_000), code)
 }
 
-fn publish(channel: &str, events: &[(&str, Value)], sub: &str) -> PublishContext {
-    PublishContext {
-        channel: channel.into(),
-        identity: Some(json!({ "sub": sub })),
-        request: RequestInfo::default(),
-        events: events
-            .iter()
-            .map(|(id, payload)| IncomingEvent {
-                id: (*id).into(),
-                payload: payload.to_string(),
-            })
-            .collect(),
-    }
-}
-
-fn delivered(outcome: &EventOutcome) -> Value {
-    match outcome {
-        EventOutcome::Deliver(text) => serde_json::from_str(text).unwrap(),
-        other => panic!("expected Deliver, got {other:?}"),
-    }
-}
-
 /// Runs a one-event publish and returns the payload the handler made of it.
 async fn run(h: &Handlers, payload: Value) -> Value {
     let out = h
@@ -212,18 +193,6 @@ async fn run(h: &Handlers, payload: Value) -> Value {
         .await
         .unwrap();
     delivered(&out[0])
-}
-
-const DOC: &str = include_str!("../../../docs/handlers.md");
-
-/// The fenced block following `<!-- test: name -->` in docs/handlers.md.
-fn block(name: &str) -> &'static str {
-    let marker = format!("<!-- test: {name} -->");
-    let after = &DOC[DOC.find(&marker).expect("marker in docs/handlers.md") + marker.len()..];
-    let open = after.find("```").expect("opening fence");
-    let body_start = open + after[open..].find('\n').expect("fence line") + 1;
-    let len = after[body_start..].find("```").expect("closing fence");
-    &after[body_start..body_start + len]
 }
 
 #[tokio::test]

@@ -341,7 +341,7 @@ pub(crate) async fn call(
     // The same steps for both databases; only the types differ, so a macro rather than generics
     // over sqlx's executor traits.
     macro_rules! run {
-        ($pool:expr, $dialect:expr, $push:ident) => {{
+        ($pool:expr, $dialect:expr, $field:expr) => {{
             let mut conn = tokio::time::timeout_at(deadline, $pool.acquire())
                 .await
                 .map_err(|_| timed_out())?
@@ -357,7 +357,7 @@ pub(crate) async fn call(
                     {
                         match step {
                             Either::Left(done) => out.affected += done.rows_affected(),
-                            Either::Right(row) => out.$push(&row, &mut budget, source)?,
+                            Either::Right(row) => out.push(&row, $field, &mut budget, source)?,
                         }
                     }
                     results.push(out.finish(statement));
@@ -374,8 +374,8 @@ pub(crate) async fn call(
         }};
     }
     match database.pool() {
-        Pool::Postgres(pool) => run!(pool, Dialect::Postgres, push_pg),
-        Pool::MySql(pool) => run!(pool, Dialect::MySql, push_mysql),
+        Pool::Postgres(pool) => run!(pool, Dialect::Postgres, pg_field),
+        Pool::MySql(pool) => run!(pool, Dialect::MySql, mysql_field),
     }
     Ok(Value::String(
         json!({ "sqlStatementResults": results }).to_string(),
@@ -456,53 +456,29 @@ struct Statement {
 }
 
 impl Statement {
-    fn columns_of<'a>(&mut self, columns: impl Iterator<Item = (&'a str, &'a str)>) {
+    /// Adds one row, each field read by `field` (the database's own conversion).
+    fn push<R: sqlx::Row>(
+        &mut self,
+        row: &R,
+        field: fn(&R, usize) -> Result<Value, String>,
+        budget: &mut Budget,
+        source: &DataSource,
+    ) -> Result<(), CallError> {
         if self.columns.is_empty() {
-            self.columns = columns
-                .map(|(name, type_name)| {
-                    json!({ "name": name, "label": name, "typeName": type_name.to_ascii_lowercase() })
+            self.columns = row
+                .columns()
+                .iter()
+                .map(|c| {
+                    json!({ "name": c.name(), "label": c.name(),
+                            "typeName": c.type_info().name().to_ascii_lowercase() })
                 })
                 .collect();
         }
-    }
-
-    fn push_pg(
-        &mut self,
-        row: &PgRow,
-        budget: &mut Budget,
-        source: &DataSource,
-    ) -> Result<(), CallError> {
-        self.columns_of(
-            row.columns()
-                .iter()
-                .map(|c| (c.name(), c.type_info().name())),
-        );
         let mut record = Vec::with_capacity(row.len());
         for (i, column) in row.columns().iter().enumerate() {
-            let field = pg_field(row, i).map_err(|e| unreadable(source, column.name(), &e))?;
-            budget.take(&field, source)?;
-            record.push(field);
-        }
-        self.records.push(Value::Array(record));
-        Ok(())
-    }
-
-    fn push_mysql(
-        &mut self,
-        row: &MySqlRow,
-        budget: &mut Budget,
-        source: &DataSource,
-    ) -> Result<(), CallError> {
-        self.columns_of(
-            row.columns()
-                .iter()
-                .map(|c| (c.name(), c.type_info().name())),
-        );
-        let mut record = Vec::with_capacity(row.len());
-        for (i, column) in row.columns().iter().enumerate() {
-            let field = mysql_field(row, i).map_err(|e| unreadable(source, column.name(), &e))?;
-            budget.take(&field, source)?;
-            record.push(field);
+            let value = field(row, i).map_err(|e| unreadable(source, column.name(), &e))?;
+            budget.take(&value, source)?;
+            record.push(value);
         }
         self.records.push(Value::Array(record));
         Ok(())
