@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{CallError, DataSource};
+use super::{CallError, DataSource, text};
 
 pub(super) async fn call(
     source: &DataSource,
@@ -77,11 +77,4 @@ pub(super) async fn call(
         Value::String(String::from_utf8_lossy(&answer.body).into_owned()),
     );
     Ok(Value::Object(result))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

@@ -295,10 +295,6 @@ impl DataSource {
     /// Runs the request object a handler's `request` returned; the value is `ctx.result`.
     pub(crate) async fn call(&self, request: Value) -> Result<Value, CallError> {
         let _permit = self.permit()?;
-        if let Kind::Sql(database) = &self.kind {
-            // Keeps its own deadline, to close a connection whose statement outlives it.
-            return rds::call(self, database, request).await;
-        }
         let work = async {
             match &self.kind {
                 Kind::Lambda { url, signer } => lambda::call(self, url, signer, request).await,
@@ -317,6 +313,10 @@ impl DataSource {
                 }
             }
         };
+        if matches!(self.kind, Kind::Sql(_)) {
+            // Keeps its own deadline, to close a connection whose statement outlives it.
+            return work.await;
+        }
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(self.timed_out()),
@@ -356,7 +356,7 @@ impl DataSource {
         })
     }
 
-    fn timed_out(&self) -> CallError {
+    pub(crate) fn timed_out(&self) -> CallError {
         CallError::failed(
             "TimeoutError",
             format!(
@@ -465,6 +465,14 @@ pub(crate) fn aws_error(service: &str, answer: &Answer) -> CallError {
         .and_then(Value::as_str)
         .map_or_else(|| format!("HTTP {}", answer.status), str::to_owned);
     CallError::failed(format!("{service}:{code}"), message)
+}
+
+/// A request-object value as text: strings as they are, anything else as JSON.
+pub(crate) fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Parses a JSON answer body (`null` when empty).

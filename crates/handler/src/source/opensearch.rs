@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::sigv4::Signer;
-use super::{CallError, DataSource, json_body};
+use super::{CallError, DataSource, json_body, text};
 
 pub(super) async fn call(
     source: &DataSource,
@@ -83,11 +83,4 @@ pub(super) async fn call(
         });
     }
     json_body("OpenSearch", &answer)
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

@@ -326,16 +326,7 @@ pub(crate) async fn call(
 ) -> Result<Value, CallError> {
     let request = parse(request)?;
     let deadline = tokio::time::Instant::now() + database.timeout;
-    let timed_out = || {
-        CallError::failed(
-            "TimeoutError",
-            format!(
-                "data source {} did not answer within {} ms",
-                source.name,
-                database.timeout.as_millis()
-            ),
-        )
-    };
+    let timed_out = || source.timed_out();
     let mut budget = Budget(MAX_RESPONSE_BYTES);
     let mut results = Vec::with_capacity(request.statements.len());
     // The same steps for both databases; only the types differ, so a macro rather than generics

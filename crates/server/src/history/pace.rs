@@ -39,6 +39,21 @@ struct Bucket {
     at: Instant,
 }
 
+impl Bucket {
+    /// Refills at `rate` up to `burst` until `now`, takes `n` (into debt if need be), and says
+    /// when the debt is paid back (`now` when there is none).
+    fn take(&mut self, n: f64, rate: f64, burst: f64, now: Instant) -> Instant {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = (self.tokens + earned).min(burst) - n;
+        self.at = now;
+        if self.tokens >= 0.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
+}
+
 /// The reader's client left while it waited.
 #[derive(Debug)]
 pub(super) struct Left;
@@ -100,15 +115,8 @@ impl Pace {
 
     /// Refills the byte bucket to `now` and says until when it is overdrawn.
     fn bytes_due(&self, now: Instant) -> Instant {
-        let mut b = self.byte_bucket();
-        let earned = now.saturating_duration_since(b.at).as_secs_f64() * self.byte_rate;
-        b.tokens = (b.tokens + earned).min(self.byte_rate);
-        b.at = now;
-        if b.tokens >= 0.0 {
-            now
-        } else {
-            now + Duration::from_secs_f64(-b.tokens / self.byte_rate)
-        }
+        self.byte_bucket()
+            .take(0.0, self.byte_rate, self.byte_rate, now)
     }
 
     fn charge_bytes(&self, n: usize) {
@@ -119,16 +127,8 @@ impl Pace {
 
     /// Takes `n` events, into debt if need be; returns when they are paid for.
     fn reserve(&self, n: usize) -> Instant {
-        let now = Instant::now();
-        let mut b = self.bucket();
-        let earned = now.saturating_duration_since(b.at).as_secs_f64() * self.rate;
-        b.tokens = (b.tokens + earned).min(self.burst) - n as f64;
-        b.at = now;
-        if b.tokens >= 0.0 {
-            now
-        } else {
-            now + Duration::from_secs_f64(-b.tokens / self.rate)
-        }
+        self.bucket()
+            .take(n as f64, self.rate, self.burst, Instant::now())
     }
 
     fn refund(&self, n: usize) {
