@@ -55,10 +55,10 @@ pub struct AdmissionConfig {
     /// Whether trusted proxies open every connection with a PROXY protocol header (v1 or v2, as
     /// HAProxy and AWS NLB send): its source address is then the client's.
     pub proxy_protocol: bool,
-    /// Sockets refused from one address within one second (over its socket cap) after which the
-    /// address is blocked in the kernel: its connection attempts are dropped by a filter on the
-    /// listening socket before any accept (Linux; elsewhere they keep being refused one by one).
-    /// 0 turns blocking off.
+    /// Refusals of one address within one second (sockets over its socket cap, and WebSocket or
+    /// event-stream connects over its connect rate) after which the address is blocked in the
+    /// kernel: its connection attempts are dropped by a filter on the listening socket before
+    /// any accept (Linux; elsewhere they keep being refused one by one). 0 turns blocking off.
     pub flood_block_refusals_per_second: u32,
     /// How long such a block lasts; the address's open connections are untouched.
     pub flood_block_secs: u64,
@@ -232,6 +232,24 @@ struct Address {
     refused_since: Instant,
 }
 
+impl Address {
+    /// Counts a refusal in the current one-second window; true for the refusal that makes the
+    /// address a flood (`flood` refusals in the window), said once per window.
+    fn refuse(&mut self, flood: u32) -> bool {
+        if self
+            .last_seen
+            .saturating_duration_since(self.refused_since)
+            .as_secs()
+            >= 1
+        {
+            self.refused = 0;
+            self.refused_since = self.last_seen;
+        }
+        self.refused = self.refused.saturating_add(1);
+        flood > 0 && self.refused == flood
+    }
+}
+
 const SHARDS: usize = 16;
 /// Addresses tracked per shard before idle ones are swept.
 const SWEEP_AT: usize = 4096;
@@ -247,7 +265,15 @@ pub struct Admission {
     shards: Box<[Mutex<HashMap<Key, Address>>]>,
     /// Seeds identity hashes, fresh per process.
     hasher: RandomState,
+    /// Addresses found flooding by their connect rate, for the accept loop (which owns the
+    /// kernel blocklist) to block.
+    floods: tokio::sync::mpsc::Sender<IpAddr>,
+    flood_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<IpAddr>>>,
 }
+
+/// Flooding addresses waiting for the accept loop; more in one instant are dropped and found
+/// again in their next window.
+const FLOOD_QUEUE: usize = 64;
 
 /// Why a socket was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,7 +329,10 @@ pub fn principal(identity: &herald_auth::Identity) -> Option<(&'static str, &str
 
 impl Admission {
     pub fn new(config: &AdmissionConfig) -> Admission {
+        let (floods, flood_receiver) = tokio::sync::mpsc::channel(FLOOD_QUEUE);
         Admission {
+            floods,
+            flood_receiver: Mutex::new(Some(flood_receiver)),
             trusted: config
                 .trusted_proxies
                 .iter()
@@ -406,16 +435,7 @@ impl Admission {
                 a.open += 1;
                 return None;
             }
-            if a.last_seen
-                .saturating_duration_since(a.refused_since)
-                .as_secs()
-                >= 1
-            {
-                a.refused = 0;
-                a.refused_since = a.last_seen;
-            }
-            a.refused = a.refused.saturating_add(1);
-            Some(if flood > 0 && a.refused == flood {
+            Some(if a.refuse(flood) {
                 Refusal::Flood(ip)
             } else {
                 Refusal::AddressFull
@@ -450,9 +470,38 @@ impl Admission {
             .unwrap_or(peer)
     }
 
-    /// Takes a WebSocket connect from this client's budget.
-    pub fn connect(&self, client: IpAddr) -> bool {
-        self.take_connect(Key::Address(key(client)))
+    /// Takes a WebSocket (or event-stream) connect from this client's budget. `direct` says the
+    /// client is the socket's TCP peer (no proxy named it): a client refused that fast
+    /// (`flood_block_refusals_per_second`) is then handed to the listener to block in the
+    /// kernel, because each refused connect still costs an accept, a parse and a 429. A trusted
+    /// proxy is exempt.
+    pub fn connect(&self, client: IpAddr, direct: bool) -> bool {
+        if self.trusted(client) {
+            return true;
+        }
+        let ip = key(client);
+        let (rate, _) = self.rates(Key::Address(ip));
+        let flood = self.config.flood_block_refusals_per_second;
+        let (granted, flooding) = self.with(Key::Address(ip), |a| {
+            if a.connects.take(rate, Instant::now()) {
+                (true, false)
+            } else {
+                (false, a.refuse(flood))
+            }
+        });
+        if flooding && direct {
+            // Full only when the listener is far behind; the next window says it again.
+            let _ = self.floods.try_send(ip);
+        }
+        granted
+    }
+
+    /// Addresses to block, as `connect` finds them; taken once, by the listener's accept loop.
+    pub fn take_floods(&self) -> Option<tokio::sync::mpsc::Receiver<IpAddr>> {
+        self.flood_receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Takes an HTTP publish from this client's budget.
@@ -503,11 +552,6 @@ impl Admission {
             admission: self.clone(),
             key: k,
         }))
-    }
-
-    fn take_connect(&self, k: Key) -> bool {
-        let (rate, _) = self.rates(k);
-        self.with(k, |a| a.connects.take(rate, Instant::now()))
     }
 
     fn take_publish(&self, k: Key) -> bool {
@@ -635,11 +679,34 @@ mod tests {
     fn rates_per_address() {
         let a = admission(&[]);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(a.connect(ip) && a.connect(ip));
-        assert!(!a.connect(ip));
+        assert!(a.connect(ip, true) && a.connect(ip, true));
+        assert!(!a.connect(ip, true));
         assert!(a.publish(ip));
         assert!(!a.publish(ip));
-        assert!(a.connect("192.0.2.2".parse().unwrap()));
+        assert!(a.connect("192.0.2.2".parse().unwrap(), true));
+    }
+
+    #[test]
+    fn connects_refused_fast_are_a_flood_once_and_only_for_direct_clients() {
+        let a = admission(&["10.0.0.1"]);
+        let mut floods = a.take_floods().unwrap();
+        assert!(a.take_floods().is_none(), "one listener takes them");
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let refused = (0..10).filter(|_| !a.connect(ip, true)).count();
+        assert_eq!(refused, 8, "two granted, then over the rate");
+        assert_eq!(floods.try_recv().ok(), Some(ip));
+        assert!(floods.try_recv().is_err(), "said once per window");
+        // A client a proxy named cannot be blocked in the kernel: counted, never handed over.
+        let forwarded: IpAddr = "192.0.2.8".parse().unwrap();
+        for _ in 0..10 {
+            a.connect(forwarded, false);
+        }
+        assert!(floods.try_recv().is_err());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(
+            (0..10).all(|_| a.connect(proxy, true)),
+            "a trusted proxy is exempt"
+        );
     }
 
     fn iam(key: &str) -> herald_auth::Identity {

@@ -129,6 +129,8 @@ impl Server {
         let ticker = tokio::spawn(keepalive(state.clone()));
         let handshake = Duration::from_millis(state.fixed.websocket.handshake_timeout_ms);
         let mut blocklist = Blocklist::new(&listener);
+        // Addresses found flooding by their connect rate (the upgrade handlers see those).
+        let mut floods = state.admission.take_floods();
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -140,6 +142,9 @@ impl Server {
                         tracing::info!(client = %ip, "flood block lifted");
                     }
                     state.metrics.blocked_addresses.set(blocklist.len() as i64);
+                }
+                Some(ip) = async { floods.as_mut()?.recv().await } => {
+                    block(&state, &mut blocklist, ip);
                 }
                 accepted = listener.accept() => {
                     let (tcp, peer) = match accepted {
@@ -174,6 +179,10 @@ impl Server {
                         let _ = blocklist::detach(std::os::fd::AsRawFd::as_raw_fd(&tcp));
                     }
                     let _ = tcp.set_nodelay(true);
+                    crate::transport::cap_send_buffer(
+                        &tcp,
+                        state.fixed.limits.socket_send_buffer_bytes,
+                    );
                     let state = state.clone();
                     let tls = tls.clone();
                     let watcher = stop.subscribe();
@@ -234,7 +243,8 @@ fn block(state: &State, blocklist: &mut Blocklist, ip: std::net::IpAddr) {
         tracing::warn!(
             client = %ip,
             secs,
-            "address blocked: its sockets keep coming over admission.max_sockets_per_address \
+            "address blocked: its sockets keep coming over admission.max_sockets_per_address, \
+             or its connects over admission.max_connects_per_address_per_second \
              (admission.flood_block_refusals_per_second); its connection attempts are dropped \
              until the block ends, its open connections are untouched"
         );
@@ -320,7 +330,8 @@ async fn serve_http<S>(
             state.admission.client(peer.ip(), forwarded)
         });
         let extensions = req.extensions_mut();
-        extensions.insert(crate::http::request::Peer { client });
+        let direct = proxied.is_none() && client == peer.ip();
+        extensions.insert(crate::http::request::Peer { client, direct });
         // The WebSocket this request may become holds the socket's place too.
         extensions.insert(ticket.clone());
         async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req).await) }

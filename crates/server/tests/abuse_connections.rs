@@ -31,7 +31,12 @@ async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
 /// Sends a WebSocket upgrade and reads the response head (and body, when refused); returns the
 /// status, what was read, and the socket (kept open by the caller).
 async fn upgrade(server: &common::TestServer) -> (u16, String, TcpStream) {
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let s = TcpStream::connect(server.addr).await.unwrap();
+    upgrade_on(server, s).await
+}
+
+/// As `upgrade`, on a socket already open.
+async fn upgrade_on(server: &common::TestServer, mut s: TcpStream) -> (u16, String, TcpStream) {
     let req = format!(
         "GET /event/realtime HTTP/1.1\r\nhost: {}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -417,5 +422,36 @@ async fn an_address_flooding_over_its_socket_cap_is_blocked_in_the_kernel() {
         assert!(blocked_at.elapsed() < WAIT, "the block never ended");
     }
     assert!(blocked_at.elapsed() >= Duration::from_millis(700));
+    server.stop().await;
+}
+
+/// Connect-flood (issue 20): each connect refused over the rate still costs an accept, a parse
+/// and a 429, so an address that keeps connecting far over its rate is blocked in the kernel
+/// like one over its socket cap; other addresses are still served.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_address_connecting_far_over_its_rate_is_blocked_in_the_kernel() {
+    let mut c = config();
+    c.admission.max_connects_per_address_per_second = 2;
+    c.admission.flood_block_refusals_per_second = 10;
+    c.admission.flood_block_secs = 1;
+    let server = start(c).await;
+    let attacker = [127, 0, 0, 4];
+    let mut refused = 0;
+    loop {
+        let Some(s) = connect_from(&server, attacker, Duration::from_millis(300)).await else {
+            break;
+        };
+        let (status, head, _s) = upgrade_on(&server, s).await;
+        if status == 429 {
+            assert!(head.contains("LimitExceededError"), "{head}");
+            refused += 1;
+        }
+        assert!(refused < 1000, "never blocked");
+    }
+    assert!(refused >= 10, "blocked after {refused} refusals");
+    assert_eq!(metric(&server, "herald_flood_blocks_total").await, 1.0);
+    let (status, _, _) = upgrade(&server).await;
+    assert_eq!(status, 101, "another address still connects");
     server.stop().await;
 }

@@ -18,11 +18,22 @@ use crate::state::State;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub client: std::net::IpAddr,
+    /// Whether the client is the TCP peer itself (no proxy named it), so the listener could
+    /// block it in the kernel.
+    pub direct: bool,
 }
 
 /// The client's address, when the listener attached it.
 pub fn client(extensions: &hyper::http::Extensions) -> Option<std::net::IpAddr> {
     extensions.get::<Peer>().map(|p| p.client)
+}
+
+/// Takes a WebSocket or event-stream connect from the client's per-address budget (true when
+/// granted, or when the listener named no client).
+pub fn admit_connect(state: &State, extensions: &hyper::http::Extensions) -> bool {
+    extensions
+        .get::<Peer>()
+        .is_none_or(|p| state.admission.connect(p.client, p.direct))
 }
 
 /// `sourceIp` for handlers: the client's address.

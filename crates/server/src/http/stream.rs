@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use herald_protocol::{ErrorType, Pattern, WireError};
 
-use super::request::{client, header_fields, read_body, source_ip};
+use super::request::{admit_connect, header_fields, read_body, source_ip};
 use super::response::{Body, bad_request, error, json};
 use crate::auth::{Identity, Presented};
 use crate::connection::sse::{self, Admitted, LastSeen, Opening};
@@ -98,9 +98,7 @@ pub async fn stream(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<StreamingBody>, WireError> {
-    if let Some(client) = client(req.extensions())
-        && !state.admission.connect(client)
-    {
+    if !admit_connect(&state, req.extensions()) {
         state.metrics.rate_limited.inc();
         return Err(WireError::new(
             ErrorType::LimitExceeded,

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use herald_protocol::{AuthFields, ErrorType, WireError};
 
-use super::request::{client, header_fields, source_ip};
+use super::request::{admit_connect, header_fields, source_ip};
 use super::response::{Body, bad_request, error, errors, text};
 use crate::admission::Ticket;
 use crate::connection;
@@ -58,9 +58,7 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
         .iter()
         .find_map(|p| AuthFields::from_subprotocol(p))
         .unwrap_or_else(|| header_fields(headers));
-    if let Some(client) = client(req.extensions())
-        && !state.admission.connect(client)
-    {
+    if !admit_connect(&state, req.extensions()) {
         state.metrics.rate_limited.inc();
         return error(WireError::new(
             ErrorType::LimitExceeded,
