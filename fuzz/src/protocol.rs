@@ -38,14 +38,24 @@ pub fn client_message(data: &[u8]) {
                 id,
                 authorization,
                 resume,
+                presence,
                 ..
             }) => {
                 assert!(valid_id(&id));
                 check_auth(authorization.as_ref());
+                if let Some(info) = presence.info {
+                    assert!(info.get().starts_with('{'), "presence.info is an object");
+                }
                 if let Some(r) = resume {
                     assert!(r.positions.len() <= MAX_RESUME_POSITIONS);
                     assert!(r.after.is_some() || !r.positions.is_empty() || r.since_ms.is_some());
                 }
+            }
+            Ok(ClientMessage::Presence {
+                id, authorization, ..
+            }) => {
+                assert!(valid_id(&id));
+                check_auth(authorization.as_ref());
             }
             Ok(ClientMessage::Publish {
                 id,

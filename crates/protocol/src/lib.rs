@@ -17,4 +17,4 @@ pub mod reply;
 pub use auth::AuthFields;
 pub use channel::{Channel, ChannelError, Pattern};
 pub use error::{ErrorType, WireError};
-pub use message::{ClientMessage, EventLimits, FrameError, HttpPublish, Resume};
+pub use message::{ClientMessage, EventLimits, FrameError, HttpPublish, PresenceAsk, Resume};

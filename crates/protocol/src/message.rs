@@ -39,6 +39,17 @@ pub enum Operation {
     Subscribe,
     Unsubscribe,
     Publish,
+    /// Herald extension: read a channel's presence.
+    Presence,
+}
+
+/// What a subscribe asks of presence (Herald extension `presence`, on namespaces with presence
+/// on): the member's info, and whether joins and leaves are delivered to this subscription.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PresenceAsk<'a> {
+    /// A JSON object, as sent (its size is checked by the server against the namespace's bound).
+    pub info: Option<&'a RawValue>,
+    pub events: bool,
 }
 
 /// A decoded client frame.
@@ -54,6 +65,20 @@ pub enum ClientMessage<'a> {
         /// Herald extension `withChannel`: each `data` frame names the channel its event was
         /// published to.
         with_channel: bool,
+        /// Herald extension `presence`: member info, and whether to receive joins and leaves.
+        presence: PresenceAsk<'a>,
+    },
+    /// Herald extension: who is subscribed to a channel (`presence_result`).
+    Presence {
+        id: Cow<'a, str>,
+        channel: Cow<'a, str>,
+        authorization: Option<AuthFields>,
+        /// Only the count, not the members.
+        count_only: bool,
+        /// Members listed after this connection id (paging).
+        after: Option<Cow<'a, str>>,
+        /// Most members listed (the server caps it).
+        limit: Option<usize>,
     },
     Unsubscribe {
         id: Cow<'a, str>,
@@ -120,6 +145,55 @@ struct Envelope<'a> {
     idempotency_key: Option<&'a RawValue>,
     #[serde(rename = "withChannel", borrow, default)]
     with_channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    presence: Option<&'a RawValue>,
+    #[serde(rename = "countOnly", borrow, default)]
+    count_only: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    after: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    limit: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawPresenceAsk<'a> {
+    #[serde(borrow, default)]
+    info: Option<&'a RawValue>,
+    #[serde(default)]
+    events: Option<bool>,
+}
+
+const PRESENCE_HELP: &str =
+    "'presence' must be {\"info\":{..an object..},\"events\":true|false}, both optional";
+
+fn parse_presence_ask(raw: Option<&RawValue>) -> Result<PresenceAsk<'_>, WireError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(PresenceAsk::default());
+    };
+    let r: RawPresenceAsk<'_> = serde_json::from_str(raw.get()).map_err(|_| bad(PRESENCE_HELP))?;
+    let info = r.info.filter(|i| i.get() != "null");
+    if let Some(info) = info {
+        if !info.get().starts_with('{') {
+            return Err(bad("'presence.info' must be a JSON object"));
+        }
+        if !depth_within(info.get(), MAX_EVENT_DEPTH) {
+            return Err(bad(format!(
+                "'presence.info' nests arrays and objects deeper than {MAX_EVENT_DEPTH} levels"
+            )));
+        }
+    }
+    Ok(PresenceAsk {
+        info,
+        events: r.events.unwrap_or(false),
+    })
+}
+
+fn parse_flag(raw: Option<&RawValue>, name: &str) -> Result<bool, WireError> {
+    match raw.map(RawValue::get) {
+        None | Some("null" | "false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(bad(format!("'{name}' must be true or false"))),
+    }
 }
 
 /// Where a resumed subscription starts (Herald extension, see `docs/extensions.md`).
@@ -346,6 +420,7 @@ impl<'a> ClientMessage<'a> {
             "subscribe" => Operation::Subscribe,
             "unsubscribe" => Operation::Unsubscribe,
             "publish" => Operation::Publish,
+            "presence" => Operation::Presence,
             _ => {
                 let shown: String = kind.chars().take(40).collect();
                 return Err(FrameError {
@@ -354,7 +429,7 @@ impl<'a> ClientMessage<'a> {
                     error: WireError::new(
                         ErrorType::UnsupportedOperation,
                         format!(
-                            "unknown message type {shown:?}: expected connection_init, subscribe, unsubscribe or publish"
+                            "unknown message type {shown:?}: expected connection_init, subscribe, unsubscribe, publish or presence"
                         ),
                     ),
                 });
@@ -379,17 +454,39 @@ impl<'a> ClientMessage<'a> {
                 let channel = string_field(env.channel, "channel").map_err(with_id)?;
                 let authorization = parse_auth(env.authorization).map_err(with_id)?;
                 let resume = parse_resume(env.resume).map_err(with_id)?;
-                let with_channel = match env.with_channel.map(RawValue::get) {
-                    None | Some("null" | "false") => false,
-                    Some("true") => true,
-                    Some(_) => return Err(with_id(bad("'withChannel' must be true or false"))),
-                };
+                let with_channel = parse_flag(env.with_channel, "withChannel").map_err(with_id)?;
+                let presence = parse_presence_ask(env.presence).map_err(with_id)?;
                 Ok(ClientMessage::Subscribe {
                     id,
                     channel,
                     authorization,
                     resume,
                     with_channel,
+                    presence,
+                })
+            }
+            Operation::Presence => {
+                let channel = string_field(env.channel, "channel").map_err(with_id)?;
+                let authorization = parse_auth(env.authorization).map_err(with_id)?;
+                let count_only = parse_flag(env.count_only, "countOnly").map_err(with_id)?;
+                let after = match env.after.filter(|r| r.get() != "null") {
+                    None => None,
+                    Some(raw) => Some(string_field(Some(raw), "after").map_err(with_id)?),
+                };
+                let limit = match env.limit.filter(|r| r.get() != "null") {
+                    None => None,
+                    Some(raw) => Some(
+                        serde_json::from_str::<usize>(raw.get())
+                            .map_err(|_| with_id(bad("'limit' must be a positive integer")))?,
+                    ),
+                };
+                Ok(ClientMessage::Presence {
+                    id,
+                    channel,
+                    authorization,
+                    count_only,
+                    after,
+                    limit,
                 })
             }
             Operation::Publish => {
@@ -468,6 +565,11 @@ mod tests {
             authorization,
             resume: None,
             with_channel: false,
+            presence:
+                PresenceAsk {
+                    info: None,
+                    events: false,
+                },
         }) = parse(
             r#"{"type":"subscribe","id":"a-1","channel":"/default/*","authorization":{"x-api-key":"k","host":"h"},"payload":{}}"#,
         )
@@ -617,5 +719,41 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn decodes_presence_asks_and_reads() {
+        let Ok(ClientMessage::Subscribe { presence, .. }) = parse(
+            r#"{"type":"subscribe","id":"s","channel":"/r/a","presence":{"info":{"n":"A"},"events":true}}"#,
+        ) else {
+            panic!("subscribe with presence")
+        };
+        assert_eq!(presence.info.map(RawValue::get), Some(r#"{"n":"A"}"#));
+        assert!(presence.events);
+        for bad in [
+            r#"{"type":"subscribe","id":"s","channel":"/r/a","presence":{"info":[1]}}"#,
+            r#"{"type":"subscribe","id":"s","channel":"/r/a","presence":{"events":"yes"}}"#,
+            r#"{"type":"subscribe","id":"s","channel":"/r/a","presence":7}"#,
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert_eq!(e.id.as_deref(), Some("s"), "{bad}");
+        }
+        let Ok(ClientMessage::Presence {
+            id,
+            channel,
+            count_only,
+            after,
+            limit,
+            ..
+        }) = parse(
+            r#"{"type":"presence","id":"p","channel":"/r/a","countOnly":true,"after":"ab-1","limit":5}"#,
+        )
+        else {
+            panic!("presence")
+        };
+        assert_eq!((&*id, &*channel, count_only), ("p", "/r/a", true));
+        assert_eq!((after.as_deref(), limit), (Some("ab-1"), Some(5)));
+        let e = parse(r#"{"type":"presence","id":"p","channel":"/r/a","limit":-1}"#).unwrap_err();
+        assert_eq!(e.operation, Some(Operation::Presence));
     }
 }

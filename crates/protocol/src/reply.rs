@@ -80,6 +80,8 @@ pub enum ErrorKind {
     Unsubscribe,
     Publish,
     Broadcast,
+    /// Herald extension: a presence read.
+    Presence,
     Generic,
 }
 
@@ -90,6 +92,7 @@ pub fn error(kind: ErrorKind, id: Option<&str>, errors: &[WireError]) -> Bytes {
         ErrorKind::Unsubscribe => "unsubscribe_error",
         ErrorKind::Publish => "publish_error",
         ErrorKind::Broadcast => "broadcast_error",
+        ErrorKind::Presence => "presence_error",
         ErrorKind::Generic => "error",
     };
     encode(kind, id, Errors { errors })

@@ -480,6 +480,7 @@ fn carried(text: &str) -> Option<Carried> {
             "subscribe" => Operation::Subscribe,
             "unsubscribe" => Operation::Unsubscribe,
             "publish" => Operation::Publish,
+            "presence" => Operation::Presence,
             _ => return Some(Carried::Nothing),
         },
         _ => return Some(Carried::Nothing),
@@ -505,6 +506,7 @@ fn check_against_oracle(text: &str, limits: &EventLimits) -> Result<(), TestCase
                 ClientMessage::Subscribe { id, .. } => (Operation::Subscribe, id),
                 ClientMessage::Unsubscribe { id } => (Operation::Unsubscribe, id),
                 ClientMessage::Publish { id, .. } => (Operation::Publish, id),
+                ClientMessage::Presence { id, .. } => (Operation::Presence, id),
                 ClientMessage::ConnectionInit => {
                     return Err(TestCaseError::fail(format!(
                         "{text:?} read as connection_init"
@@ -603,6 +605,17 @@ fn decoded_common(m: &ClientMessage<'_>) -> Option<Common> {
             got_auth(authorization.as_ref()),
         ),
         ClientMessage::Unsubscribe { id } => (Operation::Unsubscribe, id.to_string(), None, None),
+        ClientMessage::Presence {
+            id,
+            channel,
+            authorization,
+            ..
+        } => (
+            Operation::Presence,
+            id.to_string(),
+            Some(channel.to_string()),
+            got_auth(authorization.as_ref()),
+        ),
     })
 }
 

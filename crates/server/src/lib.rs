@@ -30,6 +30,7 @@ pub mod id;
 pub mod idempotency;
 pub mod metrics;
 pub mod namespace;
+pub mod presence;
 pub mod publish;
 pub mod registry;
 pub mod reload;

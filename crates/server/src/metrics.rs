@@ -94,6 +94,16 @@ pub struct Namespace {
     pub subscribe_client_error: Counter,
     pub unsubscribe_success: Counter,
     pub active_subscriptions: Gauge,
+    /// Presence members (connections in a channel), and channels with at least one.
+    pub presence_members: Gauge,
+    pub presence_channels: Gauge,
+    /// Presence notices for `presence.channel` dropped because its queue was full.
+    pub presence_notices_dropped: Counter,
+    /// Presence webhook notices taken by the receiver, batches retried, notices dropped (queue
+    /// full, or every attempt failed).
+    pub presence_webhook_deliveries: Counter,
+    pub presence_webhook_retries: Counter,
+    pub presence_webhook_dropped: Counter,
     pub publish_success: Counter,
     pub publish_client_error: Counter,
     pub publish_server_error: Counter,
@@ -236,7 +246,7 @@ impl Metrics {
             ),
             (
                 "flood_blocks",
-                "Addresses blocked in the kernel for opening sockets over their cap too fast.",
+                "Addresses blocked in the kernel for opening sockets over their cap, or connecting over their rate, too fast.",
                 &self.flood_blocks,
             ),
             (
@@ -378,16 +388,10 @@ impl Collector for Scrape {
                 field(n).encode(e.encode_family(&[("namespace", ns.as_str())])?)?;
             }
         }
-        {
-            let mut e = encoder.encode_descriptor(
-                "active_subscriptions",
-                "Live subscriptions.",
-                None,
-                MetricType::Gauge,
-            )?;
+        for (name, help, field) in GAUGES {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (ns, n) in known.iter() {
-                n.active_subscriptions
-                    .encode(e.encode_family(&[("namespace", ns.as_str())])?)?;
+                field(n).encode(e.encode_family(&[("namespace", ns.as_str())])?)?;
             }
         }
         for (name, help, label, parts) in HISTOGRAMS {
@@ -413,8 +417,25 @@ impl Collector for Scrape {
     }
 }
 
+/// Per-namespace gauges: name, help, field.
+const GAUGES: [(&str, &str, Field<Gauge>); 3] = [
+    ("active_subscriptions", "Live subscriptions.", |n| {
+        &n.active_subscriptions
+    }),
+    (
+        "presence_members",
+        "Presence members: connections subscribed to a channel of a namespace with presence on.",
+        |n| &n.presence_members,
+    ),
+    (
+        "presence_channels",
+        "Channels with at least one presence member.",
+        |n| &n.presence_channels,
+    ),
+];
+
 /// Per-namespace counters: name (without `_total`), help, field.
-const COUNTERS: [(&str, &str, Field<Counter>); 16] = [
+const COUNTERS: [(&str, &str, Field<Counter>); 20] = [
     ("subscribe_success", "Subscriptions accepted.", |n| {
         &n.subscribe_success
     }),
@@ -484,6 +505,26 @@ const COUNTERS: [(&str, &str, Field<Counter>); 16] = [
         "rule_denials",
         "Subscribes and publishes refused by access rules.",
         |n| &n.rule_denials,
+    ),
+    (
+        "presence_notices_dropped",
+        "Presence notices for presence.channel dropped: its queue was full.",
+        |n| &n.presence_notices_dropped,
+    ),
+    (
+        "presence_webhook_deliveries",
+        "Presence notices the webhook receiver took (2xx).",
+        |n| &n.presence_webhook_deliveries,
+    ),
+    (
+        "presence_webhook_retries",
+        "Presence webhook batches sent again after a failure.",
+        |n| &n.presence_webhook_retries,
+    ),
+    (
+        "presence_webhook_dropped",
+        "Presence notices dropped: the webhook queue was full, or every attempt failed.",
+        |n| &n.presence_webhook_dropped,
     ),
 ];
 

@@ -28,6 +28,9 @@ pub struct NamespaceConfig {
     /// Channel access rules bound to the caller's identity (`docs/access-rules.md`).
     #[serde(default)]
     pub rules: Option<RulesConfig>,
+    /// Who is subscribed, joins and leaves (`docs/extensions.md#presence`); off when absent.
+    #[serde(default)]
+    pub presence: Option<crate::presence::PresenceConfig>,
 }
 
 impl NamespaceConfig {
@@ -41,6 +44,7 @@ impl NamespaceConfig {
             history: None,
             handlers: None,
             rules: None,
+            presence: None,
         }
     }
 }
@@ -71,6 +75,9 @@ pub fn check(namespaces: &[NamespaceConfig], problems: &mut Vec<String>) {
                 "namespaces[{i}].name: {:?} is not a valid namespace name (1-50 characters of A-Z, a-z, 0-9 and '-', not starting or ending with '-')",
                 ns.name
             ));
+        }
+        if let Some(p) = &ns.presence {
+            p.check(&ns.name, problems);
         }
         if !names.insert(ns.name.as_str()) {
             problems.push(format!(

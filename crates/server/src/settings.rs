@@ -35,6 +35,8 @@ pub struct Fixed {
     pub history: HistoryConfig,
     /// The namespaces that keep history, with their retention.
     pub history_namespaces: Vec<(String, NamespaceHistory)>,
+    /// The namespaces with presence on, with their settings.
+    pub presence_namespaces: Vec<(String, crate::presence::PresenceConfig)>,
     pub cluster: ClusterConfig,
     pub shutdown_grace_ms: u64,
 }
@@ -104,6 +106,11 @@ impl Fixed {
                 .iter()
                 .filter_map(|n| Some((n.name.clone(), n.history?)))
                 .collect(),
+            presence_namespaces: config
+                .namespaces
+                .iter()
+                .filter_map(|n| Some((n.name.clone(), n.presence.clone()?)))
+                .collect(),
             cluster: config.cluster.clone(),
             shutdown_grace_ms: config.shutdown_grace_ms,
         }
@@ -123,6 +130,10 @@ impl Fixed {
             (
                 "namespace history",
                 self.history_namespaces == other.history_namespaces,
+            ),
+            (
+                "namespace presence",
+                self.presence_namespaces == other.presence_namespaces,
             ),
             ("cluster", self.cluster == other.cluster),
             (

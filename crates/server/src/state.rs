@@ -12,6 +12,7 @@ use crate::history::History;
 use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 use crate::metrics::Outbound;
+use crate::presence::Presence;
 use crate::registry::Registry;
 use crate::settings::{Fixed, Live};
 use crate::stream_token::Tokens;
@@ -38,6 +39,8 @@ pub struct State {
     pub admin_failures: crate::auth::admin_key::Failures,
     /// Tokens waiting for their Server-Sent Events stream.
     pub stream_tokens: Tokens,
+    /// Who is subscribed where, on namespaces with presence on.
+    pub presence: Arc<Presence>,
 }
 
 impl State {
@@ -54,6 +57,11 @@ impl State {
         let live = Arc::new(live);
         prefetch_keys(live.clone());
         let shared_keys = broker.shared_keys();
+        let presence = Arc::new(Presence::new(
+            &fixed.presence_namespaces,
+            &metrics,
+            Some(broker.clone()),
+        ));
         State {
             event_limits: fixed.limits.events(),
             live: RwLock::new(live),
@@ -69,6 +77,7 @@ impl State {
             metrics,
             reload_source: OnceLock::new(),
             stream_tokens: Tokens::new(&fixed.sse),
+            presence,
             fixed,
             admin_failures: Default::default(),
         }

@@ -46,6 +46,7 @@ async fn tenants_never_see_each_other() {
             subscribe: Some(rules.clone()),
             publish: Some(rules),
         }),
+        presence: None,
     });
     let server = start(cfg).await;
     let mut a = tenant(&server, T1).await;

@@ -225,6 +225,7 @@ fn history_node(nats: &Nats, name: &str) -> Config {
         subscribe_auth_modes: None,
         handlers: None,
         rules: None,
+        presence: None,
         history: Some(NamespaceHistory {
             max_age_secs: Some(3600),
             max_count: None,

@@ -35,6 +35,7 @@ fn with_handlers(code: &str, http_url: Option<&str>) -> Config {
         history: None,
         handlers: Some(handlers),
         rules: None,
+        presence: None,
     });
     if let Some(url) = http_url {
         let h: herald_handler::HandlerConfig =
@@ -46,6 +47,7 @@ fn with_handlers(code: &str, http_url: Option<&str>) -> Config {
             history: None,
             handlers: Some(h),
             rules: None,
+            presence: None,
         });
     }
     c

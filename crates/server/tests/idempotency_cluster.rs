@@ -30,6 +30,7 @@ fn node(nats: &Nats, name: &str) -> Config {
         subscribe_auth_modes: None,
         handlers: None,
         rules: None,
+        presence: None,
         history: Some(NamespaceHistory {
             max_age_secs: Some(3600),
             max_count: None,

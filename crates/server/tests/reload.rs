@@ -34,6 +34,7 @@ fn with_app(rules: Option<&[&str]>) -> Config {
                 publish: None,
             }
         }),
+        presence: None,
     });
     c
 }
@@ -120,6 +121,7 @@ async fn reload_changes_namespaces_and_rules_without_dropping_connections() {
         history: None,
         handlers: None,
         rules: None,
+        presence: None,
     });
     *next.lock().unwrap() = bad;
     let (status, body) = reload(&server, ADMIN).await;

@@ -568,6 +568,7 @@ async fn a_reload_revokes_and_the_stream_ends() {
         history: None,
         handlers: None,
         rules: None,
+        presence: None,
     });
     let mut without = with_app.clone();
     without.namespaces.retain(|n| n.name != "app");

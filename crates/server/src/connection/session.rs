@@ -19,6 +19,7 @@ use super::outbox::{Out, Outbox};
 use crate::auth::{Action, Identity, Presented};
 use crate::broker::Subscriber;
 use crate::metrics::{Namespace, Transport};
+use crate::presence::{Joining, Membership, identity_name};
 use crate::publish;
 use crate::state::State;
 use crate::subscription::Pending;
@@ -31,7 +32,9 @@ pub struct Session {
     /// Connect credentials: used for an operation that carries no `authorization` of its own.
     connect_fields: AuthFields,
     /// Live subscriptions, with the identity each was admitted with (re-checked on reload).
-    subscriptions: HashMap<String, (Pattern, Arc<Subscriber>, Identity)>,
+    subscriptions: HashMap<String, Held>,
+    /// This connection's id as presence shows it; made at its first membership.
+    connection_id: Option<Arc<str>>,
     /// The client's address, for handlers' `ctx.identity.sourceIp`.
     source_ip: Vec<String>,
     /// The same address parsed, for the per-address publish budget (`None`: unknown, not charged).
@@ -43,10 +46,21 @@ pub struct Session {
     resumes: JoinSet<Resumed>,
 }
 
+/// A live subscription.
+struct Held {
+    pattern: Pattern,
+    subscriber: Arc<Subscriber>,
+    /// What it was admitted with (re-checked on reload).
+    identity: Identity,
+    /// Its connection's place in the channel, on namespaces with presence on; dropped with it.
+    _membership: Option<Membership>,
+}
+
 /// A subscription still resuming.
 struct Resuming {
     pattern: Pattern,
     identity: Identity,
+    presence: PresenceAsked,
     task: tokio::task::Id,
     /// The client unsubscribed meanwhile: release it once the resume ends.
     unsubscribed: bool,
@@ -99,6 +113,16 @@ pub struct Asked {
     pub resume: Option<Resume>,
     /// Name the channel in every `data` frame (`withChannel`).
     pub with_channel: bool,
+    pub presence: PresenceAsked,
+}
+
+/// What a subscription brings to presence (`presence` on `subscribe`).
+#[derive(Debug, Default, Clone)]
+pub struct PresenceAsked {
+    /// The member's info, a JSON object within the namespace's `max_info_bytes`.
+    pub info: Option<String>,
+    /// Receive joins and leaves.
+    pub events: bool,
 }
 
 /// What a subscribe did.
@@ -123,6 +147,7 @@ impl Session {
             outbox,
             connect_fields,
             subscriptions: HashMap::new(),
+            connection_id: None,
             source_ip,
             bucket: TokenBucket::new(rate),
             resuming: HashMap::new(),
@@ -148,6 +173,7 @@ impl Session {
                     (Some(FrameOp::Subscribe), true) => ErrorKind::Subscribe,
                     (Some(FrameOp::Unsubscribe), true) => ErrorKind::Unsubscribe,
                     (Some(FrameOp::Publish), true) => ErrorKind::Publish,
+                    (Some(FrameOp::Presence), true) => ErrorKind::Presence,
                     _ => ErrorKind::Generic,
                 };
                 return self.fail(kind, e.id.as_deref(), e.error);
@@ -163,12 +189,17 @@ impl Session {
                 authorization,
                 resume,
                 with_channel,
+                presence,
             } => {
                 let state = self.state.clone();
                 let m = state.metrics.ns(namespace_of(&channel));
                 let asked = Asked {
                     resume,
                     with_channel,
+                    presence: PresenceAsked {
+                        info: presence.info.map(|i| i.get().to_owned()),
+                        events: presence.events,
+                    },
                 };
                 match self.subscribe(&id, &channel, authorization, asked).await {
                     Ok(Subscribed::Live) => {
@@ -188,11 +219,15 @@ impl Session {
                     .resuming
                     .get_mut(&*id)
                     .is_some_and(|r| !std::mem::replace(&mut r.unsubscribed, true)) => {}
-                Some((pattern, sub, _)) => {
-                    let m = self.state.metrics.ns(pattern.namespace());
+                Some(held) => {
+                    let m = self.state.metrics.ns(held.pattern.namespace());
                     m.unsubscribe_success.inc();
                     m.active_subscriptions.dec();
-                    self.state.broker.unsubscribe(&pattern, &sub);
+                    self.state
+                        .broker
+                        .unsubscribe(&held.pattern, &held.subscriber);
+                    // The leave (if a member) comes before the answer.
+                    drop(held);
                     self.send(reply::success(SuccessKind::Unsubscribe, &id));
                 }
                 None => self.fail(
@@ -204,6 +239,28 @@ impl Session {
                     ),
                 ),
             },
+            ClientMessage::Presence {
+                id,
+                channel,
+                authorization,
+                count_only,
+                after,
+                limit,
+            } => {
+                let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
+                let query = crate::presence::read::Query {
+                    channel: &channel,
+                    count_only,
+                    after: after.as_deref(),
+                    limit,
+                };
+                match crate::presence::read::read(&self.state, &query, Presented::fields(fields))
+                    .await
+                {
+                    Ok(fields) => self.send(crate::presence::read::result_frame(&id, &fields)),
+                    Err(e) => self.fail(ErrorKind::Presence, Some(&id), e),
+                }
+            }
             ClientMessage::Publish {
                 id,
                 channel,
@@ -303,10 +360,6 @@ impl Session {
         authorization: Option<AuthFields>,
         asked: Asked,
     ) -> Result<Subscribed, WireError> {
-        let Asked {
-            resume,
-            with_channel,
-        } = asked;
         if self.subscriptions.contains_key(id) || self.resuming.contains_key(id) {
             return Err(WireError::new(
                 ErrorType::BadRequest,
@@ -323,13 +376,13 @@ impl Session {
             ));
         }
         let max = self.state.fixed.history.max_resumes_per_connection;
-        if resume.is_some() && self.resuming.len() >= max {
+        if asked.resume.is_some() && self.resuming.len() >= max {
             // Resumes that ended since the connection task last looked are no longer in progress.
             while let Some(done) = self.resumes.try_join_next() {
                 self.resumed(done);
             }
         }
-        if resume.is_some() && self.resuming.len() >= max {
+        if asked.resume.is_some() && self.resuming.len() >= max {
             return Err(WireError::new(
                 ErrorType::LimitExceeded,
                 format!(
@@ -339,6 +392,7 @@ impl Session {
         }
         let pattern = Pattern::parse(channel)
             .map_err(|e| WireError::new(ErrorType::BadRequest, e.to_string()))?;
+        check_presence_info(&self.state, &pattern, &asked.presence)?;
         let fields = authorization.as_ref().unwrap_or(&self.connect_fields);
         let caller = Caller {
             headers: &self.connect_fields,
@@ -352,16 +406,7 @@ impl Session {
             &caller,
         )
         .await?;
-        self.go_live(
-            id,
-            pattern,
-            identity,
-            Asked {
-                resume,
-                with_channel,
-            },
-        )
-        .await
+        self.go_live(id, pattern, identity, asked).await
     }
 
     /// Makes an admitted subscription live (or starts its resume), under `id`.
@@ -375,6 +420,7 @@ impl Session {
         let Asked {
             resume,
             with_channel,
+            presence,
         } = asked;
         let namespace = pattern.namespace();
         // In cluster mode, events for this pattern must reach this node before the client is
@@ -397,7 +443,7 @@ impl Session {
         });
         match (resume, self.state.history_of(namespace)) {
             (Some(from), Some(_)) => {
-                self.start_resume(id, pattern, from, sub, identity);
+                self.start_resume(id, pattern, from, sub, identity, presence);
                 return Ok(Subscribed::Resuming);
             }
             (None, _) => {
@@ -419,9 +465,45 @@ impl Session {
                 )
             }
         }
-        self.subscriptions
-            .insert(id.to_owned(), (pattern, sub, identity));
+        self.hold(id.to_owned(), pattern, sub, identity, &presence);
         Ok(Subscribed::Live)
+    }
+
+    /// The session holds a subscription gone live; on a namespace with presence on, its
+    /// connection joins the channel.
+    fn hold(
+        &mut self,
+        id: String,
+        pattern: Pattern,
+        subscriber: Arc<Subscriber>,
+        identity: Identity,
+        presence: &PresenceAsked,
+    ) {
+        let presence_table = &self.state.presence;
+        let membership = presence_table.of(pattern.namespace()).map(|_| {
+            let connection = self
+                .connection_id
+                .get_or_insert_with(|| presence_table.connection_id())
+                .clone();
+            presence_table.join(
+                &pattern.to_string(),
+                Joining {
+                    connection: &connection,
+                    identity: identity_name(&identity),
+                    info: presence.info.as_deref(),
+                    events: presence.events.then(|| subscriber.clone()),
+                },
+            )
+        });
+        self.subscriptions.insert(
+            id,
+            Held {
+                pattern,
+                subscriber,
+                identity,
+                _membership: membership,
+            },
+        );
     }
 
     /// Starts resuming `sub` in a task of its own: history replies, replays and registers it
@@ -433,6 +515,7 @@ impl Session {
         from: Resume,
         sub: Arc<Subscriber>,
         identity: Identity,
+        presence: PresenceAsked,
     ) {
         let pending = Pending::new(self.state.broker.clone(), pattern.clone(), sub);
         let state = self.state.clone();
@@ -471,6 +554,7 @@ impl Session {
             Resuming {
                 pattern,
                 identity,
+                presence,
                 task: task.id(),
                 unsubscribed: false,
             },
@@ -524,8 +608,7 @@ impl Session {
                 } else {
                     m.active_subscriptions.inc();
                     let (pattern, sub) = pending.hold();
-                    self.subscriptions
-                        .insert(id, (pattern, sub, resuming.identity));
+                    self.hold(id, pattern, sub, resuming.identity, &resuming.presence);
                 }
             }
             // The connection is closing: nobody to tell.
@@ -573,17 +656,20 @@ impl Session {
         let revoked: Vec<String> = self
             .subscriptions
             .iter()
-            .filter(|(_, (pattern, _, identity))| !live.access.still_allows(identity, pattern))
+            .filter(|(_, h)| !live.access.still_allows(&h.identity, &h.pattern))
             .map(|(id, _)| id.clone())
             .collect();
         for id in revoked {
-            if let Some((pattern, sub, _)) = self.subscriptions.remove(&id) {
-                self.state.broker.unsubscribe(&pattern, &sub);
+            if let Some(held) = self.subscriptions.remove(&id) {
+                self.state
+                    .broker
+                    .unsubscribe(&held.pattern, &held.subscriber);
                 self.state
                     .metrics
-                    .ns(pattern.namespace())
+                    .ns(held.pattern.namespace())
                     .active_subscriptions
                     .dec();
+                drop(held);
                 self.fail(ErrorKind::Subscribe, Some(&id), no_longer_allowed());
             }
         }
@@ -594,13 +680,15 @@ impl Session {
         // Each aborted resume releases its subscription (see `subscription::Pending`).
         self.resumes.abort_all();
         self.resuming.clear();
-        for (_, (pattern, sub, _)) in self.subscriptions.drain() {
+        for (_, held) in self.subscriptions.drain() {
             self.state
                 .metrics
-                .ns(pattern.namespace())
+                .ns(held.pattern.namespace())
                 .active_subscriptions
                 .dec();
-            self.state.broker.unsubscribe(&pattern, &sub);
+            self.state
+                .broker
+                .unsubscribe(&held.pattern, &held.subscriber);
         }
     }
 }
@@ -646,6 +734,29 @@ pub async fn admit(
         outcome.map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;
     }
     Ok(identity)
+}
+
+/// A subscription's `presence.info` must fit its namespace's bound; on namespaces without
+/// presence it is ignored, as unknown fields are.
+fn check_presence_info(
+    state: &State,
+    pattern: &Pattern,
+    asked: &PresenceAsked,
+) -> Result<(), WireError> {
+    let (Some(config), Some(info)) = (state.presence.of(pattern.namespace()), &asked.info) else {
+        return Ok(());
+    };
+    if info.len() > config.max_info_bytes {
+        return Err(WireError::new(
+            ErrorType::BadRequest,
+            format!(
+                "'presence.info' is {} bytes; this namespace takes at most {}",
+                info.len(),
+                config.max_info_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn no_longer_allowed() -> WireError {

@@ -147,6 +147,7 @@ pub async fn run(
         let asked = Asked {
             resume,
             with_channel: true,
+            presence: Default::default(),
         };
         match session
             .go_live(&n.to_string(), pattern, identity, asked)

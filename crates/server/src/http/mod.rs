@@ -1,15 +1,16 @@
 //! HTTP on the one port. This file routes; each endpoint has its own file:
 //! `POST /event` ([`publish`], spec §3), the WebSocket upgrade at `/event/realtime`
-//! ([`upgrade`]), `GET /event/history` ([`history`]), `POST /admin/reload` ([`admin`]), the web
+//! ([`upgrade`]), `GET /event/history` ([`history`]), `GET /event/presence` ([`presence`]), `POST /admin/reload` ([`admin`]), the web
 //! console ([`console`]), plus `GET /healthz`, `GET /metrics` and CORS ([`cors`]) for pages on
 //! other origins, and Server-Sent Events at `/event/stream` ([`stream`]). CORS covers the client
-//! API only, `/event`, `/event/history` and `/event/stream`: a page on another origin must not
+//! API only, `/event`, `/event/history`, `/event/presence` and `/event/stream`: a page on another origin must not
 //! read `/metrics` or drive the admin API with a visitor's browser.
 
 pub mod admin;
 pub mod console;
 pub mod cors;
 pub mod history;
+pub mod presence;
 pub mod publish;
 pub mod request;
 pub mod response;
@@ -39,7 +40,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Reply
         .filter(|_| {
             matches!(
                 path,
-                "/event" | "/event/history" | "/event/stream" | "/event/stream/token"
+                "/event"
+                    | "/event/history"
+                    | "/event/presence"
+                    | "/event/stream"
+                    | "/event/stream/token"
             )
         })
         .cloned();
@@ -64,7 +69,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, "/event") => publish::publish(state, req).await,
         (&Method::POST, "/event/stream/token") => stream::token(state, req).await,
         (&Method::OPTIONS, "/event") => cors::preflight(req.headers(), "POST, OPTIONS"),
-        (&Method::OPTIONS, "/event/history" | "/event/stream") => {
+        (&Method::OPTIONS, "/event/history" | "/event/presence" | "/event/stream") => {
             cors::preflight(req.headers(), "GET, OPTIONS")
         }
         (&Method::OPTIONS, "/event/stream/token") => {
@@ -87,11 +92,15 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/event/history") => {
             history::history(state, req).await.unwrap_or_else(error)
         }
+        (&Method::GET, "/event/presence") => {
+            presence::presence(state, req).await.unwrap_or_else(error)
+        }
         (
             _,
             "/event"
             | "/event/realtime"
             | "/event/history"
+            | "/event/presence"
             | "/event/stream"
             | "/event/stream/token"
             | "/healthz",

@@ -59,6 +59,7 @@ pub fn config() -> Config {
                 history: None,
                 handlers: None,
                 rules: None,
+                presence: None,
             })
             .collect(),
         shutdown_grace_ms: 2000,
@@ -87,6 +88,7 @@ pub fn history_config(dir: &std::path::Path, max_count: Option<u64>) -> Config {
         subscribe_auth_modes: None,
         handlers: None,
         rules: None,
+        presence: None,
         history: Some(NamespaceHistory {
             max_age_secs: None,
             max_count,
