@@ -31,6 +31,7 @@ pub async fn storm(
     ep: Endpoint,
     total: u64,
     concurrency: usize,
+    subscribe: bool,
     duration: Duration,
     server_pid: Option<u32>,
     progress: bool,
@@ -46,9 +47,21 @@ pub async fn storm(
         let (ep, next, ok, err) = (ep.clone(), next.clone(), ok.clone(), err.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = new_histogram();
-            while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total || Instant::now() >= deadline {
+                    break;
+                }
                 let s = Instant::now();
-                let attempt = tokio::time::timeout(Duration::from_secs(10), ep.open(None));
+                let open = async {
+                    let (mut r, mut w) = ep.open(None).await?;
+                    if subscribe {
+                        ep.subscribe(&mut r, &mut w, &ep.channel((i % 1000) as u32), i)
+                            .await?;
+                    }
+                    anyhow::Ok((r, w))
+                };
+                let attempt = tokio::time::timeout(Duration::from_secs(10), open);
                 match attempt.await {
                     Ok(Ok((_r, mut w))) => {
                         h.saturating_record(s.elapsed().as_micros().max(1) as u64);

@@ -146,6 +146,10 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
+        /// Also subscribe each connection to one of 1000 channels before closing it (connects
+        /// and subscribes per second; on a presence namespace, joins and leaves too).
+        #[arg(long)]
+        subscribe: bool,
     },
     /// N open idle connections; server RSS per connection.
     Idle {
@@ -412,6 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             connections,
             concurrency,
             secs,
+            subscribe,
         } => {
             let (n, conc, secs) = if c.smoke {
                 (connections.min(200), concurrency.min(8), secs.min(3.0))
@@ -422,12 +427,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 ep,
                 n,
                 conc,
+                subscribe,
                 Duration::from_secs_f64(secs),
                 c.server_pid,
                 secs > 3.0,
             )
             .await?;
-            rep.connect(n, conc, out);
+            rep.connect(n, conc, subscribe, out);
         }
         Cmd::Idle {
             connections,

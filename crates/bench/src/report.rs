@@ -168,9 +168,9 @@ impl Report {
         self.result = serde_json::to_value(&o).unwrap_or(Value::Null);
     }
 
-    pub fn connect(&mut self, n: u64, concurrency: usize, o: ConnectOutcome) {
+    pub fn connect(&mut self, n: u64, concurrency: usize, subscribe: bool, o: ConnectOutcome) {
         self.scenario = "connect".into();
-        self.params = serde_json::json!({"connections": n, "concurrency": concurrency});
+        self.params = serde_json::json!({"connections": n, "concurrency": concurrency, "subscribe": subscribe});
         self.ok = o.errors == 0 && o.connected > 0;
         self.rows.push((
             "connections".into(),

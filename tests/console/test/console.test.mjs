@@ -89,10 +89,26 @@ before(async () => {
   const bin = heraldBinary();
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-console-'));
   const config = path.join(dataDir, 'herald.toml');
-  // `default` as without a config; `chat` keeps history, so its data frames carry their channel.
+  // `default` as without a config; `chat` keeps history, so its data frames carry their channel;
+  // `room` has presence.
   writeFileSync(
     config,
-    ['[[namespaces]]', 'name = "default"', '', '[[namespaces]]', 'name = "chat"', 'history = {}', '', '[history]', 'backend = "memory"', ''].join('\n'),
+    [
+      '[[namespaces]]',
+      'name = "default"',
+      '',
+      '[[namespaces]]',
+      'name = "chat"',
+      'history = {}',
+      '',
+      '[[namespaces]]',
+      'name = "room"',
+      'presence = {}',
+      '',
+      '[history]',
+      'backend = "memory"',
+      '',
+    ].join('\n'),
   );
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
@@ -298,6 +314,31 @@ describe('web console', { timeout: 50_000 }, () => {
     await page.locator('#log li[data-type="subscribe_success"]', { hasText: 'replayed 1' }).waitFor();
     await page.locator('#log li[data-type="data"][data-channel="/chat/room7"]', { hasText: '#1' }).nth(1).waitFor();
     await page.selectOption('#sub-replay', '');
+  });
+
+  step('shows who is subscribed on a presence namespace, and follows joins and leaves', async () => {
+    await page.fill('#sub-channel', '/room/lobby');
+    await page.click('#subscribe');
+    const mine = page.locator('#subscriptions li[data-channel="/room/lobby"]');
+    await page.locator('#subscriptions li[data-channel="/room/lobby"][data-members="1"]').waitFor();
+    // A second console, on another page of the same browser, joins the channel.
+    const other = await context.newPage();
+    await other.goto(`${base}/console`);
+    await other.fill('#api-key', API_KEY);
+    await other.click('#connect');
+    await other.locator('#status[data-state="connected"]').waitFor();
+    await other.fill('#sub-channel', '/room/lobby');
+    await other.click('#subscribe');
+    await other.locator('#subscriptions li[data-channel="/room/lobby"][data-members="2"]').waitFor();
+    await page.locator('#subscriptions li[data-channel="/room/lobby"][data-members="2"]').waitFor();
+    await page.locator('#log li[data-type="presence"]', { hasText: 'joined' }).first().waitFor();
+    // It leaves when its socket closes.
+    await other.close();
+    await page.locator('#subscriptions li[data-channel="/room/lobby"][data-members="1"]').waitFor();
+    await page.locator('#log li[data-type="presence"]', { hasText: 'left' }).first().waitFor();
+    assert.match(await mine.locator('.members').textContent(), /^1 here/);
+    // Namespaces without presence show no member list.
+    assert.equal(await page.locator('#subscriptions li[data-channel="/chat/*"] .members').count(), 0);
   });
 
   step('unsubscribes', async () => {

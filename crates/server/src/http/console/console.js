@@ -271,6 +271,10 @@ function receive(text) {
       return;
     case 'data': {
       const sub = subs.get(msg.id);
+      if (msg.presence && sub) {
+        presenceEvent(sub, msg);
+        return;
+      }
       const channel = msg.position?.channel ?? sub?.channel;
       const via = msg.position?.channel && sub && sub.channel !== msg.position.channel ? ` (via ${sub.channel})` : '';
       const pos = msg.position?.offset !== undefined ? ` #${msg.position.offset}` : '';
@@ -280,6 +284,8 @@ function receive(text) {
     case 'subscribe_success': {
       const sub = subs.get(msg.id);
       if (sub) setSubState(msg.id, 'active');
+      // Who is here (Herald presence extension); a namespace without presence answers an error.
+      if (sub) send({ type: 'presence', id: `pr-${msg.id}`, channel: sub.channel, authorization: authObject(conn.host) });
       const r = msg.resume;
       const resume = !r
         ? ''
@@ -313,9 +319,65 @@ function receive(text) {
       addLog({ dir: 'in', type, channel, summary: errorText(msg.errors), raw: msg, cls: 'bad' });
       return;
     }
+    case 'presence_result': {
+      const sub = subs.get(String(msg.id).replace(/^pr-/, ''));
+      if (sub) {
+        sub.members = new Map((msg.members ?? []).map((m) => [m.connectionId, m]));
+        sub.memberCount = msg.count ?? sub.members.size;
+        renderMembers(sub);
+      }
+      addLog({ dir: 'in', type, channel: sub?.channel, summary: `${msg.count} here`, raw: msg });
+      return;
+    }
+    case 'presence_error':
+      // Expected on namespaces without presence: nothing to show.
+      addLog({ dir: 'in', type, summary: errorText(msg.errors), raw: msg, cls: 'ka' });
+      return;
     default:
       addLog({ dir: 'in', type, summary: msg.errors ? errorText(msg.errors) : '', raw: msg, cls: msg.errors ? 'bad' : '' });
   }
+}
+
+/** A join or leave on a subscription that asked for them: the member list follows it. */
+function presenceEvent(sub, msg) {
+  let member = {};
+  try {
+    member = JSON.parse(msg.event).member ?? {};
+  } catch {
+    /* shown raw in the log */
+  }
+  if (sub.members) {
+    const had = sub.members.has(member.connectionId);
+    if (msg.presence === 'join' && !had) {
+      sub.members.set(member.connectionId, member);
+      sub.memberCount += 1;
+    } else if (msg.presence === 'leave' && had) {
+      sub.members.delete(member.connectionId);
+      sub.memberCount -= 1;
+    }
+    renderMembers(sub);
+  }
+  const who = memberName(member);
+  addLog({ dir: 'in', type: 'presence', channel: sub.channel, summary: `${who} ${msg.presence === 'join' ? 'joined' : 'left'}`, raw: msg });
+}
+
+function memberName(m) {
+  const info = m.info && typeof m.info === 'object' ? m.info.name ?? m.info.user : undefined;
+  return String(info ?? m.identity ?? m.connectionId ?? 'someone');
+}
+
+/** "N here: a, b, c" under the subscription (the first 20 names). */
+function renderMembers(sub) {
+  let el = sub.el.querySelector('.members');
+  if (!el) {
+    el = document.createElement('div');
+    el.className = 'members';
+    sub.el.append(el);
+  }
+  const names = [...sub.members.values()].slice(0, 20).map(memberName);
+  const more = sub.memberCount > names.length ? ` and ${sub.memberCount - names.length} more` : '';
+  sub.el.dataset.members = String(sub.memberCount);
+  el.textContent = `${sub.memberCount} here${names.length ? `: ${names.join(', ')}${more}` : ''}`;
 }
 
 /** `successful`/`failed` of a publish reply, in words. */
@@ -358,7 +420,8 @@ function subscribe() {
   $('subscriptions').querySelector('.empty')?.remove();
   $('subscriptions').append(li);
   setSubState(id, 'pending');
-  const frame = { type: 'subscribe', id, channel, authorization: authObject(conn.host) };
+  // Herald presence extension: joins and leaves on namespaces with presence (ignored elsewhere).
+  const frame = { type: 'subscribe', id, channel, authorization: authObject(conn.host), presence: { events: true } };
   // Herald's resume extension (docs/extensions.md): replay what is stored since then, then live.
   const replay = $('sub-replay').value;
   if (replay) frame.resume = { since_ms: replay === 'all' ? 0 : Date.now() - Number(replay) };
