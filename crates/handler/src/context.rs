@@ -95,6 +95,9 @@ pub struct SubscribeContext {
     pub identity: Option<serde_json::Value>,
     /// `ctx.request`.
     pub request: RequestInfo,
+    /// Herald presence: the `presence.info` the subscriber sent (a JSON object), for the handler
+    /// to check; `ctx.presence.info`, and `ctx.presence` is absent without it.
+    pub presence_info: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -109,6 +112,13 @@ struct Wire<'a> {
     stash: Empty,
     out_errors: [(); 0],
     events: Option<Vec<WireEvent<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence: Option<WirePresence<'a>>,
+}
+
+#[derive(Serialize)]
+struct WirePresence<'a> {
+    info: &'a RawValue,
 }
 
 #[derive(Serialize)]
@@ -174,6 +184,7 @@ impl PublishContext {
             stash: Empty {},
             out_errors: [],
             events: Some(events),
+            presence: None,
         };
         serde_json::to_string(&wire).map_err(|e| e.to_string())
     }
@@ -196,6 +207,13 @@ impl SubscribeContext {
             stash: Empty {},
             out_errors: [],
             events: None,
+            presence: match &self.presence_info {
+                Some(info) => Some(WirePresence {
+                    info: serde_json::from_str(info)
+                        .map_err(|e| format!("presence info is not valid JSON: {e}"))?,
+                }),
+                None => None,
+            },
         };
         serde_json::to_string(&wire).map_err(|e| e.to_string())
     }
@@ -253,6 +271,7 @@ mod tests {
     #[test]
     fn subscribe_context_has_null_events() {
         let ctx = SubscribeContext {
+            presence_info: None,
             channel: "/chat/*".into(),
             identity: Some(serde_json::json!({"sub":"u1"})),
             request: RequestInfo::default(),

@@ -71,6 +71,7 @@ fn publish(events: &[(&str, Value)]) -> PublishContext {
 
 fn subscribe() -> SubscribeContext {
     SubscribeContext {
+        presence_info: None,
         channel: "/chat/room1".into(),
         identity: Some(json!({"sub": "u1"})),
         request: RequestInfo::default(),

@@ -31,6 +31,7 @@ fn publish(texts: &[&str], identity: Option<Value>) -> PublishContext {
 
 fn subscribe(channel: &str, identity: Option<Value>) -> SubscribeContext {
     SubscribeContext {
+        presence_info: None,
         channel: channel.into(),
         identity,
         request: RequestInfo::default(),

@@ -253,6 +253,7 @@ export const onPublish = {
         json!({"text": "hi", "from": "Ada", "roles": ["admin"], "of": 1})
     );
     let subscribe = |sub: &str| SubscribeContext {
+        presence_info: None,
         channel: "/chat/room1".into(),
         identity: Some(json!({ "sub": sub })),
         request: RequestInfo::default(),

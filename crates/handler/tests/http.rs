@@ -128,6 +128,7 @@ fn publish() -> PublishContext {
 
 fn subscribe(sub: &str) -> SubscribeContext {
     SubscribeContext {
+        presence_info: None,
         channel: "/default/*".into(),
         identity: Some(json!({"sub": sub})),
         request: RequestInfo::default(),

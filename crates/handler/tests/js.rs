@@ -49,6 +49,7 @@ fn publish(events: &[(&str, Value)], identity: Option<Value>) -> PublishContext 
 
 fn subscribe(identity: Option<Value>) -> SubscribeContext {
     SubscribeContext {
+        presence_info: None,
         channel: "/chat/*".into(),
         identity,
         request: RequestInfo::default(),
@@ -495,4 +496,24 @@ async fn catastrophic_regex_is_stopped_by_the_time_limit() {
         .unwrap_err();
     assert!(matches!(err, HandlerError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn on_subscribe_sees_presence_info() {
+    let h = handlers(
+        "import { util } from '@aws-appsync/utils';\nexport function onSubscribe(ctx) { if (ctx.presence && ctx.presence.info.role === 'admin') util.unauthorized(); }",
+    );
+    let with = |info: Option<&str>| SubscribeContext {
+        presence_info: info.map(str::to_owned),
+        ..subscribe(None)
+    };
+    let r = h
+        .on_subscribe("chat", with(Some(r#"{"role":"admin"}"#)))
+        .await;
+    assert!(matches!(r, Err(HandlerError::Unauthorized)), "{r:?}");
+    let r = h
+        .on_subscribe("chat", with(Some(r#"{"role":"guest"}"#)))
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert!(h.on_subscribe("chat", with(None)).await.is_ok());
 }

@@ -291,6 +291,7 @@ export const onPublish = {
             "{engine:?}"
         );
         let subscribe = |sub: &str| SubscribeContext {
+            presence_info: None,
             channel: "/chat/room1".into(),
             identity: Some(json!({ "sub": sub })),
             request: RequestInfo::default(),

@@ -258,3 +258,173 @@ async fn presence_metrics_count_members_and_channels() {
     );
     server.stop().await;
 }
+
+/// Presence reads follow the channel's access rules: a tenant reads its own rooms' members, and
+/// another tenant's read is refused as its subscribe would be.
+#[tokio::test]
+async fn access_rules_apply_to_presence_reads() {
+    use herald_server::config::{ApiKeyConfig, RulesConfig};
+    let mut c = config();
+    for (key, name) in [
+        ("da2-tenant-one-0000000", "t1"),
+        ("da2-tenant-two-0000000", "t2"),
+    ] {
+        c.auth.api_keys.push(ApiKeyConfig {
+            key: key.into(),
+            name: Some(name.into()),
+            expires: None,
+        });
+    }
+    let rules = vec!["/room/{key.name}/*".to_owned()];
+    c.namespaces.push(NamespaceConfig {
+        presence: Some(PresenceConfig::default()),
+        rules: Some(RulesConfig {
+            subscribe: Some(rules.clone()),
+            publish: Some(rules),
+        }),
+        ..NamespaceConfig::named("room")
+    });
+    let server = start(c).await;
+    let mut one =
+        Client::connect(&server, common::Auth::Subprotocol("da2-tenant-one-0000000")).await;
+    one.send(json!({"type": "connection_init"})).await;
+    assert_eq!(one.recv().await["type"], "connection_ack");
+    one.send(
+        json!({"type": "subscribe", "id": "s", "channel": "/room/t1/lobby",
+        "authorization": {"x-api-key": "da2-tenant-one-0000000"}}),
+    )
+    .await;
+    assert_eq!(one.recv().await["type"], "subscribe_success");
+    let get = |key: &'static str| {
+        let server = &server;
+        async move {
+            let (status, _, body) = http(
+                server,
+                "GET",
+                "/event/presence?channel=/room/t1/lobby",
+                &[("x-api-key", key)],
+                b"",
+            )
+            .await;
+            (
+                status,
+                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, own) = get("da2-tenant-one-0000000").await;
+    assert_eq!((status, own["count"].clone()), (200, json!(1)), "{own}");
+    assert_eq!(own["members"][0]["identity"], "t1");
+    let (status, other) = get("da2-tenant-two-0000000").await;
+    assert_eq!(status, 401, "{other}");
+    // The same over the other tenant's socket.
+    let mut two =
+        Client::connect(&server, common::Auth::Subprotocol("da2-tenant-two-0000000")).await;
+    two.send(json!({"type": "connection_init"})).await;
+    assert_eq!(two.recv().await["type"], "connection_ack");
+    two.send(json!({"type": "presence", "id": "p", "channel": "/room/t1/lobby"}))
+        .await;
+    let r = two.recv().await;
+    assert_eq!(r["type"], "presence_error", "{r}");
+    assert_eq!(r["errors"][0]["errorType"], "UnauthorizedException");
+    server.stop().await;
+}
+
+/// `onSubscribe` sees the member's info (`ctx.presence.info`) and can refuse the subscription.
+#[tokio::test]
+async fn on_subscribe_validates_presence_info() {
+    let mut c = config();
+    let code = r#"
+import { util } from '@aws-appsync/utils';
+export function onSubscribe(ctx) {
+  if (ctx.presence && ctx.presence.info.role === 'admin') util.unauthorized();
+}
+"#;
+    c.namespaces.push(NamespaceConfig {
+        presence: Some(PresenceConfig::default()),
+        handlers: Some(herald_handler::HandlerConfig {
+            code: Some(code.to_owned()),
+            ..Default::default()
+        }),
+        ..NamespaceConfig::named("room")
+    });
+    let server = start(c).await;
+    let mut client = Client::ready(&server).await;
+    let r = join(
+        &mut client,
+        "a",
+        "/room/h",
+        json!({"info": {"role": "admin"}}),
+    )
+    .await;
+    assert_eq!(r["type"], "subscribe_error", "{r}");
+    assert_eq!(r["errors"][0]["errorType"], "Unauthorized", "{r}");
+    let r = join(
+        &mut client,
+        "b",
+        "/room/h",
+        json!({"info": {"role": "guest"}}),
+    )
+    .await;
+    assert_eq!(r["type"], "subscribe_success", "{r}");
+    let r = read(&mut client, "p", "/room/h", json!({})).await;
+    assert_eq!(r["count"], 1);
+    assert_eq!(r["members"][0]["info"]["role"], "guest");
+    server.stop().await;
+}
+
+/// A reconnect storm leaves exactly the connections that are still open, each once.
+#[tokio::test]
+async fn reconnect_storms_leave_no_duplicate_or_ghost_members() {
+    let server = start(presence_config()).await;
+    let mut kept = Vec::new();
+    for round in 0..3 {
+        let mut open = Vec::new();
+        for i in 0..20 {
+            let mut c = Client::ready(&server).await;
+            let info = json!({"info": {"user": i}});
+            assert_eq!(
+                join(&mut c, "s", "/room/storm", info.clone()).await["type"],
+                "subscribe_success"
+            );
+            // Some subscribe twice: still one member per connection.
+            if i % 3 == 0 {
+                assert_eq!(
+                    join(&mut c, "t", "/room/storm", info).await["type"],
+                    "subscribe_success"
+                );
+            }
+            open.push(c);
+        }
+        // Every round closes all but the last round's first five abruptly (no unsubscribe).
+        if round == 2 {
+            kept.extend(open.drain(..5));
+        }
+        drop(open);
+    }
+    let mut watcher = Client::ready(&server).await;
+    // Closed sockets leave as the server notices them; wait until only the kept remain.
+    let started = std::time::Instant::now();
+    loop {
+        let r = read(&mut watcher, "p", "/room/storm", json!({"countOnly": true})).await;
+        if r["count"] == 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < common::WAIT,
+            "still {} members",
+            r["count"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = read(&mut watcher, "q", "/room/storm", json!({})).await;
+    let ids: std::collections::HashSet<String> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["connectionId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5, "{r}");
+    drop(kept);
+    server.stop().await;
+}

@@ -397,6 +397,11 @@ impl Session {
         let caller = Caller {
             headers: &self.connect_fields,
             source_ip: &self.source_ip,
+            presence_info: asked
+                .presence
+                .info
+                .as_deref()
+                .filter(|_| self.state.presence.of(pattern.namespace()).is_some()),
         };
         let identity = admit(
             &self.state,
@@ -693,10 +698,12 @@ impl Session {
     }
 }
 
-/// Who subscribes, for `onSubscribe` handlers (`ctx.request.headers`, `ctx.identity.sourceIp`).
+/// Who subscribes, for `onSubscribe` handlers (`ctx.request.headers`, `ctx.identity.sourceIp`,
+/// and on a presence namespace `ctx.presence.info`).
 pub struct Caller<'a> {
     pub headers: &'a AuthFields,
     pub source_ip: &'a [String],
+    pub presence_info: Option<&'a str>,
 }
 
 /// Whether `credential` may subscribe to `pattern` (`raw` as the client wrote it): authorization
@@ -726,6 +733,7 @@ pub async fn admit(
             channel: pattern.to_string(),
             identity: Some(identity.to_context_value(caller.source_ip)).filter(|v| !v.is_null()),
             request: publish::request_info(caller.headers),
+            presence_info: caller.presence_info.map(str::to_owned),
         };
         let started = Instant::now();
         let outcome = handlers.on_subscribe(namespace, ctx).await;

@@ -197,7 +197,11 @@ async fn admit_all<'a>(
     headers: &herald_protocol::AuthFields,
     source_ip: &[String],
 ) -> Result<Vec<Admitted>, WireError> {
-    let caller = Caller { headers, source_ip };
+    let caller = Caller {
+        headers,
+        source_ip,
+        presence_info: None,
+    };
     let mut admitted = Vec::with_capacity(channels.len());
     for raw in channels {
         let pattern = parse_pattern(raw)?;
