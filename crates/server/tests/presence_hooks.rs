@@ -35,6 +35,20 @@ fn webhook(url: String) -> WebhookConfig {
     }
 }
 
+/// A server whose `room` namespace posts notices to `receiver`, and a client subscribed to
+/// `/room/a` there.
+async fn member_with_webhook(receiver: &Fixture) -> (common::TestServer, Client) {
+    let server = start(with_presence(PresenceConfig {
+        webhook: Some(webhook(receiver.url("/hooks"))),
+        ..PresenceConfig::default()
+    }))
+    .await;
+    let mut c = Client::ready(&server).await;
+    let ok = c.subscribe("a", "/room/a").await;
+    assert_eq!(ok["type"], "subscribe_success");
+    (server, c)
+}
+
 /// Every notice the receiver took, in the order received, after checking each batch's signature.
 fn notices(fixture: &Fixture) -> Vec<Value> {
     let mut all = Vec::new();
@@ -80,16 +94,7 @@ async fn metric(server: &common::TestServer, name: &str) -> f64 {
 #[tokio::test]
 async fn the_webhook_sees_each_connect_join_leave_and_disconnect_once_in_order() {
     let receiver = serve(|_, _| Reply::Json(200, "{}".into())).await;
-    let server = start(with_presence(PresenceConfig {
-        webhook: Some(webhook(receiver.url("/hooks"))),
-        ..PresenceConfig::default()
-    }))
-    .await;
-    let mut c = Client::ready(&server).await;
-    assert_eq!(
-        c.subscribe("a", "/room/a").await["type"],
-        "subscribe_success"
-    );
+    let (server, mut c) = member_with_webhook(&receiver).await;
     assert_eq!(
         c.subscribe("b", "/room/b").await["type"],
         "subscribe_success"
@@ -144,16 +149,7 @@ async fn failed_batches_are_retried_until_taken() {
         }
     })
     .await;
-    let server = start(with_presence(PresenceConfig {
-        webhook: Some(webhook(receiver.url("/hooks"))),
-        ..PresenceConfig::default()
-    }))
-    .await;
-    let mut c = Client::ready(&server).await;
-    assert_eq!(
-        c.subscribe("a", "/room/a").await["type"],
-        "subscribe_success"
-    );
+    let (server, _member) = member_with_webhook(&receiver).await;
     until("a batch taken", || calls.load(Ordering::SeqCst) >= 3).await;
     let mut taken = 0.0;
     let started = Instant::now();
