@@ -78,6 +78,14 @@ impl Server {
             backplane.history,
             backplane.outbound,
         ));
+        if let Some(nats) = backplane.nats {
+            crate::presence::cluster::start(
+                &state.presence,
+                nats,
+                &state.fixed.cluster,
+                state.metrics.presence_deltas_dropped.clone(),
+            );
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| StartError::Bind { addr, error })?;

@@ -1,0 +1,338 @@
+//! Presence in a cluster (issue 15), over a real `nats-server` started by each test on a free
+//! port: members and join/leave events cross nodes; counts stay exact while members come and go
+//! on three nodes, through a reconnect storm; a node killed with SIGKILL (a child process running
+//! this test binary's `node_process`) loses its members on the survivor within the TTL, with
+//! leave events to a watcher there.
+
+mod common;
+#[path = "../../history/tests/support/nats.rs"]
+mod nats;
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, KEY, TestServer, config, http, start};
+use herald_server::Config;
+use herald_server::config::NamespaceConfig;
+use herald_server::presence::PresenceConfig;
+use nats::{Nats, free_port};
+use serde_json::{Value, json};
+
+/// Bound on waiting for the cluster to agree.
+const AGREE: Duration = Duration::from_secs(15);
+
+fn node_config(nats_url: &str, prefix: &str) -> Config {
+    let mut c = config();
+    c.cluster.nats_url = nats_url.to_owned();
+    c.cluster.subject_prefix = prefix.to_owned();
+    c.namespaces.push(NamespaceConfig {
+        presence: Some(PresenceConfig::default()),
+        ..NamespaceConfig::named("room")
+    });
+    c
+}
+
+fn node(nats: &Nats) -> Config {
+    node_config(&nats.url(), &format!("herald-pc-{}", nats.port))
+}
+
+async fn join(c: &mut Client, id: &str, channel: &str, presence: Value) {
+    c.send(json!({
+        "type": "subscribe", "id": id, "channel": channel,
+        "authorization": {"x-api-key": KEY, "host": "localhost"},
+        "presence": presence,
+    }))
+    .await;
+    let ok = c.recv().await;
+    assert_eq!(ok["type"], "subscribe_success", "{ok}");
+}
+
+/// The next presence event a watcher receives: (join|leave, member).
+async fn next_event(c: &mut Client) -> (String, Value) {
+    let frame = c.recv().await;
+    assert_eq!(frame["type"], "data", "{frame}");
+    let marker = frame["presence"].as_str().unwrap_or_default().to_owned();
+    let event: Value =
+        serde_json::from_str(frame["event"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    (marker, event["member"].clone())
+}
+
+/// A channel's count and members (all pages) as a node's HTTP read gives them.
+async fn read(server: &TestServer, channel: &str) -> (u64, Vec<Value>) {
+    let mut members = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/event/presence?channel={channel}&limit=1000");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let (status, _, body) = http(server, "GET", &path, &[("x-api-key", KEY)], b"").await;
+        let page: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{page}");
+        members.extend(page["members"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => return (page["count"].as_u64().unwrap_or(u64::MAX), members),
+        }
+    }
+}
+
+/// Waits (bounded) until every node lists exactly the members whose `info.i` are `expect`, each
+/// once, with a matching count.
+async fn agree(nodes: &[&TestServer], channel: &str, expect: &[i64]) {
+    let deadline = Instant::now() + AGREE;
+    loop {
+        let mut last = Vec::new();
+        let mut all = true;
+        for n in nodes {
+            let (count, members) = read(n, channel).await;
+            let mut got: Vec<i64> = members
+                .iter()
+                .map(|m| m["info"]["i"].as_i64().unwrap_or(-1))
+                .collect();
+            got.sort();
+            let ids: HashSet<&str> = members
+                .iter()
+                .filter_map(|m| m["connectionId"].as_str())
+                .collect();
+            let ok = count as usize == expect.len() && got == expect && ids.len() == got.len();
+            all &= ok;
+            last.push((n.addr, count, got));
+        }
+        if all {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not agree on {expect:?}: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn members_and_their_events_cross_nodes() {
+    let nats = Nats::start(free_port());
+    let a = start(node(&nats)).await;
+    let b = start(node(&nats)).await;
+
+    let mut watcher = Client::ready(&b).await;
+    join(
+        &mut watcher,
+        "w",
+        "/room/x",
+        json!({"events": true, "info": {"i": 0}}),
+    )
+    .await;
+    let (marker, own) = next_event(&mut watcher).await;
+    assert_eq!(
+        (marker.as_str(), own["info"]["i"].as_i64()),
+        ("join", Some(0))
+    );
+
+    // A member on node A: node B's watcher hears of it, node B's read lists and counts it.
+    let mut ann = Client::ready(&a).await;
+    join(&mut ann, "s", "/room/x", json!({"info": {"i": 1}})).await;
+    let (marker, joined) = next_event(&mut watcher).await;
+    assert_eq!(marker, "join");
+    assert_eq!(joined["info"]["i"], 1);
+    assert_eq!(joined["identity"], "test");
+    agree(&[&a, &b], "/room/x", &[0, 1]).await;
+
+    // Unsubscribing on A is a leave on B.
+    ann.send(json!({"type": "unsubscribe", "id": "s"})).await;
+    assert_eq!(ann.recv().await["type"], "unsubscribe_success");
+    let (marker, left) = next_event(&mut watcher).await;
+    assert_eq!(marker, "leave");
+    assert_eq!(left["connectionId"], joined["connectionId"]);
+    agree(&[&a, &b], "/room/x", &[0]).await;
+
+    // So is closing the socket.
+    let mut bob = Client::ready(&a).await;
+    join(&mut bob, "s", "/room/x", json!({"info": {"i": 2}})).await;
+    let (marker, joined) = next_event(&mut watcher).await;
+    assert_eq!(
+        (marker.as_str(), joined["info"]["i"].as_i64()),
+        ("join", Some(2))
+    );
+    drop(bob);
+    let (marker, left) = next_event(&mut watcher).await;
+    assert_eq!(marker, "leave");
+    assert_eq!(left["connectionId"], joined["connectionId"]);
+    agree(&[&a, &b], "/room/x", &[0]).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn counts_stay_exact_on_three_nodes_through_a_reconnect_storm() {
+    let nats = Nats::start(free_port());
+    let nodes = [
+        start(node(&nats)).await,
+        start(node(&nats)).await,
+        start(node(&nats)).await,
+    ];
+    let all: Vec<&TestServer> = nodes.iter().collect();
+    const N: usize = 20;
+    let connect = |i: usize, on: usize| {
+        let server = &nodes[on % 3];
+        async move {
+            let mut c = Client::ready(server).await;
+            join(&mut c, "s", "/room/storm", json!({"info": {"i": i}})).await;
+            c
+        }
+    };
+    // Members join on all three nodes.
+    let mut clients = Vec::new();
+    for i in 0..N {
+        clients.push(Some(connect(i, i).await));
+    }
+    let everyone: Vec<i64> = (0..N as i64).collect();
+    agree(&all, "/room/storm", &everyone).await;
+
+    // Half of them leave.
+    for (i, c) in clients.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            *c = None;
+        }
+    }
+    let odd: Vec<i64> = (0..N as i64).filter(|i| i % 2 == 1).collect();
+    agree(&all, "/room/storm", &odd).await;
+
+    // The storm: every client closes and reconnects on another node, all at once, twice.
+    for round in 1..=2 {
+        clients.clear();
+        let again = futures_util::future::join_all((0..N).map(|i| connect(i, i + round))).await;
+        clients.extend(again.into_iter().map(Some));
+    }
+    agree(&all, "/room/storm", &everyone).await;
+
+    clients.clear();
+    agree(&all, "/room/storm", &[]).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// The node process, killed with SIGKILL when the test ends however it ends.
+struct NodeProcess(std::process::Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Not a test on its own: when `PRESENCE_CLUSTER_NODE` is set (by `a_killed_node_s_members_…`),
+/// runs one node in this process, prints its address and serves until killed.
+#[tokio::test]
+async fn node_process() {
+    let Ok(spec) = std::env::var("PRESENCE_CLUSTER_NODE") else {
+        return;
+    };
+    let (url, prefix) = spec.split_once(' ').expect("`<nats url> <prefix>`");
+    let server = start(node_config(url, prefix)).await;
+    println!("NODE-ADDR {}", server.addr);
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test]
+async fn a_killed_node_s_members_leave_within_the_ttl() {
+    let nats = Nats::start(free_port());
+    let prefix = format!("herald-pc-{}", nats.port);
+    let survivor = start(node(&nats)).await;
+    let defaults = herald_server::config::ClusterConfig::default();
+    let (beat, ttl) = (
+        Duration::from_millis(defaults.presence_heartbeat_ms),
+        Duration::from_millis(defaults.presence_ttl_ms),
+    );
+
+    let mut child = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["node_process", "--exact", "--nocapture", "--test-threads=1"])
+        .env("PRESENCE_CLUSTER_NODE", format!("{} {prefix}", nats.url()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the node process starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let mut child = NodeProcess(child);
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split_once("NODE-ADDR ")
+                    .and_then(|(_, a)| a.trim().parse().ok())
+            })
+    })
+    .await
+    .expect("reading its address")
+    .expect("the node printed its address");
+    let doomed = TestServer::elsewhere(addr);
+
+    let mut watcher = Client::ready(&survivor).await;
+    join(
+        &mut watcher,
+        "w",
+        "/room/k",
+        json!({"events": true, "info": {"i": 0}}),
+    )
+    .await;
+    assert_eq!(next_event(&mut watcher).await.0, "join");
+    let mut members = Vec::new();
+    for i in 1..=3 {
+        let mut c = Client::ready(&doomed).await;
+        join(&mut c, "s", "/room/k", json!({"info": {"i": i}})).await;
+        members.push(c);
+    }
+    let mut ids = HashSet::new();
+    for _ in 0..3 {
+        let (marker, m) = next_event(&mut watcher).await;
+        assert_eq!(marker, "join");
+        ids.insert(m["connectionId"].as_str().unwrap_or_default().to_owned());
+    }
+    agree(&[&survivor, &doomed], "/room/k", &[0, 1, 2, 3]).await;
+
+    child.0.kill().expect("SIGKILL"); // No shutdown code runs: its members stay until the TTL.
+    child.0.wait().expect("reaped");
+    let killed = Instant::now();
+    let deadline = killed + ttl + beat;
+    loop {
+        let (count, _) = read(&survivor, "/room/k").await;
+        if count == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed node's members are still listed {:?} after the kill",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cleanup = killed.elapsed();
+    println!(
+        "kill -9 cleanup: {} ms (heartbeat {} ms, ttl {} ms)",
+        cleanup.as_millis(),
+        beat.as_millis(),
+        ttl.as_millis()
+    );
+    // The last beat came at most one beat before the kill; death is checked every quarter beat.
+    assert!(
+        cleanup <= ttl + beat / 4 + Duration::from_millis(300),
+        "{cleanup:?}"
+    );
+    let mut left = HashSet::new();
+    for _ in 0..3 {
+        let (marker, m) = next_event(&mut watcher).await;
+        assert_eq!(marker, "leave");
+        left.insert(m["connectionId"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(left, ids, "a leave for each of its members, once");
+    agree(&[&survivor], "/room/k", &[0]).await;
+    drop(members);
+    survivor.stop().await;
+}
