@@ -29,11 +29,17 @@ fn node_config(nats_url: &str, prefix: &str) -> Config {
     c.cluster.nats_url = nats_url.to_owned();
     c.cluster.subject_prefix = prefix.to_owned();
     c.namespaces.push(NamespaceConfig {
-        presence: Some(PresenceConfig::default()),
+        presence: Some(PresenceConfig {
+            channel: Some(NOTICES.into()),
+            ..PresenceConfig::default()
+        }),
         ..NamespaceConfig::named("room")
     });
     c
 }
+
+/// Where every node publishes its lifecycle notices.
+const NOTICES: &str = "/default/notices";
 
 fn node(nats: &Nats) -> Config {
     node_config(&nats.url(), &format!("herald-pc-{}", nats.port))
@@ -227,6 +233,34 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Starts a node in a child process (this binary's `node_process`) on `nats`.
+async fn spawn_node(nats: &Nats) -> (NodeProcess, TestServer) {
+    let prefix = format!("herald-pc-{}", nats.port);
+    let mut child = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["node_process", "--exact", "--nocapture", "--test-threads=1"])
+        .env("PRESENCE_CLUSTER_NODE", format!("{} {prefix}", nats.url()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the node process starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let child = NodeProcess(child);
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            // libtest prints "test node_process ... " on the same line, before it.
+            .find_map(|l| {
+                l.split_once("NODE-ADDR ")
+                    .and_then(|(_, a)| a.trim().parse().ok())
+            })
+    })
+    .await
+    .expect("reading its address")
+    .expect("the node printed its address");
+    (child, TestServer::elsewhere(addr))
+}
+
 /// Not a test on its own: when `PRESENCE_CLUSTER_NODE` is set (by `a_killed_node_s_members_…`),
 /// runs one node in this process, prints its address and serves until killed.
 #[tokio::test]
@@ -243,7 +277,6 @@ async fn node_process() {
 #[tokio::test]
 async fn a_killed_node_s_members_leave_within_the_ttl() {
     let nats = Nats::start(free_port());
-    let prefix = format!("herald-pc-{}", nats.port);
     let survivor = start(node(&nats)).await;
     let defaults = herald_server::config::ClusterConfig::default();
     let (beat, ttl) = (
@@ -251,28 +284,7 @@ async fn a_killed_node_s_members_leave_within_the_ttl() {
         Duration::from_millis(defaults.presence_ttl_ms),
     );
 
-    let mut child = Command::new(std::env::current_exe().expect("this test binary"))
-        .args(["node_process", "--exact", "--nocapture", "--test-threads=1"])
-        .env("PRESENCE_CLUSTER_NODE", format!("{} {prefix}", nats.url()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the node process starts");
-    let stdout = child.stdout.take().expect("its stdout");
-    let mut child = NodeProcess(child);
-    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.split_once("NODE-ADDR ")
-                    .and_then(|(_, a)| a.trim().parse().ok())
-            })
-    })
-    .await
-    .expect("reading its address")
-    .expect("the node printed its address");
-    let doomed = TestServer::elsewhere(addr);
+    let (mut child, doomed) = spawn_node(&nats).await;
 
     let mut watcher = Client::ready(&survivor).await;
     join(
@@ -335,4 +347,64 @@ async fn a_killed_node_s_members_leave_within_the_ttl() {
     agree(&[&survivor], "/room/k", &[0]).await;
     drop(members);
     survivor.stop().await;
+}
+
+#[tokio::test]
+async fn one_survivor_sends_a_dead_node_s_notices() {
+    let nats = Nats::start(free_port());
+    let survivors = [start(node(&nats)).await, start(node(&nats)).await];
+    let mut backend = Client::ready(&survivors[0]).await;
+    assert_eq!(
+        backend.subscribe("n", NOTICES).await["type"],
+        "subscribe_success"
+    );
+    let (mut child, doomed) = spawn_node(&nats).await;
+    let mut members = Vec::new();
+    for (i, channel) in ["/room/n1", "/room/n2"].into_iter().enumerate() {
+        let mut c = Client::ready(&doomed).await;
+        join(&mut c, "s", channel, json!({"info": {"i": i}})).await;
+        members.push(c);
+    }
+    agree(&[&survivors[0], &survivors[1]], "/room/n1", &[0]).await;
+    agree(&[&survivors[0], &survivors[1]], "/room/n2", &[1]).await;
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("reaped");
+    for s in &survivors {
+        agree(&[s], "/room/n1", &[]).await;
+        agree(&[s], "/room/n2", &[]).await;
+    }
+    // The dead node's own connect and join notices came first; then one leave and one
+    // disconnect per member, from one survivor only.
+    let mut after_death = Vec::new();
+    let deadline = Instant::now() + AGREE;
+    while after_death.len() < 4 {
+        assert!(Instant::now() < deadline, "{after_death:?}");
+        let frame = backend.recv().await;
+        let notice: Value =
+            serde_json::from_str(frame["event"].as_str().unwrap_or_default()).unwrap_or_default();
+        let kind = notice["type"].as_str().unwrap_or_default().to_owned();
+        if kind == "leave" || kind == "disconnect" {
+            after_death.push((kind, notice["member"]["info"]["i"].as_i64()));
+        }
+    }
+    after_death.sort();
+    assert_eq!(
+        after_death,
+        [
+            ("disconnect".to_owned(), Some(0)),
+            ("disconnect".to_owned(), Some(1)),
+            ("leave".to_owned(), Some(0)),
+            ("leave".to_owned(), Some(1)),
+        ]
+    );
+    // Nothing more: a second survivor speaking would have sent its copies by now (both removed
+    // the members before this point, and notices follow removal at once).
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(frame) = tokio::time::timeout_at(quiet, backend.recv_any()).await {
+        assert_eq!(frame["type"], "ka", "a second copy of a notice: {frame}");
+    }
+    drop(members);
+    for s in survivors {
+        s.stop().await;
+    }
 }
