@@ -408,3 +408,161 @@ async fn one_survivor_sends_a_dead_node_s_notices() {
         s.stop().await;
     }
 }
+
+/// A node played by the test over NATS, speaking the wire format of `presence/cluster.rs`: its
+/// members (channel, connection, `info.i`) and the last change it numbered.
+#[derive(Default)]
+struct FakeNode {
+    seq: u64,
+    members: Vec<(String, String, i64)>,
+}
+
+const FAKE: &str = "fa4e0001";
+
+fn member_json(connection: &str, i: i64) -> String {
+    json!({"connectionId": connection, "identity": "fake", "joinedAt": 1, "info": {"i": i}})
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_gap_in_a_node_s_changes_is_healed_from_its_snapshot_and_bad_input_is_ignored() {
+    use std::sync::{Arc, Mutex};
+    let nats = Nats::start(free_port());
+    let prefix = format!("herald-pc-{}", nats.port);
+    let a = start(node(&nats)).await;
+    let mut watcher = Client::ready(&a).await;
+    join(
+        &mut watcher,
+        "w",
+        "/room/f",
+        json!({"events": true, "info": {"i": 0}}),
+    )
+    .await;
+    assert_eq!(next_event(&mut watcher).await.0, "join");
+
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let fake = Arc::new(Mutex::new(FakeNode {
+        seq: 2,
+        members: vec![("/room/f".into(), format!("{FAKE}-1"), 1)],
+    }));
+    // Its snapshots, in one chunk per member (so several chunks), the last marked.
+    let mut requests = client
+        .subscribe(format!("{prefix}._presence.sync.{FAKE}"))
+        .await
+        .expect("subscribed");
+    let (server_client, server_fake) = (client.clone(), fake.clone());
+    let snapshots = tokio::spawn(async move {
+        while let Some(request) = futures_util::StreamExt::next(&mut requests).await {
+            let Some(reply) = request.reply else { continue };
+            let (seq, members) = {
+                let f = server_fake.lock().unwrap();
+                (f.seq, f.members.clone())
+            };
+            let n = members.len().max(1);
+            for part in 0..n {
+                let entries: Vec<Value> = members
+                    .get(part)
+                    .map(|(c, id, i)| {
+                        serde_json::from_str::<Value>(&member_json(id, *i))
+                            .map(|m| json!({"channel": c, "connection": id, "member": m}))
+                            .unwrap()
+                    })
+                    .into_iter()
+                    .collect();
+                let chunk = json!({"node": FAKE, "seq": seq, "part": part, "last": part + 1 == n, "members": entries});
+                server_client
+                    .publish(reply.clone(), chunk.to_string().into())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    // Its beats, every second, until it "dies".
+    let (beat_client, beat_fake, beat_subject) = (
+        client.clone(),
+        fake.clone(),
+        format!("{prefix}._presence.beat"),
+    );
+    let beats = tokio::spawn(async move {
+        loop {
+            let seq = beat_fake.lock().unwrap().seq;
+            let beat = json!({"node": FAKE, "seq": seq}).to_string();
+            beat_client
+                .publish(beat_subject.clone(), beat.into())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let delta_subject = format!("{prefix}._presence.delta");
+    let delta = |seq: u64, op: &str, connection: &str, i: i64| {
+        json!({"node": FAKE, "seq": seq, "op": op, "channel": "/room/f", "connection": connection,
+               "member": serde_json::from_str::<Value>(&member_json(connection, i)).unwrap()})
+        .to_string()
+    };
+    let send = |body: String| {
+        let (client, subject) = (client.clone(), delta_subject.clone());
+        async move { client.publish(subject, body.into()).await.unwrap() }
+    };
+
+    // Its beat makes the node fetch its snapshot.
+    let (marker, m) = next_event(&mut watcher).await;
+    assert_eq!(
+        (marker.as_str(), m["info"]["i"].as_i64()),
+        ("join", Some(1))
+    );
+    agree(&[&a], "/room/f", &[0, 1]).await;
+
+    // A change in sequence is applied.
+    fake.lock()
+        .unwrap()
+        .members
+        .push(("/room/f".into(), format!("{FAKE}-2"), 2));
+    fake.lock().unwrap().seq = 3;
+    send(delta(3, "join", &format!("{FAKE}-2"), 2)).await;
+    let (marker, m) = next_event(&mut watcher).await;
+    assert_eq!(
+        (marker.as_str(), m["info"]["i"].as_i64()),
+        ("join", Some(2))
+    );
+
+    // Change 4 is lost on the way; change 5 shows the gap, and the snapshot (at 5) heals it.
+    {
+        let mut f = fake.lock().unwrap();
+        f.members.push(("/room/f".into(), format!("{FAKE}-3"), 3));
+        f.members.push(("/room/f".into(), format!("{FAKE}-4"), 4));
+        f.seq = 5;
+    }
+    send(delta(5, "join", &format!("{FAKE}-4"), 4)).await;
+    agree(&[&a], "/room/f", &[0, 1, 2, 3, 4]).await;
+
+    // Garbage, and a change naming another node's connection, change nothing (the latter still
+    // takes its number); the next change applies.
+    send("not json".into()).await;
+    send(json!({"node": "../x", "seq": 1}).to_string()).await;
+    send(delta(6, "join", "0123abcd-9", 9)).await;
+    fake.lock().unwrap().seq = 7;
+    fake.lock().unwrap().members.remove(0);
+    send(delta(7, "leave", &format!("{FAKE}-1"), 1)).await;
+    agree(&[&a], "/room/f", &[0, 2, 3, 4]).await;
+    // Every join once, then the one leave: nothing was announced twice.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (marker, m) = next_event(&mut watcher).await;
+        seen.push((marker, m["info"]["i"].as_i64()));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("join".to_owned(), Some(3)),
+            ("join".to_owned(), Some(4)),
+            ("leave".to_owned(), Some(1)),
+        ]
+    );
+
+    // Silent past the TTL: its members leave.
+    beats.abort();
+    agree(&[&a], "/room/f", &[0]).await;
+    snapshots.abort();
+    a.stop().await;
+}
