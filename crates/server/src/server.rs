@@ -220,6 +220,7 @@ impl Server {
                 "grace period over with connections still open"
             );
         }
+        crate::presence::cluster::drain(&state.presence, Duration::from_secs(1)).await;
     }
 }
 

@@ -2,7 +2,10 @@
 //! port: members and join/leave events cross nodes; counts stay exact while members come and go
 //! on three nodes, through a reconnect storm; a node killed with SIGKILL (a child process running
 //! this test binary's `node_process`) loses its members on the survivor within the TTL, with
-//! leave events to a watcher there.
+//! leave events to a watcher there, and exactly one survivor sends its leave and disconnect
+//! notices; a node that stops gracefully sends its members' leaves before it goes. A node played
+//! by the test over NATS checks the wire protocol: a gap in a node's changes healed from its
+//! chunked snapshot, malformed input ignored.
 
 mod common;
 #[path = "../../history/tests/support/nats.rs"]
@@ -169,7 +172,28 @@ async fn members_and_their_events_cross_nodes() {
     assert_eq!(marker, "leave");
     assert_eq!(left["connectionId"], joined["connectionId"]);
     agree(&[&a, &b], "/room/x", &[0]).await;
+
+    // A node that stops gracefully sends its members' leaves before it goes: they are gone from
+    // the other node's reads well before the TTL would remove them.
+    let mut carl = Client::ready(&a).await;
+    join(&mut carl, "s", "/room/x", json!({"info": {"i": 3}})).await;
+    assert_eq!(next_event(&mut watcher).await.0, "join");
+    agree(&[&b], "/room/x", &[0, 3]).await;
+    let stopping = Instant::now();
     a.stop().await;
+    agree(&[&b], "/room/x", &[0]).await;
+    let (marker, left) = next_event(&mut watcher).await;
+    assert_eq!(
+        (marker.as_str(), left["info"]["i"].as_i64()),
+        ("leave", Some(3))
+    );
+    let ttl = herald_server::config::ClusterConfig::default().presence_ttl_ms;
+    assert!(
+        stopping.elapsed() < Duration::from_millis(ttl / 2),
+        "{:?}: removed by the TTL, not by leaves",
+        stopping.elapsed()
+    );
+    drop(carl);
     b.stop().await;
 }
 
@@ -334,7 +358,8 @@ async fn a_killed_node_s_members_leave_within_the_ttl() {
     );
     // The last beat came at most one beat before the kill; death is checked every quarter beat.
     assert!(
-        cleanup <= ttl + beat / 4 + Duration::from_millis(300),
+        // (Plus slack for a loaded machine running tests in parallel.)
+        cleanup <= ttl + beat / 4 + Duration::from_millis(750),
         "{cleanup:?}"
     );
     let mut left = HashSet::new();

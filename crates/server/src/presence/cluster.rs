@@ -27,6 +27,7 @@
 //! order: shard, then [`Outgoing`]'s queue), and one task publishes them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -63,6 +64,9 @@ pub enum Change {
 pub struct Outgoing {
     node: Arc<str>,
     queue: Mutex<Queue>,
+    /// The last change the publisher handed to NATS, for [`drain`].
+    published: Arc<AtomicU64>,
+    client: async_nats::Client,
     /// `presence_deltas_dropped`.
     dropped: Counter,
 }
@@ -134,9 +138,12 @@ pub fn start(
     };
     let node: Arc<str> = Arc::from(presence.node());
     let (tx, rx) = mpsc::channel(QUEUE);
+    let published = Arc::new(AtomicU64::new(0));
     let outgoing = Outgoing {
         node: node.clone(),
         queue: Mutex::new(Queue { seq: 0, tx }),
+        published: published.clone(),
+        client: client.clone(),
         dropped,
     };
     if presence.cluster.set(outgoing).is_err() {
@@ -158,7 +165,7 @@ pub fn start(
         weak.clone(),
         client.clone(),
         subjects.clone(),
-        rx,
+        (rx, published),
         timing.beat,
     ));
     runtime.spawn(serve_snapshots(
@@ -185,7 +192,7 @@ async fn publish(
     presence: Weak<Presence>,
     client: async_nats::Client,
     subjects: Subjects,
-    mut rx: mpsc::Receiver<(u64, Bytes)>,
+    (mut rx, published): (mpsc::Receiver<(u64, Bytes)>, Arc<AtomicU64>),
     beat: Duration,
 ) {
     let mut tick = tokio::time::interval(beat);
@@ -200,6 +207,7 @@ async fn publish(
                     tracing::debug!(error = %e, "a presence change was not published");
                 }
                 sent = seq;
+                published.store(seq, Ordering::Release);
             }
             _ = tick.tick() => {
                 let Some(p) = presence.upgrade() else { return };
@@ -214,6 +222,28 @@ async fn publish(
                 }
             }
         }
+    }
+}
+
+/// On a graceful shutdown, waits (at most `within`) until this node's queued changes (the leaves
+/// of its closed connections) are in NATS, so the other nodes drop its members now rather than
+/// after the TTL. Nothing outside cluster mode.
+pub async fn drain(presence: &Presence, within: Duration) {
+    let Some(out) = presence.cluster.get() else {
+        return;
+    };
+    let deadline = Instant::now() + within;
+    // A dropped change is never published: then the deadline ends the wait.
+    while out.published.load(Ordering::Acquire) < out.seq() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if tokio::time::timeout_at(deadline, out.client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "presence: some leaves may not have reached the other nodes; they expire by the TTL"
+        );
     }
 }
 
