@@ -591,3 +591,35 @@ async fn a_gap_in_a_node_s_changes_is_healed_from_its_snapshot_and_bad_input_is_
     snapshots.abort();
     a.stop().await;
 }
+
+#[tokio::test]
+async fn without_presence_a_node_sends_nothing_for_it() {
+    let nats = Nats::start(free_port());
+    let prefix = format!("herald-pc-{}", nats.port);
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let mut heard = client
+        .subscribe(format!("{prefix}._presence.>"))
+        .await
+        .expect("subscribed");
+    client.flush().await.expect("the subscription is in place");
+    let mut plain = node(&nats);
+    plain.namespaces.retain(|n| n.presence.is_none());
+    let quiet = start(plain).await;
+    // Longer than a beat: a node with presence would have sent one by now.
+    let beat = herald_server::config::ClusterConfig::default().presence_heartbeat_ms;
+    let got = tokio::time::timeout(
+        Duration::from_millis(beat * 3 / 2),
+        futures_util::StreamExt::next(&mut heard),
+    )
+    .await;
+    assert!(got.is_err(), "a node without presence sent {got:?}");
+    // The same with presence on beats at once.
+    let beating = start(node(&nats)).await;
+    let got = tokio::time::timeout(AGREE, futures_util::StreamExt::next(&mut heard)).await;
+    assert!(
+        matches!(&got, Ok(Some(m)) if m.subject.as_str().ends_with("._presence.beat")),
+        "{got:?}"
+    );
+    quiet.stop().await;
+    beating.stop().await;
+}
