@@ -623,3 +623,36 @@ async fn without_presence_a_node_sends_nothing_for_it() {
     quiet.stop().await;
     beating.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_that_starts_late_gets_the_others_members_in_a_chunked_snapshot() {
+    let nats = Nats::start(free_port());
+    let a = start(node(&nats)).await;
+    // 600 members of ~1 KB (4 connections, 150 channels each): a snapshot over 512 KiB.
+    let pad = "x".repeat(900);
+    let mut held = Vec::new();
+    for c in 0..4 {
+        let mut client = Client::ready(&a).await;
+        for k in 0..150 {
+            let i = c * 150 + k;
+            join(
+                &mut client,
+                &format!("s{k}"),
+                &format!("/room/big{i}"),
+                json!({"info": {"i": i, "pad": pad}}),
+            )
+            .await;
+        }
+        held.push(client);
+    }
+    let b = start(node(&nats)).await;
+    agree(&[&b], "/room/big599", &[599]).await;
+    for i in 0..600 {
+        let (count, members) = read(&b, &format!("/room/big{i}")).await;
+        assert_eq!(count, 1, "/room/big{i}");
+        assert_eq!(members[0]["info"]["i"], i, "/room/big{i}");
+    }
+    drop(held);
+    a.stop().await;
+    b.stop().await;
+}
