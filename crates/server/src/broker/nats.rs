@@ -109,7 +109,7 @@ impl ClusterConfig {
         if !(50..=60_000).contains(&self.presence_heartbeat_ms) {
             problems.push("cluster.presence_heartbeat_ms: must be 50 to 60000".into());
         }
-        if self.presence_ttl_ms < 2 * self.presence_heartbeat_ms {
+        if self.presence_ttl_ms < self.presence_heartbeat_ms.saturating_mul(2) {
             problems.push(
                 "cluster.presence_ttl_ms: must be at least twice cluster.presence_heartbeat_ms, or one late beat kills a node"
                     .into(),

@@ -758,6 +758,25 @@ mod tests {
     }
 
     #[test]
+    fn timing_is_checked() {
+        let problems = |beat: u64, ttl: u64| {
+            let config = ClusterConfig {
+                nats_url: "nats://127.0.0.1:4222".into(),
+                presence_heartbeat_ms: beat,
+                presence_ttl_ms: ttl,
+                ..ClusterConfig::default()
+            };
+            let mut p = Vec::new();
+            config.check(&mut p);
+            p
+        };
+        assert!(problems(1000, 5000).is_empty());
+        assert_eq!(problems(1000, 1500).len(), 1, "a TTL under two beats");
+        assert_eq!(problems(10, 5000).len(), 1, "a beat too fast");
+        assert_eq!(problems(u64::MAX, u64::MAX).len(), 1, "no overflow");
+    }
+
+    #[test]
     fn node_ids_and_members_from_the_wire_are_checked() {
         assert!(valid_node("0a1b2c3d"));
         assert!(!valid_node("0a1b.>"));

@@ -12,9 +12,9 @@
 //! node, so counts, lists and join/leave events are cluster-wide; only the owning node sends a
 //! member's notices.
 //!
-//! Lock order: a room shard, then the cluster's outgoing queue, then outboxes (events are queued while the shard is held, so every
-//! watcher sees joins and leaves in the order the table changed). Nothing takes a shard while
-//! holding an outbox.
+//! Lock order: a room shard, then the cluster's outgoing queue, then outboxes (events are queued
+//! while the shard is held, so every watcher sees joins and leaves in the order the table
+//! changed, and changes are numbered in that order). Nothing takes a shard while holding either.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
