@@ -6,7 +6,8 @@
 //!   each history namespace's lane delivers what it stored.
 //! - Cluster (`[cluster] nats_url`): NATS fans out to every node's local index; history is
 //!   JetStream, and every node's follower delivers what any node stored; idempotency keys are
-//!   shared in a JetStream key-value bucket.
+//!   shared in a JetStream key-value bucket; presence members are replicated over core NATS
+//!   (`presence::cluster`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub struct Backplane {
     pub history: Option<History>,
     /// The counters the fan-out adds its direct writes to, for the server's metrics.
     pub outbound: Outbound,
+    /// The NATS connection in cluster mode, which presence replicates its members over.
+    pub nats: Option<async_nats::Client>,
 }
 
 /// The backplane could not start.
@@ -59,6 +62,7 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
             broker,
             history,
             outbound,
+            nats: None,
         });
     }
     let followed = fixed
@@ -81,6 +85,7 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
             broker,
             history: None,
             outbound,
+            nats: Some(client),
         });
     }
     let namespaces: Vec<_> = fixed
@@ -92,11 +97,12 @@ pub async fn start(fixed: &Fixed) -> Result<Backplane, BackplaneError> {
         subject_prefix: fixed.cluster.prefix().to_owned(),
         replicas: fixed.cluster.history_replicas.max(1),
     };
-    let store = Arc::new(JetStreamStore::open(client, &options, &namespaces).await?);
+    let store = Arc::new(JetStreamStore::open(client.clone(), &options, &namespaces).await?);
     let history = History::cluster(store, &namespaces, hub, limits).await?;
     Ok(Backplane {
         broker,
         history: Some(history),
         outbound,
+        nats: Some(client),
     })
 }

@@ -180,6 +180,9 @@ pub struct Metrics {
     pub flood_blocks: Counter,
     /// Addresses blocked now.
     pub blocked_addresses: Gauge,
+    /// Presence changes not sent to the other nodes because their queue was full (the nodes
+    /// resynchronise from a snapshot when they see the gap).
+    pub presence_deltas_dropped: Counter,
     /// Connections ended by a deadline: a stalled write, a half-sent message, an idle socket,
     /// a slow request body.
     pub timeouts: Counter,
@@ -238,7 +241,12 @@ impl Metrics {
     /// time.
     pub fn render(&self, queued_bytes: u64) -> String {
         let mut registry = Registry::with_prefix("herald");
-        let plain: [(&str, &str, &Counter); 13] = [
+        let plain: [(&str, &str, &Counter); 14] = [
+            (
+                "presence_deltas_dropped",
+                "Presence changes not sent to the other nodes: their queue was full.",
+                &self.presence_deltas_dropped,
+            ),
             (
                 "refused_sockets",
                 "Sockets closed at accept: over the total or per-address cap.",

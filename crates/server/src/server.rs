@@ -78,6 +78,14 @@ impl Server {
             backplane.history,
             backplane.outbound,
         ));
+        if let Some(nats) = backplane.nats {
+            crate::presence::cluster::start(
+                &state.presence,
+                nats,
+                &state.fixed.cluster,
+                state.metrics.presence_deltas_dropped.clone(),
+            );
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| StartError::Bind { addr, error })?;
@@ -212,6 +220,7 @@ impl Server {
                 "grace period over with connections still open"
             );
         }
+        crate::presence::cluster::drain(&state.presence, Duration::from_secs(1)).await;
     }
 }
 

@@ -24,7 +24,7 @@ use super::{Broker, BrokerError, PublishFuture, ReadyFuture, Subscriber};
 use crate::idempotency::SharedKeys;
 
 /// `[cluster]` settings.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// NATS server(s), e.g. `nats://10.0.0.5:4222`; several comma-separated. Empty: no cluster.
@@ -52,6 +52,32 @@ pub struct ClusterConfig {
     /// Copies JetStream keeps of each history stream and of the idempotency-key bucket: 1 for a
     /// single NATS server, 3 for a NATS cluster (so they survive losing a NATS server). Default 1.
     pub history_replicas: usize,
+    /// How often each node tells the others it is alive, for presence (`docs/extensions.md`).
+    pub presence_heartbeat_ms: u64,
+    /// A node not heard from for this long is dead: its presence members are removed on the
+    /// others.
+    pub presence_ttl_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: String::new(),
+            subject_prefix: String::new(),
+            node_name: None,
+            user: None,
+            password: None,
+            token: None,
+            credentials_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_required: false,
+            history_replicas: 0,
+            presence_heartbeat_ms: 1000,
+            presence_ttl_ms: 5000,
+        }
+    }
 }
 
 impl ClusterConfig {
@@ -79,6 +105,15 @@ impl ClusterConfig {
             if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
                 problems.push(format!("{key}: {} is not a readable file", f.display()));
             }
+        }
+        if !(50..=60_000).contains(&self.presence_heartbeat_ms) {
+            problems.push("cluster.presence_heartbeat_ms: must be 50 to 60000".into());
+        }
+        if self.presence_ttl_ms < self.presence_heartbeat_ms.saturating_mul(2) {
+            problems.push(
+                "cluster.presence_ttl_ms: must be at least twice cluster.presence_heartbeat_ms, or one late beat kills a node"
+                    .into(),
+            );
         }
         if self.history_replicas > 5 {
             problems.push("cluster.history_replicas: JetStream allows 1 to 5 replicas".into());

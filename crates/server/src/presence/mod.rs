@@ -8,18 +8,23 @@
 //! A member is held by a [`Membership`] beside its subscription; dropping it (unsubscribe,
 //! revocation on reload, the connection's end) is the leave, so no path can forget one.
 //!
-//! Lock order: a room shard, then outboxes (events are queued while the shard is held, so every
-//! watcher sees joins and leaves in the order the table changed). Nothing takes a shard while
-//! holding an outbox.
+//! In a cluster ([`cluster`]), each node also holds the other nodes' members, tagged with their
+//! node, so counts, lists and join/leave events are cluster-wide; only the owning node sends a
+//! member's notices.
+//!
+//! Lock order: a room shard, then the cluster's outgoing queue, then outboxes (events are queued
+//! while the shard is held, so every watcher sees joins and leaves in the order the table
+//! changed, and changes are numbered in that order). Nothing takes a shard while holding either.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
 pub mod hooks;
 pub mod read;
 
@@ -82,6 +87,8 @@ impl PresenceConfig {
 struct Room {
     /// By connection id (so listing pages in a stable order).
     members: BTreeMap<Arc<str>, Member>,
+    /// How many of `members` are this node's (the metrics count only those).
+    local: usize,
     watchers: Vec<Watcher>,
 }
 
@@ -90,6 +97,8 @@ struct Member {
     json: Box<str>,
     /// Live subscriptions of this connection on this channel: the member leaves with the last.
     subscriptions: u32,
+    /// The node that holds it, when not this one (its connection lives there).
+    origin: Option<Arc<str>>,
 }
 
 struct Watcher {
@@ -166,6 +175,8 @@ pub struct Presence {
     /// Rooms by channel; attacker-chosen names, so the hasher is keyed per process.
     shards: Box<[Mutex<Rooms>]>,
     hasher: RandomState,
+    /// Where this node's member changes go to the other nodes, in cluster mode.
+    cluster: OnceLock<cluster::Outgoing>,
 }
 
 /// A connection's place in a channel; dropping it is the leave.
@@ -248,6 +259,7 @@ impl Presence {
             next_token: AtomicU64::new(1),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
+            cluster: OnceLock::new(),
         }
     }
 
@@ -317,15 +329,22 @@ impl Presence {
         if let (Some(token), Some(subscriber)) = (watcher, who.events) {
             room.watchers.push(Watcher { token, subscriber });
         }
-        match room.members.get_mut(who.connection) {
+        match room
+            .members
+            .get_mut(who.connection)
+            .filter(|m| m.origin.is_none())
+        {
             Some(member) => member.subscriptions += 1,
             None => {
                 let json = member_json(who.connection, who.identity, who.info);
                 announce(room, channel, "join", &json);
+                if let Some(out) = self.cluster.get() {
+                    out.changed(cluster::Change::Join, channel, who.connection, &json);
+                }
                 if let Some(space) = self.space(channel) {
                     let m = &space.metrics;
                     m.presence_members.inc();
-                    if room.members.is_empty() {
+                    if room.local == 0 {
                         m.presence_channels.inc();
                     }
                     if space.noticed() {
@@ -340,8 +359,10 @@ impl Presence {
                     Member {
                         json,
                         subscriptions: 1,
+                        origin: None,
                     },
                 );
+                room.local += 1;
             }
         }
         drop(shard);
@@ -361,16 +382,24 @@ impl Presence {
         if let Some(token) = watcher {
             room.watchers.retain(|w| w.token != token);
         }
-        if let Some(member) = room.members.get_mut(connection) {
+        if let Some(member) = room
+            .members
+            .get_mut(connection)
+            .filter(|m| m.origin.is_none())
+        {
             member.subscriptions = member.subscriptions.saturating_sub(1);
             if member.subscriptions == 0
                 && let Some(gone) = room.members.remove(connection)
             {
+                room.local = room.local.saturating_sub(1);
                 announce(room, channel, "leave", &gone.json);
+                if let Some(out) = self.cluster.get() {
+                    out.changed(cluster::Change::Leave, channel, connection, &gone.json);
+                }
                 if let Some(space) = self.space(channel) {
                     let m = &space.metrics;
                     m.presence_members.dec();
-                    if room.members.is_empty() {
+                    if room.local == 0 {
                         m.presence_channels.dec();
                     }
                     if space.noticed() {
@@ -425,6 +454,89 @@ impl Presence {
                 .filter(|_| more)
                 .map(|(id, _)| id.to_string()),
             members: members.into_iter().map(|(_, json)| json).collect(),
+        }
+    }
+}
+
+/// What the cluster replication ([`cluster`]) does to the table.
+impl Presence {
+    /// This node's id in the cluster: the random prefix of its connection ids, so a restarted
+    /// process is a new node.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether `channel`'s namespace has presence on here.
+    pub(crate) fn covers(&self, channel: &str) -> bool {
+        self.space(channel).is_some()
+    }
+
+    /// Adds another node's member, telling local watchers; nothing if it is there already
+    /// (inserts are idempotent by node, connection and channel).
+    pub(crate) fn insert_remote(
+        &self,
+        node: &Arc<str>,
+        channel: &str,
+        connection: &str,
+        json: &str,
+    ) {
+        let mut shard = self.shard(channel);
+        let room = shard.entry(Box::from(channel)).or_default();
+        if room.members.contains_key(connection) {
+            return;
+        }
+        announce(room, channel, "join", json);
+        room.members.insert(
+            Arc::from(connection),
+            Member {
+                json: Box::from(json),
+                subscriptions: 0,
+                origin: Some(node.clone()),
+            },
+        );
+    }
+
+    /// Removes another node's member, telling local watchers; its JSON when it was there.
+    pub(crate) fn remove_remote(
+        &self,
+        node: &str,
+        channel: &str,
+        connection: &str,
+    ) -> Option<Box<str>> {
+        let mut shard = self.shard(channel);
+        let room = shard.get_mut(channel)?;
+        if room.members.get(connection)?.origin.as_deref() != Some(node) {
+            return None;
+        }
+        let gone = room.members.remove(connection)?;
+        announce(room, channel, "leave", &gone.json);
+        if room.members.is_empty() && room.watchers.is_empty() {
+            shard.remove(channel);
+        }
+        Some(gone.json)
+    }
+
+    /// Calls `each(channel, connection, member JSON)` for every member of this node. One shard
+    /// at a time, so a change may be seen or not while the walk runs.
+    pub(crate) fn local_members(&self, mut each: impl FnMut(&str, &str, &str)) {
+        for shard in self.shards.iter() {
+            let rooms = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (channel, room) in rooms.iter() {
+                for (connection, m) in room.members.iter().filter(|(_, m)| m.origin.is_none()) {
+                    each(channel, connection, &m.json);
+                }
+            }
+        }
+    }
+
+    /// The notices of a member whose node died, sent by the one node that speaks for it: its
+    /// leave, and its disconnect when it was its connection's last channel in the namespace.
+    pub(crate) fn notice_departed(&self, channel: &str, member: &str, disconnect: bool) {
+        if let Some(space) = self.space(channel).filter(|s| s.noticed()) {
+            space.notice(hooks::NoticeKind::Leave, Some(channel), member);
+            if disconnect {
+                space.notice(hooks::NoticeKind::Disconnect, None, member);
+            }
         }
     }
 }

@@ -42,6 +42,15 @@ impl TestServer {
         }
     }
 
+    /// A server run by another process at `addr`: clients connect to it; `stop` does nothing.
+    pub fn elsewhere(addr: SocketAddr) -> TestServer {
+        TestServer {
+            addr,
+            stop: None,
+            done: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
