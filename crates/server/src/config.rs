@@ -16,7 +16,7 @@ pub use crate::auth::AuthConfig;
 pub use crate::auth::api_key::ApiKeyConfig;
 pub use crate::auth::rules::RulesConfig;
 pub use crate::broker::nats::ClusterConfig;
-pub use crate::control::{AdminAccessKey, ControlPlaneConfig};
+pub use crate::control::config::{AdminAccessKey, ControlPlaneConfig};
 pub use crate::history::config::{HistoryBackend, HistoryConfig, HistorySync};
 pub use crate::http::cors::HttpConfig;
 pub use crate::namespace::{NamespaceConfig, NamespaceHistory};

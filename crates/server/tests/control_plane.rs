@@ -259,3 +259,41 @@ fn bad_sections_are_reported_with_their_keys() {
         assert!(p.contains(key), "{key} missing from:\n{p}");
     }
 }
+
+#[tokio::test]
+async fn a_reload_updates_what_it_shows_and_who_may_ask() {
+    const RELOAD_KEY: &str = "reload-secret-00000";
+    let mut first = control_config();
+    first.admin.keys = vec![RELOAD_KEY.into()];
+    let next = std::sync::Arc::new(std::sync::Mutex::new(first.clone()));
+    let source = next.clone();
+    let s = common::start_reloadable(
+        first.clone(),
+        Box::new(move || Ok(source.lock().unwrap().clone())),
+    )
+    .await;
+    {
+        let mut second = first.clone();
+        second.namespaces.push(NamespaceConfig::named("added"));
+        second.control_plane.access_keys = vec![AdminAccessKey {
+            access_key_id: "AKIDROTATED".into(),
+            secret_access_key: "rotated-secret".into(),
+        }];
+        *next.lock().unwrap() = second;
+    }
+    let (status, _, body) = http(
+        &s,
+        "POST",
+        "/admin/reload",
+        &[("x-admin-key", RELOAD_KEY)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(admin(&s, "GET", "/v2/apis").await.status, 401);
+    let path = "/v2/apis/local-api/channelNamespaces/added";
+    let r = call(&s, "GET", path, ("AKIDROTATED", "rotated-secret")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["channelNamespace"]["name"], "added");
+    s.stop().await;
+}
