@@ -25,7 +25,7 @@ use herald_auth::sigv4::SigV4Verifier;
 use crate::config::Config;
 pub use config::{AdminAccessKey, ControlPlaneConfig};
 pub use error::ControlError;
-use model::{ApiView, Identity};
+use model::{ApiView, Naming};
 use operation::Operation;
 
 /// The control plane of a checked configuration: who may call it, and what it answers.
@@ -47,13 +47,13 @@ impl ControlPlane {
             .verifier()
             .inspect_err(|e| tracing::error!(error = %e, "control plane keys refused"))
             .ok()?;
-        let identity = Identity {
+        let naming = Naming {
             api_id: &section.api_id,
             name: section.name.as_deref().unwrap_or(&section.api_id),
             region: &section.region,
             account_id: &section.account_id,
         };
-        let view = ApiView::build(config, &identity, crate::time::now_unix());
+        let view = ApiView::build(config, &naming, crate::time::now_unix());
         Some(ControlPlane { verifier, view })
     }
 

@@ -169,7 +169,7 @@ pub struct ApiView {
 }
 
 /// Where the ARNs point: the configured region and account, and the API's id and name.
-pub struct Identity<'a> {
+pub struct Naming<'a> {
     pub api_id: &'a str,
     pub name: &'a str,
     pub region: &'a str,
@@ -179,7 +179,7 @@ pub struct Identity<'a> {
 impl ApiView {
     /// Builds the view of a configuration already checked by `Settings::build`. `created` is
     /// when the configuration was loaded: Herald keeps no creation time for a file.
-    pub fn build(config: &Config, id: &Identity<'_>, created: i64) -> ApiView {
+    pub fn build(config: &Config, id: &Naming<'_>, created: i64) -> ApiView {
         let auth = &config.auth;
         let api_arn = format!(
             "arn:aws:appsync:{}:{}:apis/{}",
