@@ -125,6 +125,10 @@ def test_aws_cli_lists_and_gets_the_api(herald: Herald) -> None:
     names = [n["name"] for n in json.loads(namespaces.stdout)["channelNamespaces"]]
     assert names == ["default", "hist"]
 
+    keys = run_aws(herald, "list-api-keys", "--api-id", CONTROL_API_ID)
+    assert keys.returncode == 0, keys.stderr
+    assert json.loads(keys.stdout)["apiKeys"] == [{"id": API_KEY, "description": "python-tests"}]
+
     missing = run_aws(herald, "get-api", "--api-id", "nope")
     assert missing.returncode != 0
     assert "NotFoundException" in missing.stderr
