@@ -46,6 +46,10 @@ IAM_ALL = ("AKIAPYTHONALL", "python/all+secret")
 IAM_SESSION = ("ASIAPYTHONSESSION", "python-session-secret", "FwoGZXIvYXdzEPYTHON//session+token==")
 #: May connect and subscribe, never publish.
 IAM_READER = ("AKIAPYTHONREADER", "python-reader-secret")
+#: An administrator of the AppSync control plane (``[[control_plane.access_keys]]``): what the
+#: AWS CLI and boto3 sign with in test_control_plane.py.
+CONTROL_ADMIN = ("AKIAPYTHONADMIN", "python-admin-secret")
+CONTROL_API_ID = "python-api"
 #: ka interval and connectionTimeoutMs of the test server: short, so the keep-alive tests are fast.
 KEEPALIVE_MS = 200
 CONNECTION_TIMEOUT_MS = 3000
@@ -225,6 +229,14 @@ access_key_id = "{IAM_READER[0]}"
 secret_access_key = "{IAM_READER[1]}"
 principal = "python-reader"
 actions = ["EventConnect", "EventSubscribe"]
+
+[control_plane]
+api_id = "{CONTROL_API_ID}"
+name = "Python tests"
+
+[[control_plane.access_keys]]
+access_key_id = "{CONTROL_ADMIN[0]}"
+secret_access_key = "{CONTROL_ADMIN[1]}"
 
 [[namespaces]]
 name = "default"

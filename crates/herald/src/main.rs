@@ -251,6 +251,10 @@ struct Banner {
     websocket: String,
     console: String,
     metrics: String,
+    /// The control plane's `apiId`, when administrator keys turn it on.
+    control_api_id: Option<String>,
+    /// Where the AWS CLI and SDKs reach the control plane (`--endpoint-url`).
+    control: String,
     /// Each namespace, `(history)` after those that keep it.
     namespaces: Vec<String>,
     history: Option<String>,
@@ -301,6 +305,9 @@ impl Banner {
             websocket: String::new(),
             console: String::new(),
             metrics: String::new(),
+            control_api_id: (!config.control_plane.access_keys.is_empty())
+                .then(|| config.control_plane.api_id.clone()),
+            control: String::new(),
             namespaces,
             history,
             cluster,
@@ -325,6 +332,7 @@ impl Banner {
         self.websocket = format!("{ws_scheme}://{host}/event/realtime");
         self.console = format!("http://{host}/console");
         self.metrics = format!("http://{host}/metrics");
+        self.control = format!("http://{host}");
         self.dev_tls_ca = server.dev_tls_files().map(|f| f.ca.clone());
     }
 
@@ -342,6 +350,8 @@ impl Banner {
                     websocket = %self.websocket,
                     console = %self.console,
                     metrics = %self.metrics,
+                    control_plane = self.control_api_id.as_ref().map(|_| self.control.as_str()),
+                    control_plane_api_id = self.control_api_id.as_deref(),
                     namespaces = %namespaces,
                     history = self.history.as_deref(),
                     cluster = self.cluster.as_deref(),
@@ -359,6 +369,12 @@ impl Banner {
                     format!("  Metrics:       {}", self.metrics),
                     format!("  Namespaces:    {namespaces}"),
                 ];
+                if let Some(api_id) = &self.control_api_id {
+                    lines.push(format!(
+                        "  Control plane: {} (AppSync API {api_id:?}; aws appsync --endpoint-url)",
+                        self.control
+                    ));
+                }
                 if let Some(history) = &self.history {
                     lines.push(format!("  History:       {history}"));
                 }

@@ -43,6 +43,7 @@ const PAGES: &[&str] = &[
     "docs/cli.md",
     "docs/clients.md",
     "docs/console.md",
+    "docs/control-plane.md",
     "docs/fuzzing.md",
 ];
 
@@ -73,6 +74,11 @@ const SKIPPED: &[(&str, &str, &str)] = &[
         "docs/console.md",
         "cd tests/console",
         "the console's own suite, which scripts/test runs",
+    ),
+    (
+        "docs/control-plane.md",
+        "aws appsync",
+        "needs the AWS CLI (PyPI awscli): clients/python/tests/test_control_plane.py runs these commands against a Herald",
     ),
     (
         "docs/fuzzing.md",
@@ -547,6 +553,11 @@ fn clients() {
 #[test]
 fn console() {
     run_page("docs/console.md");
+}
+
+#[test]
+fn control_plane() {
+    run_page("docs/control-plane.md");
 }
 
 #[test]

@@ -167,6 +167,27 @@ fn banner_shows_endpoints_console_metrics_namespaces_history_and_cluster() {
         !text.contains('\u{1b}'),
         "no colour codes into a pipe:\n{text}"
     );
+    assert!(!text.contains("Control plane"), "off without keys:\n{text}");
+}
+
+#[test]
+fn banner_shows_the_control_plane_when_on() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "herald.toml",
+        "[control_plane]\napi_id = \"local\"\n\n[[control_plane.access_keys]]\naccess_key_id = \"AKIDADMIN\"\nsecret_access_key = \"admin-secret\"\n\n[[namespaces]]\nname = \"default\"\n",
+    );
+    let s = Served::start(dir.path(), &["--config", "herald.toml", "--api-key", KEY]);
+    let text = s.text();
+    let line = format!(
+        "  Control plane: http://127.0.0.1:{} (AppSync API \"local\"; aws appsync --endpoint-url)",
+        s.port
+    );
+    assert!(
+        text.lines().any(|l| l == line),
+        "{line:?} missing from:\n{text}"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub use crate::auth::AuthConfig;
 pub use crate::auth::api_key::ApiKeyConfig;
 pub use crate::auth::rules::RulesConfig;
 pub use crate::broker::nats::ClusterConfig;
+pub use crate::control::config::{AdminAccessKey, ControlPlaneConfig};
 pub use crate::history::config::{HistoryBackend, HistoryConfig, HistorySync};
 pub use crate::http::cors::HttpConfig;
 pub use crate::namespace::{NamespaceConfig, NamespaceHistory};
@@ -48,6 +49,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Several nodes over NATS (`docs/cluster.md`); empty `nats_url`: a single node.
     pub cluster: ClusterConfig,
+    /// The AppSync control plane (`docs/control-plane.md`); off without access keys.
+    pub control_plane: ControlPlaneConfig,
     /// Limits of the handler engine (`docs/handlers.md`).
     #[serde(skip_serializing)]
     pub handlers: herald_handler::EngineConfig,
@@ -88,6 +91,7 @@ impl Default for Config {
             data_sources: Vec::new(),
             admin: AdminConfig::default(),
             cluster: ClusterConfig::default(),
+            control_plane: ControlPlaneConfig::default(),
             shutdown_grace_ms: 10_000,
         }
     }
@@ -291,6 +295,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "handlers",
     "admin",
     "cluster",
+    "control_plane",
     "shutdown_grace_ms",
 ];
 

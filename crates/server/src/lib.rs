@@ -16,13 +16,15 @@
 //! Around it: [`config`] (the file), [`settings`] (checked and built once: [`settings::Fixed`]
 //! and the reloadable [`settings::Live`]), [`reload`], [`deployment`] (embedded or cluster — the
 //! one place that chooses), [`subscription`] (a subscription going live), [`registry`] (open
-//! connections), [`namespace`], [`metrics`], [`state`] (what everything shares).
+//! connections), [`namespace`], [`metrics`], [`state`] (what everything shares), and
+//! [`control`], the read-only AppSync control plane (`/v2/apis…`).
 
 pub mod admission;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod deployment;
 pub mod history;
 pub mod http;

@@ -51,6 +51,8 @@ pub struct Live {
     pub admin: crate::config::AdminConfig,
     /// Every configured namespace (for metrics).
     pub namespaces: Vec<String>,
+    /// The AppSync control plane; `None` when off (no administrator keys).
+    pub control: Option<crate::control::ControlPlane>,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Settings {
         crate::namespace::check(&config.namespaces, &mut problems);
         let access = Access::build(&config.auth, &config.namespaces, &mut problems);
         crate::auth::admin_key::check_keys(&config.admin.keys, &mut problems);
+        config.control_plane.check(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -75,6 +78,7 @@ impl Settings {
             cors: Cors::new(&config.http),
             admin: config.admin.clone(),
             namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
+            control: crate::control::ControlPlane::build(&config),
         };
         Ok(Settings { fixed, live })
     }

@@ -27,6 +27,7 @@ const WHOLE_FILES: &[&str] = &[
     "extensions.md",
     "cluster.md",
     "configuration.md",
+    "control-plane.md",
     "handlers.md",
 ];
 

@@ -2,12 +2,14 @@
 //! `POST /event` ([`publish`], spec §3), the WebSocket upgrade at `/event/realtime`
 //! ([`upgrade`]), `GET /event/history` ([`history`]), `GET /event/presence` ([`presence`]), `POST /admin/reload` ([`admin`]), the web
 //! console ([`console`]), plus `GET /healthz`, `GET /metrics` and CORS ([`cors`]) for pages on
-//! other origins, and Server-Sent Events at `/event/stream` ([`stream`]). CORS covers the client
+//! other origins, Server-Sent Events at `/event/stream` ([`stream`]), and the AppSync control
+//! plane under `/v1/apis` and `/v2/apis` ([`control_plane`]). CORS covers the client
 //! API only, `/event`, `/event/history`, `/event/presence` and `/event/stream`: a page on another origin must not
 //! read `/metrics` or drive the admin API with a visitor's browser.
 
 pub mod admin;
 pub mod console;
+pub mod control_plane;
 pub mod cors;
 pub mod history;
 pub mod presence;
@@ -95,6 +97,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/event/presence") => {
             presence::presence(state, req).await.unwrap_or_else(error)
         }
+        (_, p) if control_plane::is_control_path(p) => control_plane::serve(state, req).await,
         (
             _,
             "/event"

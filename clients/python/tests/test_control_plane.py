@@ -1,0 +1,187 @@
+"""Herald's AppSync control plane (read-only) with the unmodified AWS CLI and boto3: only the
+endpoint URL differs from talking to AWS. What they read must be the server's TOML
+configuration (conftest.herald_config)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import API_KEY, CONTROL_ADMIN, CONTROL_API_ID, REGION, Herald
+
+ALL_MODES = [
+    {"authType": mode}
+    for mode in (
+        "API_KEY",
+        "AMAZON_COGNITO_USER_POOLS",
+        "OPENID_CONNECT",
+        "AWS_LAMBDA",
+        "AWS_IAM",
+    )
+]
+
+
+def control_url(herald: Herald) -> str:
+    return f"http://127.0.0.1:{herald.port}"
+
+
+def appsync(herald: Herald, secret: str = CONTROL_ADMIN[1]) -> Any:
+    return boto3.client(
+        "appsync",
+        endpoint_url=control_url(herald),
+        region_name=REGION,
+        aws_access_key_id=CONTROL_ADMIN[0],
+        aws_secret_access_key=secret,
+    )
+
+
+def aws_cli() -> list[str]:
+    """The `aws` of this virtualenv (awscli from PyPI), else one on PATH."""
+    beside = Path(sys.executable).parent / "aws"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("aws")
+    if found is None:
+        pytest.fail("the AWS CLI is not installed: pip install awscli")
+    return [found]
+
+
+def run_aws(herald: Herald, *args: str) -> subprocess.CompletedProcess[str]:
+    # Only the credentials and the endpoint: no profile or config file of the caller's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=CONTROL_ADMIN[0],
+        AWS_SECRET_ACCESS_KEY=CONTROL_ADMIN[1],
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    return subprocess.run(
+        [
+            *aws_cli(),
+            "appsync",
+            *args,
+            "--endpoint-url",
+            control_url(herald),
+            "--region",
+            REGION,
+            "--output",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def check_api(api: dict[str, Any], herald: Herald) -> None:
+    host = f"127.0.0.1:{herald.port}"
+    assert api["apiId"] == CONTROL_API_ID
+    assert api["name"] == "Python tests"
+    assert api["apiArn"] == f"arn:aws:appsync:us-east-1:000000000000:apis/{CONTROL_API_ID}"
+    assert api["dns"] == {"HTTP": host, "REALTIME": host}
+    event = api["eventConfig"]
+    assert event["connectionAuthModes"] == ALL_MODES
+    assert event["defaultPublishAuthModes"] == ALL_MODES
+    assert event["defaultSubscribeAuthModes"] == ALL_MODES
+    providers = {p["authType"]: p for p in event["authProviders"]}
+    assert set(providers) == {m["authType"] for m in ALL_MODES}
+    assert providers["OPENID_CONNECT"]["openIDConnectConfig"]["issuer"] == (
+        herald.identity.oidc_issuer
+    )
+    assert providers["OPENID_CONNECT"]["openIDConnectConfig"]["clientId"] == "python-client"
+    cognito = providers["AMAZON_COGNITO_USER_POOLS"]["cognitoConfig"]
+    assert cognito == {
+        "userPoolId": "us-east-1_PythonTest",
+        "awsRegion": "us-east-1",
+        "appIdClientRegex": "pythonappclient",
+    }
+    lambda_config = providers["AWS_LAMBDA"]["lambdaAuthorizerConfig"]
+    assert lambda_config["authorizerUri"] == f"{herald.identity.hook.url}/authorize"
+
+
+def test_aws_cli_lists_and_gets_the_api(herald: Herald) -> None:
+    listed = run_aws(herald, "list-apis")
+    assert listed.returncode == 0, listed.stderr
+    apis = json.loads(listed.stdout)["apis"]
+    assert len(apis) == 1
+    check_api(apis[0], herald)
+
+    got = run_aws(herald, "get-api", "--api-id", CONTROL_API_ID)
+    assert got.returncode == 0, got.stderr
+    check_api(json.loads(got.stdout)["api"], herald)
+
+    namespaces = run_aws(herald, "list-channel-namespaces", "--api-id", CONTROL_API_ID)
+    assert namespaces.returncode == 0, namespaces.stderr
+    names = [n["name"] for n in json.loads(namespaces.stdout)["channelNamespaces"]]
+    assert names == ["default", "hist"]
+
+    keys = run_aws(herald, "list-api-keys", "--api-id", CONTROL_API_ID)
+    assert keys.returncode == 0, keys.stderr
+    assert json.loads(keys.stdout)["apiKeys"] == [{"id": API_KEY, "description": "python-tests"}]
+
+    missing = run_aws(herald, "get-api", "--api-id", "nope")
+    assert missing.returncode != 0
+    assert "NotFoundException" in missing.stderr
+
+
+def test_boto3_reads_the_configuration(herald: Herald) -> None:
+    client = appsync(herald)
+    apis = client.list_apis()["apis"]
+    assert len(apis) == 1
+    check_api(apis[0], herald)
+    # boto3 parses `created` as a timestamp.
+    assert apis[0]["created"].year >= 2024
+    check_api(client.get_api(apiId=CONTROL_API_ID)["api"], herald)
+
+    namespaces = client.list_channel_namespaces(apiId=CONTROL_API_ID)["channelNamespaces"]
+    assert [n["name"] for n in namespaces] == ["default", "hist"]
+    for ns in namespaces:
+        assert ns["apiId"] == CONTROL_API_ID
+        assert ns["publishAuthModes"] == ALL_MODES
+        assert ns["subscribeAuthModes"] == ALL_MODES
+    one = client.get_channel_namespace(apiId=CONTROL_API_ID, name="hist")["channelNamespace"]
+    assert one["name"] == "hist"
+    assert one["channelNamespaceArn"].endswith(f"apis/{CONTROL_API_ID}/channelNamespace/hist")
+
+    keys = client.list_api_keys(apiId=CONTROL_API_ID)["apiKeys"]
+    assert keys == [{"id": API_KEY, "description": "python-tests"}]
+
+    # The paginators follow nextToken.
+    pages = client.get_paginator("list_channel_namespaces").paginate(
+        apiId=CONTROL_API_ID, PaginationConfig={"PageSize": 1}
+    )
+    assert [n["name"] for page in pages for n in page["channelNamespaces"]] == ["default", "hist"]
+
+
+def test_boto3_sees_the_aws_errors(herald: Herald) -> None:
+    client = appsync(herald)
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_api(apiId="nope")
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_channel_namespace(apiId=CONTROL_API_ID, name="nope")
+    with pytest.raises(client.exceptions.UnauthorizedException):
+        appsync(herald, secret="not-the-secret").list_apis()
+    # Writes are not there yet, and say so.
+    with pytest.raises(client.exceptions.BadRequestException) as refused:
+        client.create_api(
+            name="other",
+            eventConfig={
+                "authProviders": [{"authType": "API_KEY"}],
+                "connectionAuthModes": [{"authType": "API_KEY"}],
+                "defaultPublishAuthModes": [{"authType": "API_KEY"}],
+                "defaultSubscribeAuthModes": [{"authType": "API_KEY"}],
+            },
+        )
+    assert "not supported" in str(refused.value)
+    with pytest.raises(ClientError):
+        client.delete_api_key(apiId=CONTROL_API_ID, id=API_KEY)
