@@ -140,13 +140,13 @@ fn source_ip(i: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, (k / 250) as u8, (k % 250) as u8 + 1))
 }
 
-/// Opens `n` connections (optionally one subscription each), holds them `hold`, then reads the
-/// server's resident memory per connection.
+/// Opens `n` connections (optionally one subscription each, spread over `subscribe` channels),
+/// holds them `hold`, then reads the server's resident memory per connection.
 pub async fn idle(
     ep: Endpoint,
     n: u64,
     concurrency: usize,
-    subscribe: bool,
+    subscribe: Option<u32>,
     hold: Duration,
     server_pid: Option<u32>,
     progress: bool,
@@ -165,9 +165,9 @@ pub async fn idle(
             let bind = spread.then(|| source_ip(i));
             let conn = async {
                 let (mut r, mut w) = ep.open(bind).await?;
-                if subscribe {
-                    ep.subscribe(&mut r, &mut w, &ep.channel((i % 1000) as u32), i)
-                        .await?;
+                if let Some(channels) = subscribe {
+                    let channel = ep.channel((i % u64::from(channels)) as u32);
+                    ep.subscribe(&mut r, &mut w, &channel, i).await?;
                 }
                 anyhow::Ok((r, w))
             };
@@ -216,7 +216,7 @@ pub async fn idle(
         requested: n,
         open,
         errors: errors.load(Ordering::Relaxed),
-        subscribed: subscribe,
+        subscribed: subscribe.is_some(),
         open_s,
         server_rss_kib_before: before.map(|s| s.rss_kib),
         server_rss_kib_after: after.map(|s| s.rss_kib),

@@ -157,9 +157,12 @@ enum Cmd {
         connections: u64,
         #[arg(long, default_value_t = 128)]
         concurrency: usize,
-        /// Also subscribe each connection to one of 1000 channels.
+        /// Also subscribe each connection to one of `--channels` channels.
         #[arg(long)]
         subscribe: bool,
+        /// Channels the subscriptions spread over (1: every connection on one channel).
+        #[arg(long, default_value_t = 1000)]
+        channels: u32,
         /// Seconds to hold the connections before reading RSS.
         #[arg(long, default_value_t = 2.0)]
         hold_secs: f64,
@@ -439,6 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             connections,
             concurrency,
             subscribe,
+            channels,
             hold_secs,
         } => {
             let (n, hold) = if c.smoke {
@@ -450,7 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 ep,
                 n,
                 concurrency,
-                subscribe,
+                subscribe.then_some(channels.max(1)),
                 Duration::from_secs_f64(hold),
                 c.server_pid,
                 n > 2000,
