@@ -130,7 +130,7 @@ impl Space {
     }
 
     fn notice(&self, kind: hooks::NoticeKind, channel: Option<&str>, member: &str) {
-        let namespace = self.config_name();
+        let namespace = &self.name;
         let channel = channel
             .map(|c| format!(r#","channel":"{c}""#))
             .unwrap_or_default();
@@ -151,10 +151,6 @@ impl Space {
                 self.metrics.presence_notices_dropped.inc();
             }
         }
-    }
-
-    fn config_name(&self) -> &str {
-        &self.name
     }
 }
 
