@@ -2,10 +2,16 @@
 //! the live settings without dropping connections; then every connection re-checks its
 //! subscriptions. A configuration that fails its checks, or changes what needs a restart, is
 //! refused and the running one kept.
+//!
+//! A control-plane write is applied the same way ([`apply_record`]): the running file
+//! configuration with the new stored resources, built, stored, swapped. Reloads and writes take
+//! turns, so neither undoes the other.
 
 use std::sync::Arc;
 
 use crate::connection::outbox::Out;
+use crate::control::ControlError;
+use crate::control::store::{self, ApiRecord};
 use crate::settings::Settings;
 use crate::state::State;
 
@@ -27,6 +33,8 @@ pub enum ReloadError {
 /// Reloads from the configuration source. Building compiles handler code, so it runs on a
 /// blocking thread, never on the reactor.
 pub async fn reload(state: Arc<State>) -> Result<(), ReloadError> {
+    let held = state.clone();
+    let _turn = held.reconfiguring.lock().await;
     tokio::task::spawn_blocking(move || reload_now(&state))
         .await
         .map_err(|e| ReloadError::Interrupted(e.to_string()))?
@@ -35,7 +43,8 @@ pub async fn reload(state: Arc<State>) -> Result<(), ReloadError> {
 fn reload_now(state: &State) -> Result<(), ReloadError> {
     let source = state.reload_source().ok_or(ReloadError::NoSource)?;
     let config = source().map_err(ReloadError::Source)?;
-    let settings = Settings::build(config)?;
+    let record = (*state.live().record).clone();
+    let settings = Settings::build_with(config, record)?;
     let changed = state.fixed.changed(&settings.fixed);
     if !changed.is_empty() {
         return Err(ReloadError::NeedsRestart(changed.join(", ")));
@@ -44,4 +53,48 @@ fn reload_now(state: &State) -> Result<(), ReloadError> {
     state.connections.broadcast(Out::Recheck);
     tracing::info!("configuration reloaded");
     Ok(())
+}
+
+/// Applies a control-plane write: builds the running file configuration with `change`'s
+/// record, stores the record, then swaps the settings in; a change that does not build, or
+/// cannot be stored, leaves everything as it was. Returns the settings' control plane's reply.
+pub async fn apply_record<T: Send + 'static>(
+    state: Arc<State>,
+    change: impl FnOnce(&crate::settings::Live) -> Result<Option<(ApiRecord, T)>, ControlError>
+    + Send
+    + 'static,
+) -> Result<Option<(Arc<crate::settings::Live>, T)>, ControlError> {
+    let _turn = state.reconfiguring.lock().await;
+    let state2 = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let live = state2.live();
+        let Some((record, written)) = change(&live)? else {
+            return Ok(None);
+        };
+        let settings = Settings::build_with((*live.file).clone(), record.clone())
+            .map_err(|e| ControlError::Invalid(e.problems.join("; ")))?;
+        if !state2.fixed.changed(&settings.fixed).is_empty() {
+            return Err(ControlError::Invalid(
+                "the change needs a restart of the server".into(),
+            ));
+        }
+        store::save(
+            &state2.fixed.data_dir,
+            &live.file.control_plane.api_id,
+            &record,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "control plane change not stored");
+            ControlError::NotStored(e.to_string())
+        })?;
+        state2.swap_live(settings.live);
+        state2.connections.broadcast(Out::Recheck);
+        tracing::info!("configuration changed through the control plane");
+        Ok(Some((state2.live(), written)))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "control plane change interrupted");
+        ControlError::Internal
+    })?
 }

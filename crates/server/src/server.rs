@@ -34,6 +34,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+    #[error(transparent)]
+    Stored(#[from] crate::control::store::StoreError),
     // The I/O error is in the message, so it is not also a `#[source]` (a chain would repeat it).
     #[error(
         "cannot listen on {addr}: {error} (is another process using the port? choose another with --listen)"
@@ -67,7 +69,10 @@ impl Server {
     /// Checks and builds the configuration, sets up TLS, starts the backplane (embedded or
     /// cluster) and binds the port.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let Settings { fixed, live } = Settings::build(config)?;
+        // What the control plane created is served beside the file's.
+        let record = crate::control::store::load(&config.data_dir, &config.control_plane.api_id)?
+            .without_deleted_keys(crate::time::now_unix());
+        let Settings { fixed, live } = Settings::build_with(config, record)?;
         let (tls, dev_tls) = fixed.tls.acceptor(&fixed.data_dir)?;
         let addr = fixed.listen;
         let backplane = crate::deployment::start(&fixed).await?;

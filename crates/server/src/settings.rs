@@ -7,12 +7,14 @@
 //! is read through the live part only.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::auth::Access;
 use crate::config::{
     AdmissionConfig, ClusterConfig, Config, ConfigError, HistoryConfig, Limits, NamespaceHistory,
     WebSocketConfig,
 };
+use crate::control::store::ApiRecord;
 use crate::http::cors::Cors;
 use crate::transport::tls::TlsConfig;
 
@@ -53,12 +55,25 @@ pub struct Live {
     pub namespaces: Vec<String>,
     /// The AppSync control plane; `None` when off (no administrator keys).
     pub control: Option<crate::control::ControlPlane>,
+    /// The configuration file as read, before the control plane's resources were added: what a
+    /// control-plane write rebuilds from.
+    pub file: Arc<Config>,
+    /// The resources created through the control plane, served beside the file's.
+    pub record: Arc<ApiRecord>,
 }
 
 impl Settings {
     /// Checks every section and builds the server's settings, compiling handler code (a syntax
     /// error names the namespace and the line).
     pub fn build(config: Config) -> Result<Settings, ConfigError> {
+        Settings::build_with(config, ApiRecord::default())
+    }
+
+    /// [`Settings::build`] of the file's configuration with the control plane's stored
+    /// resources added (the file's win where both name the same one).
+    pub fn build_with(file: Config, record: ApiRecord) -> Result<Settings, ConfigError> {
+        let mut config = file.clone();
+        record.merge_into(&mut config);
         let mut problems = Vec::new();
         let fixed = Fixed::build(&config, &mut problems);
         crate::namespace::check(&config.namespaces, &mut problems);
@@ -78,7 +93,9 @@ impl Settings {
             cors: Cors::new(&config.http),
             admin: config.admin.clone(),
             namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
-            control: crate::control::ControlPlane::build(&config),
+            control: crate::control::ControlPlane::build(&file, &config, &record),
+            file: Arc::new(file),
+            record: Arc::new(record),
         };
         Ok(Settings { fixed, live })
     }

@@ -41,6 +41,9 @@ pub struct State {
     pub stream_tokens: Tokens,
     /// Who is subscribed where, on namespaces with presence on.
     pub presence: Arc<Presence>,
+    /// Held while the live settings are rebuilt (a reload, a control-plane write), so that
+    /// one never swaps in settings built before the other's.
+    pub reconfiguring: tokio::sync::Mutex<()>,
 }
 
 impl State {
@@ -80,6 +83,7 @@ impl State {
             presence,
             fixed,
             admin_failures: Default::default(),
+            reconfiguring: tokio::sync::Mutex::new(()),
         }
     }
 

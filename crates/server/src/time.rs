@@ -73,9 +73,29 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(date + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_rfc3339(secs: i64) -> String {
+    let (y, mo, d) = herald_auth::time::civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_rfc3339;
+    use super::{format_rfc3339, parse_rfc3339};
+
+    #[test]
+    fn formats_what_it_parses() {
+        for s in [0, 1, 86_399, 951_782_400, 1_893_456_000, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(s)), Some(s), "{s}");
+        }
+        assert_eq!(format_rfc3339(1_893_456_000), "2030-01-01T00:00:00Z");
+    }
 
     #[test]
     fn parses_rfc3339() {

@@ -1,10 +1,11 @@
-//! The AppSync control plane, read-only, over real loopback HTTP with requests signed by the
-//! `aws-sigv4` crate (the AWS SDKs' signer): the configured API, its namespaces and keys as the
-//! AWS model shapes them, and the AWS errors for unknown APIs, bad signatures and writes.
+//! The AppSync control plane over real loopback HTTP with requests signed as the AWS SDKs sign
+//! them: the configured API, its namespaces and keys as the AWS model shapes them; namespaces and
+//! keys created, updated and deleted, served at once and after a restart; and the AWS errors for
+//! unknown APIs, bad signatures, conflicts and what the file owns.
 
 mod common;
 
-use common::{TestServer, config, http, start};
+use common::{Client, TestServer, config, http, start};
 use herald_server::Config;
 use herald_server::config::{AdminAccessKey, NamespaceConfig};
 use herald_testkit::sigv4::Signer;
@@ -41,19 +42,33 @@ struct Reply {
 
 /// `method path` signed as `(id, secret)` for the service `appsync`, as botocore signs it.
 async fn call(s: &TestServer, method: &str, path: &str, key: (&str, &str)) -> Reply {
+    signed(s, method, path, key, b"").await
+}
+
+async fn signed(s: &TestServer, method: &str, path: &str, key: (&str, &str), body: &[u8]) -> Reply {
     let host = s.addr.to_string();
     let url = format!("http://{host}{path}");
     let base = vec![("host", host.clone())];
-    let signed = Signer::new(key, "us-east-1").sign(method, &url, &base, b"");
+    let signed = Signer::new(key, "us-east-1").sign(method, &url, &base, body);
     let headers: Vec<(&str, &str)> = signed
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    raw(s, method, path, &headers).await
+    sent(s, method, path, &headers, body).await
 }
 
 async fn raw(s: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let (status, head, body) = http(s, method, path, headers, b"").await;
+    sent(s, method, path, headers, b"").await
+}
+
+async fn sent(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let (status, head, body) = http(s, method, path, headers, body).await;
     Reply {
         status,
         error_type: head
@@ -66,6 +81,12 @@ async fn raw(s: &TestServer, method: &str, path: &str, headers: &[(&str, &str)])
 
 async fn admin(s: &TestServer, method: &str, path: &str) -> Reply {
     call(s, method, path, (ADMIN_ID, ADMIN_SECRET)).await
+}
+
+/// A write with a JSON body, as the administrator.
+async fn write(s: &TestServer, method: &str, path: &str, body: Value) -> Reply {
+    let body = body.to_string();
+    signed(s, method, path, (ADMIN_ID, ADMIN_SECRET), body.as_bytes()).await
 }
 
 #[tokio::test]
@@ -190,17 +211,13 @@ async fn bad_signatures_are_unauthorized() {
 }
 
 #[tokio::test]
-async fn writes_are_refused_as_not_supported_yet() {
+async fn the_api_itself_is_the_files() {
     let s = start(control_config()).await;
     for (method, path, operation) in [
         ("POST", "/v2/apis", "CreateApi"),
+        ("POST", "/v2/apis/local-api", "UpdateApi"),
         ("DELETE", "/v2/apis/local-api", "DeleteApi"),
-        (
-            "POST",
-            "/v2/apis/local-api/channelNamespaces",
-            "CreateChannelNamespace",
-        ),
-        ("POST", "/v1/apis/local-api/apikeys", "CreateApiKey"),
+        ("POST", "/v1/apis/local-api/datasources", "This operation"),
     ] {
         let r = admin(&s, method, path).await;
         assert_eq!(r.status, 400, "{method} {path}");
@@ -209,6 +226,232 @@ async fn writes_are_refused_as_not_supported_yet() {
         assert!(message.starts_with(operation), "{message}");
         assert!(message.contains("not supported"), "{message}");
     }
+    s.stop().await;
+}
+
+/// `control_config` with its files in `dir`.
+fn stored_config(dir: &std::path::Path) -> Config {
+    let mut c = control_config();
+    c.data_dir = dir.to_owned();
+    c
+}
+
+const NAMESPACES: &str = "/v2/apis/local-api/channelNamespaces";
+const KEYS: &str = "/v1/apis/local-api/apikeys";
+
+#[tokio::test]
+async fn a_created_namespace_and_key_serve_at_once_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(stored_config(dir.path())).await;
+    // A subscriber elsewhere stays connected through every change.
+    let mut bystander = Client::ready(&s).await;
+    bystander.subscribe("s1", "/default/*").await;
+
+    let code = "export function onPublish(ctx) { return ctx.events.map(e => ({...e, payload: {made: e.payload}})); }";
+    let r = write(
+        &s,
+        "POST",
+        NAMESPACES,
+        json!({"name": "made", "codeHandlers": code, "tags": {"team": "web"},
+               "publishAuthModes": [{"authType": "API_KEY"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ns = &r.body["channelNamespace"];
+    assert_eq!(ns["name"], "made");
+    assert_eq!(ns["codeHandlers"], code);
+    assert_eq!(ns["tags"], json!({"team": "web"}));
+    assert_eq!(ns["created"], ns["lastModified"]);
+
+    let r = write(&s, "POST", KEYS, json!({"description": "made by a test"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let key = r.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("da2-") && key.len() == 30, "{key}");
+    let expires = r.body["apiKey"]["expires"].as_i64().unwrap();
+    assert_eq!(expires % 3600, 0);
+    assert_eq!(r.body["apiKey"]["deletes"], expires + 60 * 86_400);
+
+    // The new key publishes to the new namespace, through its handler, at once.
+    let mut sub = Client::ready(&s).await;
+    sub.subscribe("m", "/made/room").await;
+    let (status, body) =
+        common::post(&s, &key, &json!({"channel": "/made/room", "events": ["1"]})).await;
+    assert_eq!(status, 200, "{body}");
+    let data = sub.recv().await;
+    assert_eq!(data["event"], json!({"made": 1}).to_string(), "{data}");
+
+    let (status, body) = common::post(
+        &s,
+        common::KEY,
+        &json!({"channel": "/default/a", "events": ["2"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bystander.recv().await["event"], "2");
+    s.stop().await;
+
+    // What the control plane created outlives the process.
+    let s = start(stored_config(dir.path())).await;
+    let r = admin(&s, "GET", &format!("{NAMESPACES}/made")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["channelNamespace"]["tags"], json!({"team": "web"}));
+    let (status, body) =
+        common::post(&s, &key, &json!({"channel": "/made/room", "events": ["3"]})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Deleted, the key is refused and the namespace gone; the file's key still works.
+    assert_eq!(
+        admin(&s, "DELETE", &format!("{KEYS}/{key}")).await.status,
+        200
+    );
+    let (status, _) =
+        common::post(&s, &key, &json!({"channel": "/default/a", "events": ["4"]})).await;
+    assert_eq!(status, 401);
+    let r = admin(&s, "DELETE", &format!("{NAMESPACES}/made")).await;
+    assert_eq!((r.status, &r.body), (200, &json!({})));
+    let (status, body) = common::post(
+        &s,
+        common::KEY,
+        &json!({"channel": "/made/room", "events": ["5"]}),
+    )
+    .await;
+    // As for any namespace the API does not have.
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        admin(&s, "GET", &format!("{NAMESPACES}/made")).await.status,
+        404
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_update_replaces_the_namespace_and_drops_subscriptions_it_no_longer_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = stored_config(dir.path());
+    c.auth
+        .providers
+        .push(herald_auth::ProviderConfig::Iam(Default::default()));
+    let s = start(c).await;
+    let r = write(&s, "POST", NAMESPACES, json!({"name": "live"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut sub = Client::ready(&s).await;
+    sub.subscribe("l", "/live/x").await;
+
+    // Subscribing now needs IAM: the API-key subscription is ended.
+    let r = write(
+        &s,
+        "POST",
+        &format!("{NAMESPACES}/live"),
+        json!({"subscribeAuthModes": [{"authType": "AWS_IAM"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ns = &r.body["channelNamespace"];
+    assert_eq!(ns["subscribeAuthModes"], json!([{"authType": "AWS_IAM"}]));
+    assert!(ns["lastModified"].as_i64() >= ns["created"].as_i64());
+    let ended = sub.recv().await;
+    assert_eq!(ended["id"], "l", "{ended}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn writes_that_cannot_apply_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(stored_config(dir.path())).await;
+    let cases = [
+        // The file's namespace and key are the file's.
+        (
+            "POST",
+            format!("{NAMESPACES}/chat"),
+            json!({}),
+            400,
+            "BadRequestException",
+        ),
+        (
+            "DELETE",
+            format!("{NAMESPACES}/default"),
+            json!({}),
+            400,
+            "BadRequestException",
+        ),
+        (
+            "DELETE",
+            format!("{KEYS}/{}", common::KEY),
+            json!({}),
+            400,
+            "BadRequestException",
+        ),
+        (
+            "POST",
+            NAMESPACES.into(),
+            json!({"name": "chat"}),
+            409,
+            "ConflictException",
+        ),
+        (
+            "POST",
+            NAMESPACES.into(),
+            json!({"name": "bad/name"}),
+            400,
+            "BadRequestException",
+        ),
+        // Code that does not compile, and a mode no provider serves.
+        (
+            "POST",
+            NAMESPACES.into(),
+            json!({"name": "x", "codeHandlers": "export function ("}),
+            400,
+            "BadRequestException",
+        ),
+        (
+            "POST",
+            NAMESPACES.into(),
+            json!({"name": "y", "publishAuthModes": [{"authType": "OPENID_CONNECT"}]}),
+            400,
+            "BadRequestException",
+        ),
+        (
+            "POST",
+            NAMESPACES.into(),
+            json!({"name": "z", "handlerConfigs": {"onPublish": {"behavior": "DIRECT", "integration": {"dataSourceName": "nope"}}}}),
+            400,
+            "BadRequestException",
+        ),
+        (
+            "POST",
+            KEYS.into(),
+            json!({"expires": 1}),
+            400,
+            "ApiKeyValidityOutOfBoundsException",
+        ),
+        (
+            "DELETE",
+            format!("{KEYS}/da2-nope"),
+            json!({}),
+            404,
+            "NotFoundException",
+        ),
+        (
+            "POST",
+            "/v2/apis/nope/channelNamespaces".into(),
+            json!({"name": "n"}),
+            404,
+            "NotFoundException",
+        ),
+    ];
+    for (method, path, body, status, error) in cases {
+        let r = write(&s, method, &path, body.clone()).await;
+        assert_eq!(r.status, status, "{method} {path} {body}: {}", r.body);
+        assert_eq!(
+            r.error_type.as_deref(),
+            Some(error),
+            "{method} {path} {body}"
+        );
+        assert!(r.body["message"].is_string(), "{}", r.body);
+    }
+    let r = admin(&s, "GET", NAMESPACES).await;
+    assert_eq!(r.body["channelNamespaces"].as_array().unwrap().len(), 3);
+    assert!(!herald_server::control::store::path_of(dir.path(), "local-api").exists());
     s.stop().await;
 }
 

@@ -22,6 +22,10 @@ pub struct ControlPlaneConfig {
     /// Not serialized: they hold secrets.
     #[serde(skip_serializing)]
     pub access_keys: Vec<AdminAccessKey>,
+    /// At most this many channel namespaces created through the control plane.
+    pub max_namespaces: usize,
+    /// At most this many unexpired API keys created through the control plane (AppSync: 50).
+    pub max_api_keys: usize,
 }
 
 impl Default for ControlPlaneConfig {
@@ -32,6 +36,8 @@ impl Default for ControlPlaneConfig {
             region: "us-east-1".to_owned(),
             account_id: "000000000000".to_owned(),
             access_keys: Vec::new(),
+            max_namespaces: 100,
+            max_api_keys: 50,
         }
     }
 }

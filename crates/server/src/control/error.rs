@@ -20,11 +20,37 @@ pub enum ControlError {
     /// The API has no namespace of this name.
     #[error("channel namespace {name:?} not found in API {api_id:?}")]
     NamespaceNotFound { api_id: String, name: String },
-    /// A write, or an operation outside the Event API subset: not served yet.
-    #[error(
-        "{operation} is not supported by Herald yet: its control plane is read-only (docs/control-plane.md)"
-    )]
-    Unsupported { operation: &'static str },
+    /// An operation outside what Herald serves (docs/control-plane.md).
+    #[error("{operation} is not supported by Herald yet: {why} (docs/control-plane.md)")]
+    Unsupported {
+        operation: &'static str,
+        why: &'static str,
+    },
+    /// A namespace or key that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A namespace of that name exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// `control_plane.max_namespaces` reached.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// `control_plane.max_api_keys` reached.
+    #[error("{0}")]
+    ApiKeyLimitExceeded(String),
+    /// `expires` outside 1 to 365 days from now.
+    #[error("expires must be from 1 to 365 days from now (epoch seconds)")]
+    KeyValidityOutOfBounds,
+    /// The configuration file declares the resource: the control plane leaves it alone.
+    #[error("{0}")]
+    FileOwned(String),
+    /// The change does not build: handler code that does not compile, a mode without its
+    /// provider, a data source that does not exist.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change could not be stored; nothing changed.
+    #[error("the change could not be stored; nothing changed: {0}")]
+    NotStored(String),
     /// No operation has this method and path.
     #[error("no AppSync operation is {method} {path}")]
     UnknownOperation { method: String, path: String },
@@ -41,11 +67,20 @@ impl ControlError {
     pub fn error_type(&self) -> &'static str {
         match self {
             ControlError::Off | ControlError::ApiNotFound(_) => "NotFoundException",
-            ControlError::NamespaceNotFound { .. } => "NotFoundException",
+            ControlError::NamespaceNotFound { .. } | ControlError::NotFound(_) => {
+                "NotFoundException"
+            }
             ControlError::Unauthorized => "UnauthorizedException",
-            ControlError::Unsupported { .. } | ControlError::BadRequest(_) => "BadRequestException",
+            ControlError::Unsupported { .. }
+            | ControlError::BadRequest(_)
+            | ControlError::FileOwned(_)
+            | ControlError::Invalid(_) => "BadRequestException",
+            ControlError::Conflict(_) => "ConflictException",
+            ControlError::QuotaExceeded(_) => "ServiceQuotaExceededException",
+            ControlError::ApiKeyLimitExceeded(_) => "ApiKeyLimitExceededException",
+            ControlError::KeyValidityOutOfBounds => "ApiKeyValidityOutOfBoundsException",
             ControlError::UnknownOperation { .. } => "UnknownOperationException",
-            ControlError::Internal => "InternalFailureException",
+            ControlError::Internal | ControlError::NotStored(_) => "InternalFailureException",
         }
     }
 
@@ -55,10 +90,18 @@ impl ControlError {
             ControlError::Off
             | ControlError::ApiNotFound(_)
             | ControlError::NamespaceNotFound { .. }
+            | ControlError::NotFound(_)
             | ControlError::UnknownOperation { .. } => 404,
             ControlError::Unauthorized => 401,
-            ControlError::Unsupported { .. } | ControlError::BadRequest(_) => 400,
-            ControlError::Internal => 500,
+            ControlError::Unsupported { .. }
+            | ControlError::BadRequest(_)
+            | ControlError::FileOwned(_)
+            | ControlError::Invalid(_)
+            | ControlError::ApiKeyLimitExceeded(_)
+            | ControlError::KeyValidityOutOfBounds => 400,
+            ControlError::Conflict(_) => 409,
+            ControlError::QuotaExceeded(_) => 402,
+            ControlError::Internal | ControlError::NotStored(_) => 500,
         }
     }
 

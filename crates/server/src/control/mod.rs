@@ -1,21 +1,30 @@
-//! The AppSync control plane (the management API the AWS CLI, boto3 and the AWS SDKs call),
-//! read-only, for the one Event API the configuration describes (`docs/control-plane.md`).
+//! The AppSync control plane (the management API the AWS CLI, boto3 and the AWS SDKs call) for
+//! the one Event API the configuration describes (`docs/control-plane.md`): it reads the API,
+//! and creates, updates and deletes channel namespaces and API keys beside the file's.
 //!
 //! * [`operation`]: which operation a request is (method and path as the AWS model defines
 //!   them), and paging; pure.
+//! * [`change`]: what a write does to the stored resources; pure.
+//! * [`store`]: the stored resources, one durable document per API, merged under the file's.
 //! * [`model`]: the AWS shapes (`Api`, `ChannelNamespace`, `ApiKey`) built from the config.
 //! * [`error`]: the AWS error types and statuses.
 //! * [`config`]: the `[control_plane]` section.
+//!
+//! A write is applied by `reload::apply_record`: the settings are rebuilt from the file and the
+//! new record, stored, and swapped in like a reload.
 //!
 //! Requests are SigV4-signed for the service `appsync` by `[[control_plane.access_keys]]`,
 //! verified by `herald-auth` like the data plane's IAM mode. `http::control_plane` is the HTTP
 //! side: it reads the request, asks [`ControlPlane::answer`], writes the reply.
 
+pub mod change;
 pub mod config;
 pub mod error;
 pub mod model;
 pub mod operation;
+pub mod store;
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -23,22 +32,30 @@ use serde::Serialize;
 use herald_auth::sigv4::SigV4Verifier;
 
 use crate::config::Config;
+use change::{FileOwned, Quotas, Written};
 pub use config::{AdminAccessKey, ControlPlaneConfig};
 pub use error::ControlError;
 use model::{ApiView, Naming};
 use operation::Operation;
+use store::ApiRecord;
 
 /// The control plane of a checked configuration: who may call it, and what it answers.
 #[derive(Debug)]
 pub struct ControlPlane {
     verifier: SigV4Verifier,
     view: ApiView,
+    /// What the configuration file declares, which writes leave alone.
+    file_namespaces: HashSet<String>,
+    file_keys: HashSet<String>,
+    quotas: Quotas,
 }
 
 impl ControlPlane {
-    /// The control plane of a configuration `Settings::build` checked; `None` when no
-    /// administrator key is configured (the control plane is off).
-    pub fn build(config: &Config) -> Option<ControlPlane> {
+    /// The control plane of a configuration `Settings::build` checked: `file` as read,
+    /// `merged` with the stored `record` added; `None` when no administrator key is configured
+    /// (the control plane is off).
+    pub fn build(file: &Config, merged: &Config, record: &ApiRecord) -> Option<ControlPlane> {
+        let config = merged;
         let section = &config.control_plane;
         if section.access_keys.is_empty() {
             return None;
@@ -53,8 +70,86 @@ impl ControlPlane {
             region: &section.region,
             account_id: &section.account_id,
         };
-        let view = ApiView::build(config, &naming, crate::time::now_unix());
-        Some(ControlPlane { verifier, view })
+        let file_namespaces: HashSet<String> =
+            file.namespaces.iter().map(|n| n.name.clone()).collect();
+        let file_keys: HashSet<String> = file.auth.api_keys.iter().map(|k| k.key.clone()).collect();
+        let view = ApiView::build(config, &naming, crate::time::now_unix()).with_stored(
+            record,
+            &file_namespaces,
+            &file_keys,
+        );
+        Some(ControlPlane {
+            verifier,
+            view,
+            file_namespaces,
+            file_keys,
+            quotas: Quotas {
+                max_namespaces: section.max_namespaces,
+                max_api_keys: section.max_api_keys,
+            },
+        })
+    }
+
+    /// The record a write leaves, and what it wrote; `Ok(None)` for a read.
+    pub fn change(
+        &self,
+        operation: &Operation<'_>,
+        body: &[u8],
+        record: &ApiRecord,
+    ) -> Result<Option<(ApiRecord, Written)>, ControlError> {
+        if !operation.is_write() {
+            return Ok(None);
+        }
+        if let Some(id) = operation.api_id() {
+            self.api(id)?;
+        }
+        let owned = FileOwned {
+            namespaces: &self.file_namespaces,
+            api_keys: &self.file_keys,
+        };
+        change::apply(
+            operation,
+            body,
+            record,
+            &owned,
+            self.quotas,
+            crate::time::now_unix(),
+            || {
+                crate::id::api_key().map_err(|e| {
+                    tracing::error!(error = %e, "no API key generated");
+                    ControlError::Internal
+                })
+            },
+        )
+    }
+
+    /// The reply to a write, from the control plane the write built.
+    pub fn written(&self, written: &Written) -> Result<Vec<u8>, ControlError> {
+        let bytes = match written {
+            Written::Namespace(name) => {
+                let channel_namespace = self
+                    .view
+                    .namespaces
+                    .iter()
+                    .find(|n| &n.name == name)
+                    .ok_or(ControlError::Internal)?;
+                to_json(&model::GetChannelNamespace { channel_namespace })
+            }
+            Written::ApiKey(id) => {
+                let api_key = self
+                    .view
+                    .api_keys
+                    .iter()
+                    .find(|k| &k.id == id)
+                    .ok_or(ControlError::Internal)?;
+                to_json(&serde_json::json!({ "apiKey": api_key }))
+            }
+            Written::Deleted => Ok(b"{}".to_vec()),
+        };
+        bytes.map_err(|e| {
+            tracing::error!(error = %e, "control plane reply not encoded");
+            ControlError::Internal
+        })
     }
 
     /// Checks the request's signature: the caller must be an administrator.
@@ -122,6 +217,8 @@ impl ControlPlane {
                     next_token,
                 })
             }
+            // Writes are answered by `written`, after they took effect.
+            _ => return Err(ControlError::Internal),
         };
         bytes.map_err(|e| {
             tracing::error!(error = %e, "control plane reply not encoded");

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use herald_auth::{AuthMode, ProviderConfig};
 
 use crate::config::Config;
 
 /// `AuthMode`: `{"authType": "API_KEY"}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthModeShape {
     pub auth_type: AuthMode,
@@ -143,10 +143,56 @@ pub struct ChannelNamespace {
     pub publish_auth_modes: Vec<AuthModeShape>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code_handlers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler_configs: Option<HandlerConfigs>,
     pub tags: BTreeMap<String, String>,
     pub channel_namespace_arn: String,
     pub created: i64,
     pub last_modified: i64,
+}
+
+/// `HandlerConfigs`: which data source `onPublish` and `onSubscribe` use. Read from requests and
+/// kept as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlerConfigs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_publish: Option<HandlerShape>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_subscribe: Option<HandlerShape>,
+}
+
+/// `HandlerConfig`: `CODE` runs `codeHandlers`' `{request, response}` exports against the data
+/// source; `DIRECT` invokes the (`AWS_LAMBDA`) data source with the context, without code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlerShape {
+    pub behavior: HandlerBehavior,
+    pub integration: Integration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HandlerBehavior {
+    Code,
+    Direct,
+}
+
+/// `Integration`: the data source (a `[[data_sources]]` name in Herald) and, for `DIRECT`, how
+/// the Lambda is invoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Integration {
+    pub data_source_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_config: Option<LambdaConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke_type: Option<String>,
 }
 
 /// `ApiKey`. As in AppSync, `id` is the key itself.
@@ -158,6 +204,9 @@ pub struct ApiKey {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<i64>,
+    /// When an expired key is removed from the list (AppSync: 60 days after `expires`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<i64>,
 }
 
 /// The one API, as the configuration describes it.
@@ -245,6 +294,7 @@ impl ApiView {
                 // Inline code only: a `code_file` or an HTTP handler has no AppSync equivalent
                 // to show here.
                 code_handlers: n.handlers.as_ref().and_then(|h| h.code.clone()),
+                handler_configs: None,
                 tags: BTreeMap::new(),
                 channel_namespace_arn: format!("{api_arn}/channelNamespace/{}", n.name),
                 created,
@@ -258,6 +308,7 @@ impl ApiView {
                 id: k.key.clone(),
                 description: k.name.clone(),
                 expires: k.expires.as_deref().and_then(crate::time::parse_rfc3339),
+                deletes: None,
             })
             .collect();
         ApiView {
@@ -265,6 +316,37 @@ impl ApiView {
             namespaces,
             api_keys,
         }
+    }
+
+    /// Shows the stored resources as the control plane made them: their tags, handler
+    /// configurations and times.
+    pub fn with_stored(
+        mut self,
+        record: &super::store::ApiRecord,
+        file_namespaces: &std::collections::HashSet<String>,
+        file_keys: &std::collections::HashSet<String>,
+    ) -> ApiView {
+        for ns in self.namespaces.iter_mut() {
+            if file_namespaces.contains(&ns.name) {
+                continue;
+            }
+            if let Some(stored) = record.namespaces.iter().find(|s| s.name == ns.name) {
+                ns.tags = stored.tags.clone();
+                ns.handler_configs = stored.handler_configs.clone();
+                ns.created = stored.created;
+                ns.last_modified = stored.last_modified;
+            }
+        }
+        for key in self.api_keys.iter_mut() {
+            if file_keys.contains(&key.id) {
+                continue;
+            }
+            if let Some(stored) = record.api_keys.iter().find(|s| s.id == key.id) {
+                key.expires = Some(stored.expires);
+                key.deletes = Some(stored.deletes);
+            }
+        }
+        self
     }
 
     /// The `Api` as a client at `host` sees it: both endpoints on that host, as one Herald port

@@ -12,7 +12,7 @@ pub fn is_control_path(path: &str) -> bool {
     })
 }
 
-/// A read the control plane serves.
+/// An operation the control plane serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation<'a> {
     /// `GET /v2/apis`
@@ -25,6 +25,50 @@ pub enum Operation<'a> {
     GetChannelNamespace { api_id: &'a str, name: &'a str },
     /// `GET /v1/apis/{apiId}/apikeys`
     ListApiKeys { api_id: &'a str, page: Page },
+    /// `POST /v2/apis/{apiId}/channelNamespaces`
+    CreateChannelNamespace { api_id: &'a str },
+    /// `POST /v2/apis/{apiId}/channelNamespaces/{name}`
+    UpdateChannelNamespace { api_id: &'a str, name: &'a str },
+    /// `DELETE /v2/apis/{apiId}/channelNamespaces/{name}`
+    DeleteChannelNamespace { api_id: &'a str, name: &'a str },
+    /// `POST /v1/apis/{apiId}/apikeys`
+    CreateApiKey { api_id: &'a str },
+    /// `POST /v1/apis/{apiId}/apikeys/{id}`
+    UpdateApiKey { api_id: &'a str, id: &'a str },
+    /// `DELETE /v1/apis/{apiId}/apikeys/{id}`
+    DeleteApiKey { api_id: &'a str, id: &'a str },
+}
+
+impl Operation<'_> {
+    /// The API the operation names; `None` for ListApis.
+    pub fn api_id(&self) -> Option<&str> {
+        match *self {
+            Operation::ListApis(_) => None,
+            Operation::GetApi { api_id }
+            | Operation::ListChannelNamespaces { api_id, .. }
+            | Operation::GetChannelNamespace { api_id, .. }
+            | Operation::ListApiKeys { api_id, .. }
+            | Operation::CreateChannelNamespace { api_id }
+            | Operation::UpdateChannelNamespace { api_id, .. }
+            | Operation::DeleteChannelNamespace { api_id, .. }
+            | Operation::CreateApiKey { api_id }
+            | Operation::UpdateApiKey { api_id, .. }
+            | Operation::DeleteApiKey { api_id, .. } => Some(api_id),
+        }
+    }
+
+    /// Whether the operation changes the API.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Operation::CreateChannelNamespace { .. }
+                | Operation::UpdateChannelNamespace { .. }
+                | Operation::DeleteChannelNamespace { .. }
+                | Operation::CreateApiKey { .. }
+                | Operation::UpdateApiKey { .. }
+                | Operation::DeleteApiKey { .. }
+        )
+    }
 }
 
 /// A page of a list: `maxResults` (0 or absent: the default) and `nextToken`, which is the
@@ -53,11 +97,14 @@ impl Page {
     }
 }
 
+/// Why the API itself cannot be created, changed or deleted yet.
+const ONE_API: &str = "a server serves the one Event API its configuration file describes, whose settings the file owns";
+
 /// Names the operation of a request, or why it is not served.
 pub fn route<'a>(method: &str, path: &'a str, query: &str) -> Result<Operation<'a>, ControlError> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let read = method == "GET";
-    let unsupported = |operation| Err(ControlError::Unsupported { operation });
+    let unsupported = |operation, why| Err(ControlError::Unsupported { operation, why });
     match (method, segments.as_slice()) {
         ("GET", ["v2", "apis"]) => Ok(Operation::ListApis(page(query)?)),
         ("GET", ["v2", "apis", api_id]) => Ok(Operation::GetApi { api_id }),
@@ -74,21 +121,30 @@ pub fn route<'a>(method: &str, path: &'a str, query: &str) -> Result<Operation<'
             api_id,
             page: page(query)?,
         }),
-        ("POST", ["v2", "apis"]) => unsupported("CreateApi"),
-        ("POST", ["v2", "apis", _]) => unsupported("UpdateApi"),
-        ("DELETE", ["v2", "apis", _]) => unsupported("DeleteApi"),
-        ("POST", ["v2", "apis", _, "channelNamespaces"]) => unsupported("CreateChannelNamespace"),
-        ("POST", ["v2", "apis", _, "channelNamespaces", _]) => {
-            unsupported("UpdateChannelNamespace")
+        ("POST", ["v2", "apis", api_id, "channelNamespaces"]) => {
+            Ok(Operation::CreateChannelNamespace { api_id })
         }
-        ("DELETE", ["v2", "apis", _, "channelNamespaces", _]) => {
-            unsupported("DeleteChannelNamespace")
+        ("POST", ["v2", "apis", api_id, "channelNamespaces", name]) => {
+            Ok(Operation::UpdateChannelNamespace { api_id, name })
         }
-        ("POST", ["v1", "apis", _, "apikeys"]) => unsupported("CreateApiKey"),
-        ("POST", ["v1", "apis", _, "apikeys", _]) => unsupported("UpdateApiKey"),
-        ("DELETE", ["v1", "apis", _, "apikeys", _]) => unsupported("DeleteApiKey"),
+        ("DELETE", ["v2", "apis", api_id, "channelNamespaces", name]) => {
+            Ok(Operation::DeleteChannelNamespace { api_id, name })
+        }
+        ("POST", ["v1", "apis", api_id, "apikeys"]) => Ok(Operation::CreateApiKey { api_id }),
+        ("POST", ["v1", "apis", api_id, "apikeys", id]) => {
+            Ok(Operation::UpdateApiKey { api_id, id })
+        }
+        ("DELETE", ["v1", "apis", api_id, "apikeys", id]) => {
+            Ok(Operation::DeleteApiKey { api_id, id })
+        }
+        ("POST", ["v2", "apis"]) => unsupported("CreateApi", ONE_API),
+        ("POST", ["v2", "apis", _]) => unsupported("UpdateApi", ONE_API),
+        ("DELETE", ["v2", "apis", _]) => unsupported("DeleteApi", ONE_API),
         // GraphQL APIs, data sources, tags, …: outside what Herald serves.
-        _ if !read => unsupported("This operation"),
+        _ if !read => unsupported(
+            "This operation",
+            "only the Event API operations on APIs, channel namespaces and API keys are served",
+        ),
         _ => Err(ControlError::UnknownOperation {
             method: method.to_owned(),
             path: path.to_owned(),
@@ -169,7 +225,14 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(err("POST", "/v2/apis").starts_with("CreateApi "));
-        assert!(err("DELETE", "/v1/apis/h/apikeys/k").starts_with("DeleteApiKey "));
+        assert_eq!(
+            route("DELETE", "/v1/apis/h/apikeys/k", "").ok(),
+            Some(Operation::DeleteApiKey {
+                api_id: "h",
+                id: "k"
+            })
+        );
+        assert!(err("POST", "/v2/apis/h").starts_with("UpdateApi "));
         assert!(matches!(
             route("GET", "/v2/apis/h/nope", ""),
             Err(ControlError::UnknownOperation { .. })

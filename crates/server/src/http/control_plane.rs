@@ -42,16 +42,54 @@ pub async fn serve(state: &Arc<State>, req: Request<Incoming>) -> Response<Body>
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| state.fixed.listen.to_string());
-    let answer = operation::route(
+    let op = match operation::route(
         parts.method.as_str(),
         parts.uri.path(),
         parts.uri.query().unwrap_or(""),
-    )
-    .and_then(|op| control.answer(op, &host));
+    ) {
+        Ok(op) => op,
+        Err(e) => return reply_error(&e),
+    };
+    let answer = if op.is_write() {
+        write(state, &parts, body).await
+    } else {
+        control.answer(op, &host)
+    };
     match answer {
         Ok(reply) => json(StatusCode::OK, Bytes::from(reply)),
         Err(e) => reply_error(&e),
     }
+}
+
+/// Applies a write and answers from the settings it built.
+async fn write(
+    state: &Arc<State>,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Vec<u8>, ControlError> {
+    if state.fixed.cluster.enabled() {
+        // Each node keeps its own data directory: a write on one would not reach the others.
+        return Err(ControlError::Unsupported {
+            operation: "A write",
+            why: "in cluster mode the control plane is read-only (change the configuration file and reload every node)",
+        });
+    }
+    let (method, path, query) = (
+        parts.method.to_string(),
+        parts.uri.path().to_owned(),
+        parts.uri.query().unwrap_or("").to_owned(),
+    );
+    let applied = crate::reload::apply_record(state.clone(), move |live| {
+        let control = live.control.as_ref().ok_or(ControlError::Off)?;
+        let op = operation::route(&method, &path, &query)?;
+        control.change(&op, &body, &live.record)
+    })
+    .await?;
+    let (live, written) = applied.ok_or(ControlError::Internal)?;
+    live.control
+        .as_ref()
+        .ok_or(ControlError::Off)?
+        .written(&written)
 }
 
 fn reply_error(error: &ControlError) -> Response<Body> {
