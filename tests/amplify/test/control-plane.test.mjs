@@ -1,0 +1,107 @@
+// The AppSync control plane (docs/control-plane.md) feeding the unmodified Amplify client: a
+// channel namespace with handler code and an API key are created through the control plane,
+// with requests signed by Amplify's own SigV4 signer as an AWS SDK signs them, and Amplify
+// connects with the created key, subscribes and publishes through the created handler. Deleting
+// the key takes effect on the running server. This file starts its own Herald.
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { signRequest } from '@aws-amplify/core/internals/aws-client-utils';
+import { Amplify } from 'aws-amplify';
+import { events } from 'aws-amplify/data';
+
+import { HeraldProcess, freePort } from '../herald-process.mjs';
+import { API_KEY, amplifyConfig, assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
+
+const T = 10_000;
+const TEST = { timeout: 40_000 };
+const ADMIN = { accessKeyId: 'AKIDAMPLIFYADMIN', secretAccessKey: 'amplify-admin-secret-0123456789' };
+const API_ID = 'amplify-api';
+
+let herald;
+let dataDir;
+
+before(async () => {
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-amplify-control-'));
+  cpSync(process.env.HERALD_TEST_DEV_TLS_DIR, path.join(dataDir, 'dev-tls'), { recursive: true });
+  const configPath = path.join(dataDir, 'herald.toml');
+  writeFileSync(
+    configPath,
+    `# Written by tests/amplify/test/control-plane.test.mjs
+[control_plane]
+api_id = "${API_ID}"
+
+[[control_plane.access_keys]]
+access_key_id = "${ADMIN.accessKeyId}"
+secret_access_key = "${ADMIN.secretAccessKey}"
+
+[[namespaces]]
+name = "default"
+`,
+  );
+  herald = new HeraldProcess({ bin: process.env.HERALD_TEST_BIN, port: await freePort(), apiKey: API_KEY, dataDir, configPath });
+  process.on('exit', () => herald.killSync());
+  await herald.start();
+});
+
+after(async () => {
+  await events.closeAll().catch(() => {});
+  await herald?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** One control-plane call, signed for the service `appsync` as the AWS SDKs sign it. */
+async function control(method, pathname, body) {
+  const url = new URL(`http://127.0.0.1:${herald.port}${pathname}`);
+  const text = body === undefined ? '' : JSON.stringify(body);
+  const signed = signRequest(
+    { url, method, headers: { 'content-type': 'application/json' }, body: text },
+    { credentials: ADMIN, signingRegion: 'us-east-1', signingService: 'appsync' },
+  );
+  const res = await fetch(url, { method, headers: signed.headers, body: text || undefined });
+  return { status: res.status, errorType: res.headers.get('x-amzn-errortype'), body: await res.json() };
+}
+
+test('a namespace and a key created through the control plane serve Amplify at once', TEST, async () => {
+  const code = `export function onPublish(ctx) {
+  return ctx.events.map((e) => ({ ...e, payload: { via: 'created', was: e.payload } }));
+}`;
+  const ns = await control('POST', `/v2/apis/${API_ID}/channelNamespaces`, { name: 'made', codeHandlers: code });
+  assert.equal(ns.status, 200, JSON.stringify(ns.body));
+  assert.equal(ns.body.channelNamespace.codeHandlers, code);
+  const key = await control('POST', `/v1/apis/${API_ID}/apikeys`, { description: 'for Amplify' });
+  assert.equal(key.status, 200, JSON.stringify(key.body));
+  const created = key.body.apiKey.id;
+  assert.match(created, /^da2-[a-z0-9]{26}$/);
+
+  Amplify.configure(amplifyConfig(`http://127.0.0.1:${herald.port}/event`, created));
+  const channel = `/made/${uniqueSegment('room')}`;
+  const ch = await withTimeout(events.connect(channel), T, 'events.connect');
+  const s = subscribeInbox(ch, `${channel} subscriber`);
+  await withTimeout(s.sub.ready, T, 'subscription ready');
+  await withTimeout(events.post(channel, { n: 1 }), T, 'events.post');
+  await withTimeout(ch.publish({ n: 2 }), T, 'channel.publish');
+  await s.events.waitFor((e) => e?.was?.n === 2, { timeoutMs: T, what: 'the second event' });
+  assert.deepEqual(s.events.items, [{ via: 'created', was: { n: 1 } }, { via: 'created', was: { n: 2 } }]);
+  s.sub.unsubscribe();
+  ch.close();
+  await events.closeAll();
+
+  // Deleted, the key is refused on the next request.
+  const del = await control('DELETE', `/v1/apis/${API_ID}/apikeys/${created}`);
+  assert.equal(del.status, 200, JSON.stringify(del.body));
+  await assert.rejects(withTimeout(events.post(channel, { n: 3 }), T, 'post with the deleted key settles'), (err) => {
+    assertPostError(err, { status: 401, errorType: 'UnauthorizedException' });
+    return true;
+  });
+});
+
+test('a namespace the file declares is not the control plane’s to change', TEST, async () => {
+  const r = await control('DELETE', `/v2/apis/${API_ID}/channelNamespaces/default`);
+  assert.equal(r.status, 400);
+  assert.equal(r.errorType, 'BadRequestException');
+  assert.match(r.body.message, /configuration file/);
+});
