@@ -1,11 +1,14 @@
-"""Herald's AppSync control plane (read-only) with the unmodified AWS CLI and boto3: only the
-endpoint URL differs from talking to AWS. What they read must be the server's TOML
-configuration (conftest.herald_config)."""
+"""Herald's AppSync control plane with the unmodified AWS CLI and boto3: only the endpoint URL
+differs from talking to AWS. What they read must be the server's TOML configuration
+(conftest.herald_config) and what they created; what they create must serve clients at once.
+Every test that creates something deletes it again: the server is shared."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 import shutil
 import subprocess
 import sys
@@ -14,9 +17,9 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
-from conftest import API_KEY, CONTROL_ADMIN, CONTROL_API_ID, REGION, Herald
+from conftest import API_KEY, CONTROL_ADMIN, CONTROL_API_ID, REGION, Herald, unique
+from herald_events import ApiKey, EventsClient, UnauthorizedError
 
 ALL_MODES = [
     {"authType": mode}
@@ -171,7 +174,7 @@ def test_boto3_sees_the_aws_errors(herald: Herald) -> None:
         client.get_channel_namespace(apiId=CONTROL_API_ID, name="nope")
     with pytest.raises(client.exceptions.UnauthorizedException):
         appsync(herald, secret="not-the-secret").list_apis()
-    # Writes are not there yet, and say so.
+    # The API itself is the configuration file's.
     with pytest.raises(client.exceptions.BadRequestException) as refused:
         client.create_api(
             name="other",
@@ -183,5 +186,107 @@ def test_boto3_sees_the_aws_errors(herald: Herald) -> None:
             },
         )
     assert "not supported" in str(refused.value)
-    with pytest.raises(ClientError):
+    # So are its namespaces and keys.
+    with pytest.raises(client.exceptions.BadRequestException):
         client.delete_api_key(apiId=CONTROL_API_ID, id=API_KEY)
+    with pytest.raises(client.exceptions.BadRequestException):
+        client.delete_channel_namespace(apiId=CONTROL_API_ID, name="default")
+    with pytest.raises(client.exceptions.ConflictException):
+        client.create_channel_namespace(apiId=CONTROL_API_ID, name="hist")
+    with pytest.raises(client.exceptions.ApiKeyValidityOutOfBoundsException):
+        client.create_api_key(apiId=CONTROL_API_ID, expires=int(time.time()) + 60)
+
+
+CODE = """export function onPublish(ctx) {
+  return ctx.events.map((e) => ({ ...e, payload: { by: "cli", was: e.payload } }));
+}"""
+
+
+async def round_trip(herald: Herald, key: str, channel: str, payload: Any) -> Any:
+    """Subscribes and publishes with `key` (Herald's Python client); returns what arrived."""
+    async with EventsClient(herald.endpoint, ApiKey(key)) as client:
+        async with client.subscribe(channel) as sub:
+            sent = await client.publish(channel, payload)
+            assert sent.ok, sent
+            event = await asyncio.wait_for(sub.__anext__(), 10)
+            return event.data
+
+
+def test_aws_cli_creates_a_namespace_and_key_that_serve_at_once(herald: Herald) -> None:
+    name = unique("cli")
+    made = run_aws(
+        herald,
+        "create-channel-namespace",
+        "--api-id",
+        CONTROL_API_ID,
+        "--name",
+        name,
+        "--code-handlers",
+        CODE,
+        "--publish-auth-modes",
+        "authType=API_KEY",
+    )
+    assert made.returncode == 0, made.stderr
+    namespace = json.loads(made.stdout)["channelNamespace"]
+    assert namespace["name"] == name and namespace["codeHandlers"] == CODE
+    key = None
+    try:
+        created = run_aws(
+            herald, "create-api-key", "--api-id", CONTROL_API_ID, "--description", "from the CLI"
+        )
+        assert created.returncode == 0, created.stderr
+        key = json.loads(created.stdout)["apiKey"]
+        assert key["description"] == "from the CLI" and key["expires"] % 3600 == 0
+        listed = run_aws(herald, "list-api-keys", "--api-id", CONTROL_API_ID)
+        assert key["id"] in [k["id"] for k in json.loads(listed.stdout)["apiKeys"]]
+
+        got = asyncio.run(round_trip(herald, key["id"], f"/{name}/room", {"n": 1}))
+        assert got == {"by": "cli", "was": {"n": 1}}
+
+        # Without code the namespace passes events through unchanged.
+        updated = run_aws(
+            herald, "update-channel-namespace", "--api-id", CONTROL_API_ID, "--name", name
+        )
+        assert updated.returncode == 0, updated.stderr
+        assert "codeHandlers" not in json.loads(updated.stdout)["channelNamespace"]
+        got = asyncio.run(round_trip(herald, key["id"], f"/{name}/room", {"n": 2}))
+        assert got == {"n": 2}
+    finally:
+        if key is not None:
+            gone = run_aws(
+                herald, "delete-api-key", "--api-id", CONTROL_API_ID, "--id", key["id"]
+            )
+            assert gone.returncode == 0, gone.stderr
+        gone = run_aws(
+            herald, "delete-channel-namespace", "--api-id", CONTROL_API_ID, "--name", name
+        )
+        assert gone.returncode == 0, gone.stderr
+    missing = run_aws(
+        herald, "get-channel-namespace", "--api-id", CONTROL_API_ID, "--name", name
+    )
+    assert "NotFoundException" in missing.stderr
+
+
+def test_boto3_manages_keys_and_a_deleted_key_is_refused(herald: Herald) -> None:
+    client = appsync(herald)
+    expires = int(time.time()) + 30 * 86_400
+    key = client.create_api_key(apiId=CONTROL_API_ID, description="boto3", expires=expires)[
+        "apiKey"
+    ]
+    try:
+        assert key["expires"] == expires - expires % 3600
+        assert key["deletes"] == key["expires"] + 60 * 86_400
+        later = expires + 86_400
+        changed = client.update_api_key(
+            apiId=CONTROL_API_ID, id=key["id"], description="boto3, renewed", expires=later
+        )["apiKey"]
+        assert changed["description"] == "boto3, renewed"
+        assert changed["expires"] == later - later % 3600
+        channel = f"/default/{unique('boto3')}"
+        assert asyncio.run(round_trip(herald, key["id"], channel, [1])) == [1]
+    finally:
+        client.delete_api_key(apiId=CONTROL_API_ID, id=key["id"])
+    with pytest.raises(UnauthorizedError):
+        asyncio.run(round_trip(herald, key["id"], f"/default/{unique('gone')}", [2]))
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.delete_api_key(apiId=CONTROL_API_ID, id=key["id"])
