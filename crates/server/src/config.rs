@@ -60,6 +60,9 @@ pub struct Config {
     pub data_sources: Vec<herald_handler::DataSourceConfig>,
     /// How long a graceful shutdown waits for connections to close, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// An API created through the control plane starts with no namespace; a file needs one.
+    #[serde(skip)]
+    pub may_have_no_namespaces: bool,
 }
 
 /// `[admin]`: keys for the admin API (`POST /admin/reload`); without any, the API is off.
@@ -93,6 +96,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             control_plane: ControlPlaneConfig::default(),
             shutdown_grace_ms: 10_000,
+            may_have_no_namespaces: false,
         }
     }
 }

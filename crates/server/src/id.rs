@@ -1,4 +1,4 @@
-//! Generated API keys, from the operating system's random source; event UUIDs come from
+//! Generated API keys and API ids, from the operating system's random source; event UUIDs come from
 //! [`herald_protocol::id`] (a fast per-thread generator: ids need uniqueness, not secrecy).
 
 pub use herald_protocol::id::uuid_v4;
@@ -12,19 +12,28 @@ pub struct RandomError(String);
 /// uniformly from the OS random source (bytes at or above 252 = 7 × 36 are redrawn, so no
 /// character is likelier than another).
 pub fn api_key() -> Result<String, RandomError> {
+    random_chars(String::from("da2-"), 26)
+}
+
+/// A new API id in AppSync's shape: 26 lower-case letters and digits.
+pub fn api_id() -> Result<String, RandomError> {
+    random_chars(String::new(), 26)
+}
+
+fn random_chars(mut out: String, n: usize) -> Result<String, RandomError> {
     const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut key = String::from("da2-");
+    let end = out.len() + n;
     let mut buf = [0u8; 64];
-    while key.len() < 30 {
+    while out.len() < end {
         getrandom::getrandom(&mut buf).map_err(|e| RandomError(e.to_string()))?;
         for b in buf.iter().filter(|b| **b < 252) {
-            if key.len() == 30 {
+            if out.len() == end {
                 break;
             }
-            key.push(char::from(ALPHABET[usize::from(*b) % 36]));
+            out.push(char::from(ALPHABET[usize::from(*b) % 36]));
         }
     }
-    Ok(key)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -41,5 +50,7 @@ mod tests {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         );
         assert_ne!(k, api_key().unwrap());
+        let id = api_id().unwrap();
+        assert!(id.len() == 26 && id.bytes().all(|c| c.is_ascii_alphanumeric()));
     }
 }

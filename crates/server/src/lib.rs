@@ -16,10 +16,12 @@
 //! Around it: [`config`] (the file), [`settings`] (checked and built once: [`settings::Fixed`]
 //! and the reloadable [`settings::Live`]), [`reload`], [`deployment`] (embedded or cluster — the
 //! one place that chooses), [`subscription`] (a subscription going live), [`registry`] (open
-//! connections), [`namespace`], [`metrics`], [`state`] (what everything shares), and
-//! [`control`], the read-only AppSync control plane (`/v2/apis…`).
+//! connections), [`namespace`], [`metrics`], [`state`] (what everything shares), [`api`] (the
+//! Event APIs one server serves, each on its own state, and which one a request is for), and
+//! [`control`], the AppSync control plane (`/v2/apis…`).
 
 pub mod admission;
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;

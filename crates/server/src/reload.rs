@@ -78,12 +78,8 @@ pub async fn apply_record<T: Send + 'static>(
                 "the change needs a restart of the server".into(),
             ));
         }
-        store::save(
-            &state2.fixed.data_dir,
-            &live.file.control_plane.api_id,
-            &record,
-        )
-        .map_err(|e| {
+        // Every API's record lives in the server's data directory.
+        store::save(&live.file.data_dir, live.api_id(), &record).map_err(|e| {
             tracing::error!(error = %e, "control plane change not stored");
             ControlError::NotStored(e.to_string())
         })?;

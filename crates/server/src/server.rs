@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -14,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Refusal, Ticket};
+use crate::api::Apis;
 use crate::config::{Config, ConfigError, ReloadSource};
 use crate::deployment::BackplaneError;
 use crate::reload::ReloadError;
@@ -36,6 +36,8 @@ pub enum StartError {
     Backplane(#[from] BackplaneError),
     #[error(transparent)]
     Stored(#[from] crate::control::store::StoreError),
+    #[error("cannot open an API the control plane created: {0}")]
+    Api(#[from] crate::api::OpenError),
     // The I/O error is in the message, so it is not also a `#[source]` (a chain would repeat it).
     #[error(
         "cannot listen on {addr}: {error} (is another process using the port? choose another with --listen)"
@@ -60,6 +62,8 @@ impl Reloader {
 /// A bound, ready-to-run server.
 pub struct Server {
     state: Arc<State>,
+    /// The APIs created through the control plane, served beside the file's.
+    apis: Arc<Apis>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     dev_tls: Option<DevFiles>,
@@ -91,11 +95,14 @@ impl Server {
                 state.metrics.presence_deltas_dropped.clone(),
             );
         }
+        let apis = Arc::new(Apis::default());
+        apis.open_stored(&state).await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| StartError::Bind { addr, error })?;
         Ok(Server {
             state,
+            apis,
             listener,
             tls,
             dev_tls,
@@ -133,13 +140,14 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             state,
+            apis,
             listener,
             tls,
             ..
         } = self;
         // Every HTTP connection holds a receiver; shutdown flips the value and waits for all to drop.
         let (stop, _) = tokio::sync::watch::channel(false);
-        let ticker = tokio::spawn(keepalive(state.clone()));
+        let ticker = tokio::spawn(crate::api::keepalive(state.clone()));
         let handshake = Duration::from_millis(state.fixed.websocket.handshake_timeout_ms);
         let mut blocklist = Blocklist::new(&listener);
         // Addresses found flooding by their connect rate (the upgrade handlers see those).
@@ -197,10 +205,12 @@ impl Server {
                         state.fixed.limits.socket_send_buffer_bytes,
                     );
                     let state = state.clone();
+                    let apis = apis.clone();
                     let tls = tls.clone();
                     let watcher = stop.subscribe();
                     tokio::spawn(async move {
-                        serve_tcp(state, tcp, peer, ticket, tls, handshake, watcher).await;
+                        let served = Served { state, apis };
+                        serve_tcp(served, tcp, peer, ticket, tls, handshake, watcher).await;
                     });
                 }
             }
@@ -208,20 +218,24 @@ impl Server {
         drop(listener);
         ticker.abort();
         tracing::info!("shutting down: closing connections");
-        state
-            .connections
-            .close_all(close::GOING_AWAY, "server shutting down");
+        let mut every = apis.all();
+        every.push(state.clone());
+        for api in &every {
+            api.connections
+                .close_all(close::GOING_AWAY, "server shutting down");
+        }
         let grace = Duration::from_millis(state.fixed.shutdown_grace_ms);
+        let open = || every.iter().map(|s| s.connections.count()).sum::<usize>();
         let drained = async {
             let _ = stop.send(true);
             stop.closed().await;
-            while state.connections.count() > 0 {
+            while open() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
         if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!(
-                open = state.connections.count(),
+                open = open(),
                 "grace period over with connections still open"
             );
         }
@@ -268,7 +282,7 @@ fn block(state: &State, blocklist: &mut Blocklist, ip: std::net::IpAddr) {
 /// Serves one accepted socket; `ticket` is its admission, or `None` when a PROXY header must
 /// name the client before it can be admitted.
 async fn serve_tcp(
-    state: Arc<State>,
+    served: Served,
     tcp: TcpStream,
     peer: SocketAddr,
     ticket: Option<Arc<Ticket>>,
@@ -276,6 +290,7 @@ async fn serve_tcp(
     handshake: Duration,
     watcher: tokio::sync::watch::Receiver<bool>,
 ) {
+    let state = &served.state;
     let mut tcp = tcp;
     // Behind a PROXY-protocol load balancer the client is whom the header names; read it before
     // admission so the per-address cap counts clients, not the balancer.
@@ -294,7 +309,7 @@ async fn serve_tcp(
                     return;
                 }
             }
-            match admit(&state, proxied.unwrap_or(peer.ip()), peer) {
+            match admit(state, proxied.unwrap_or(peer.ip()), peer) {
                 Some(t) => t,
                 None => return,
             }
@@ -310,7 +325,7 @@ async fn serve_tcp(
         if is_tls {
             let tcp = WriteDeadline::new(tcp, stall);
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer, proxied, ticket, watcher).await,
+                Ok(Ok(stream)) => serve_http(served, stream, peer, proxied, ticket, watcher).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -318,11 +333,18 @@ async fn serve_tcp(
         }
     }
     let tcp = WriteDeadline::new(tcp, stall);
-    serve_http(state, tcp, peer, proxied, ticket, watcher).await;
+    serve_http(served, tcp, peer, proxied, ticket, watcher).await;
+}
+
+/// What a socket is served with: the file's API (which owns the listener) and the created ones.
+#[derive(Clone)]
+struct Served {
+    state: Arc<State>,
+    apis: Arc<Apis>,
 }
 
 async fn serve_http<S>(
-    state: Arc<State>,
+    served: Served,
     io: S,
     peer: SocketAddr,
     proxied: Option<std::net::IpAddr>,
@@ -331,9 +353,9 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout_ms = state.fixed.limits.header_timeout_ms;
+    let header_timeout_ms = served.state.fixed.limits.header_timeout_ms;
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        let state = state.clone();
+        let Served { state, apis } = served.clone();
         // A PROXY header names the client for the whole connection; else a trusted proxy's
         // `X-Forwarded-For` names it per request.
         let client = proxied.unwrap_or_else(|| {
@@ -348,7 +370,7 @@ async fn serve_http<S>(
         extensions.insert(crate::http::request::Peer { client, direct });
         // The WebSocket this request may become holds the socket's place too.
         extensions.insert(ticket.clone());
-        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(state, apis, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -366,19 +388,5 @@ async fn serve_http<S>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
-    }
-}
-
-/// One timer for every connection: keep-alives and the maximum lifetime.
-async fn keepalive(state: Arc<State>) {
-    let ws = &state.fixed.websocket;
-    let period = Duration::from_millis(ws.keepalive_interval_ms);
-    let max_age = Duration::from_secs(ws.max_lifetime_secs);
-    let ka = Bytes::from_static(herald_protocol::reply::KA.as_bytes());
-    let mut interval = tokio::time::interval(period);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        state.connections.tick(&ka, max_age);
     }
 }

@@ -62,6 +62,16 @@ pub struct Live {
     pub record: Arc<ApiRecord>,
 }
 
+impl Live {
+    /// The API's id: the file's `control_plane.api_id`, or the id `CreateApi` gave it.
+    pub fn api_id(&self) -> &str {
+        match &self.record.api {
+            Some(api) => &api.api_id,
+            None => &self.file.control_plane.api_id,
+        }
+    }
+}
+
 impl Settings {
     /// Checks every section and builds the server's settings, compiling handler code (a syntax
     /// error names the namespace and the line).
@@ -72,11 +82,21 @@ impl Settings {
     /// [`Settings::build`] of the file's configuration with the control plane's stored
     /// resources added (the file's win where both name the same one).
     pub fn build_with(file: Config, record: ApiRecord) -> Result<Settings, ConfigError> {
-        let mut config = file.clone();
+        // What the API is before the control plane's namespaces and keys: the file, or what
+        // `CreateApi` made of it.
+        let base = match &record.api {
+            Some(api) => api
+                .config(&file)
+                .map_err(|e| ConfigError { problems: vec![e] })?,
+            None => file.clone(),
+        };
+        let mut config = base.clone();
         record.merge_into(&mut config);
         let mut problems = Vec::new();
         let fixed = Fixed::build(&config, &mut problems);
-        crate::namespace::check(&config.namespaces, &mut problems);
+        if !(config.may_have_no_namespaces && config.namespaces.is_empty()) {
+            crate::namespace::check(&config.namespaces, &mut problems);
+        }
         let access = Access::build(&config.auth, &config.namespaces, &mut problems);
         crate::auth::admin_key::check_keys(&config.admin.keys, &mut problems);
         config.control_plane.check(&mut problems);
@@ -93,7 +113,7 @@ impl Settings {
             cors: Cors::new(&config.http),
             admin: config.admin.clone(),
             namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
-            control: crate::control::ControlPlane::build(&file, &config, &record),
+            control: crate::control::ControlPlane::build(&base, &config, &record),
             file: Arc::new(file),
             record: Arc::new(record),
         };

@@ -213,18 +213,16 @@ async fn bad_signatures_are_unauthorized() {
 #[tokio::test]
 async fn the_api_itself_is_the_files() {
     let s = start(control_config()).await;
-    for (method, path, operation) in [
-        ("POST", "/v2/apis", "CreateApi"),
-        ("POST", "/v2/apis/local-api", "UpdateApi"),
-        ("DELETE", "/v2/apis/local-api", "DeleteApi"),
-        ("POST", "/v1/apis/local-api/datasources", "This operation"),
+    for (method, path, says) in [
+        ("POST", "/v2/apis/local-api", "configuration file"),
+        ("DELETE", "/v2/apis/local-api", "configuration file"),
+        ("POST", "/v1/apis/local-api/datasources", "not supported"),
     ] {
         let r = admin(&s, method, path).await;
         assert_eq!(r.status, 400, "{method} {path}");
         assert_eq!(r.error_type.as_deref(), Some("BadRequestException"));
         let message = r.body["message"].as_str().unwrap();
-        assert!(message.starts_with(operation), "{message}");
-        assert!(message.contains("not supported"), "{message}");
+        assert!(message.contains(says), "{message}");
     }
     s.stop().await;
 }
@@ -538,5 +536,203 @@ async fn a_reload_updates_what_it_shows_and_who_may_ask() {
     let r = call(&s, "GET", path, ("AKIDROTATED", "rotated-secret")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["channelNamespace"]["name"], "added");
+    s.stop().await;
+}
+
+const API_KEY_ONLY: &str = r#"{"authProviders":[{"authType":"API_KEY"}],"connectionAuthModes":[{"authType":"API_KEY"}],"defaultPublishAuthModes":[{"authType":"API_KEY"}],"defaultSubscribeAuthModes":[{"authType":"API_KEY"}]}"#;
+
+/// A WebSocket client of the API at `/apis/{api_id}`, connected with `key`.
+async fn client_of(s: &TestServer, api_id: &str, key: &str) -> Client {
+    let path = format!("/apis/{api_id}/event/realtime");
+    let mut c = Client::connect_at(s, &path, common::Auth::Subprotocol(key)).await;
+    c.send(json!({"type": "connection_init"})).await;
+    assert_eq!(c.recv().await["type"], "connection_ack");
+    c
+}
+
+async fn subscribe_with(c: &mut Client, id: &str, channel: &str, key: &str) -> Value {
+    c.send(json!({"type": "subscribe", "id": id, "channel": channel,
+                  "authorization": {"x-api-key": key, "host": "localhost"}}))
+        .await;
+    c.recv().await
+}
+
+async fn post_to(s: &TestServer, path: &str, key: &str, channel: &str, event: &str) -> u16 {
+    let body = json!({"channel": channel, "events": [event]}).to_string();
+    let headers = [("content-type", "application/json"), ("x-api-key", key)];
+    http(s, "POST", path, &headers, body.as_bytes()).await.0
+}
+
+#[tokio::test]
+async fn a_created_api_serves_beside_the_files_and_apart_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(stored_config(dir.path())).await;
+    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
+    let r = write(
+        &s,
+        "POST",
+        "/v2/apis",
+        json!({"name": "second api", "tags": {"env": "test"}, "eventConfig": event_config}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let api = &r.body["api"];
+    let id = api["apiId"].as_str().unwrap().to_owned();
+    assert!(
+        id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{id}"
+    );
+    assert_eq!(api["name"], "second api");
+    assert_eq!(api["tags"], json!({"env": "test"}));
+    assert_eq!(
+        api["eventConfig"]["connectionAuthModes"],
+        json!([{"authType": "API_KEY"}])
+    );
+    let listed = admin(&s, "GET", "/v2/apis").await;
+    let ids: Vec<&str> = listed.body["apis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["apiId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["local-api", id.as_str()]);
+
+    // A namespace named as the file API's, and a key, in the new API only.
+    let ns = format!("/v2/apis/{id}/channelNamespaces");
+    let r = write(&s, "POST", &ns, json!({"name": "default"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = write(&s, "POST", &format!("/v1/apis/{id}/apikeys"), json!({})).await;
+    let key = r.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        admin(&s, "GET", &ns).await.body["channelNamespaces"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let mut theirs = client_of(&s, &id, &key).await;
+    let ok = subscribe_with(&mut theirs, "t", "/default/room", &key).await;
+    assert_eq!(ok["type"], "subscribe_success", "{ok}");
+    let mut ours = Client::ready(&s).await;
+    ours.subscribe("o", "/default/room").await;
+
+    let event_path = format!("/apis/{id}/event");
+    assert_eq!(
+        post_to(&s, &event_path, &key, "/default/room", "\"theirs\"").await,
+        200
+    );
+    assert_eq!(
+        post_to(&s, "/event", common::KEY, "/default/room", "\"ours\"").await,
+        200
+    );
+    assert_eq!(theirs.recv().await["event"], "\"theirs\"");
+    assert_eq!(ours.recv().await["event"], "\"ours\"");
+    // Keys are the API's own.
+    assert_eq!(
+        post_to(&s, &event_path, common::KEY, "/default/room", "1").await,
+        401
+    );
+    assert_eq!(post_to(&s, "/event", &key, "/default/room", "1").await, 401);
+    assert_eq!(
+        post_to(&s, "/apis/nope/event", &key, "/default/room", "1").await,
+        404
+    );
+    s.stop().await;
+
+    // After a restart it serves again, with its namespace and key.
+    let s = start(stored_config(dir.path())).await;
+    assert_eq!(
+        post_to(&s, &event_path, &key, "/default/room", "2").await,
+        200
+    );
+    let mut theirs = client_of(&s, &id, &key).await;
+    subscribe_with(&mut theirs, "t", "/default/room", &key).await;
+
+    // The file's API cannot be deleted; the created one can, ending its connections.
+    let r = admin(&s, "DELETE", "/v2/apis/local-api").await;
+    assert_eq!(
+        r.error_type.as_deref(),
+        Some("BadRequestException"),
+        "{}",
+        r.body
+    );
+    let r = admin(&s, "DELETE", &format!("/v2/apis/{id}")).await;
+    assert_eq!((r.status, &r.body), (200, &json!({})));
+    assert!(theirs.closed().await.is_some());
+    assert_eq!(
+        post_to(&s, &event_path, &key, "/default/room", "3").await,
+        404
+    );
+    assert_eq!(
+        admin(&s, "GET", &format!("/v2/apis/{id}")).await.status,
+        404
+    );
+    s.stop().await;
+    let s = start(stored_config(dir.path())).await;
+    assert_eq!(
+        admin(&s, "GET", "/v2/apis").await.body["apis"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn create_api_checks_what_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(stored_config(dir.path())).await;
+    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
+    let lambda = json!({"authProviders": [{"authType": "AWS_LAMBDA", "lambdaAuthorizerConfig": {"authorizerUri": "arn:aws:lambda:us-east-1:1:function:f"}}],
+        "connectionAuthModes": [{"authType": "AWS_LAMBDA"}], "defaultPublishAuthModes": [{"authType": "AWS_LAMBDA"}], "defaultSubscribeAuthModes": [{"authType": "AWS_LAMBDA"}]});
+    for body in [
+        json!({"eventConfig": event_config}),
+        json!({"name": "bad/name", "eventConfig": event_config}),
+        json!({"name": "x"}),
+        json!({"name": "x", "eventConfig": {"authProviders": [], "connectionAuthModes": [], "defaultPublishAuthModes": [], "defaultSubscribeAuthModes": []}}),
+        // A mode without its provider, and a Lambda ARN where Herald needs a webhook URL.
+        json!({"name": "x", "eventConfig": {"authProviders": [{"authType": "API_KEY"}], "connectionAuthModes": [{"authType": "OPENID_CONNECT"}], "defaultPublishAuthModes": [{"authType": "API_KEY"}], "defaultSubscribeAuthModes": [{"authType": "API_KEY"}]}}),
+        json!({"name": "x", "eventConfig": lambda}),
+    ] {
+        let r = write(&s, "POST", "/v2/apis", body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.error_type.as_deref(), Some("BadRequestException"));
+    }
+    assert_eq!(
+        admin(&s, "GET", "/v2/apis").await.body["apis"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // UpdateApi renames a created API and changes its modes; the file's API is the file's.
+    let r = write(
+        &s,
+        "POST",
+        "/v2/apis",
+        json!({"name": "one", "eventConfig": event_config}),
+    )
+    .await;
+    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
+    let r = write(
+        &s,
+        "POST",
+        &format!("/v2/apis/{id}"),
+        json!({"name": "renamed", "eventConfig": event_config}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["api"]["name"], "renamed");
+    let r = write(
+        &s,
+        "POST",
+        "/v2/apis/local-api",
+        json!({"name": "n", "eventConfig": event_config}),
+    )
+    .await;
+    assert_eq!(r.error_type.as_deref(), Some("BadRequestException"));
     s.stop().await;
 }

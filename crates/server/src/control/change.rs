@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use herald_auth::AuthMode;
 
+use super::definition::{EventConfigIn, StoredApi};
 use super::error::ControlError;
 use super::model::{AuthModeShape, HandlerConfigs};
 use super::operation::Operation;
@@ -29,6 +30,7 @@ const MAX_CODE_CHARS: usize = 32_768;
 pub struct Quotas {
     pub max_namespaces: usize,
     pub max_api_keys: usize,
+    pub max_apis: usize,
 }
 
 /// What the file declares: the control plane never changes it.
@@ -70,6 +72,67 @@ struct KeyRequest {
     description: Option<String>,
     #[serde(default)]
     expires: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    owner_contact: Option<String>,
+    #[serde(default)]
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    event_config: Option<EventConfigIn>,
+}
+
+/// The API a `CreateApi` body describes, under a new id.
+pub fn new_api(body: &[u8], api_id: String, now: i64) -> Result<StoredApi, ControlError> {
+    let req: ApiRequest = parse(body)?;
+    let tags = req.tags.unwrap_or_default();
+    check_tags(&tags)?;
+    Ok(StoredApi {
+        api_id,
+        name: api_name(req.name)?,
+        owner_contact: req.owner_contact,
+        tags,
+        event_config: event_config(req.event_config)?,
+        created: now,
+    })
+}
+
+/// The API an `UpdateApi` body makes of `old`: name, owner and `eventConfig` replaced; id, tags
+/// and creation time kept.
+pub fn updated_api(body: &[u8], old: &StoredApi) -> Result<StoredApi, ControlError> {
+    let req: ApiRequest = parse(body)?;
+    Ok(StoredApi {
+        name: api_name(req.name)?,
+        owner_contact: req.owner_contact,
+        event_config: event_config(req.event_config)?,
+        ..old.clone()
+    })
+}
+
+fn api_name(name: Option<String>) -> Result<String, ControlError> {
+    let name = name.ok_or_else(|| ControlError::BadRequest("name is required".into()))?;
+    super::definition::check_name(&name).map_err(ControlError::BadRequest)?;
+    Ok(name)
+}
+
+fn event_config(config: Option<EventConfigIn>) -> Result<EventConfigIn, ControlError> {
+    let config =
+        config.ok_or_else(|| ControlError::BadRequest("eventConfig is required".into()))?;
+    let empty = config.auth_providers.is_empty()
+        || config.connection_auth_modes.is_empty()
+        || config.default_publish_auth_modes.is_empty()
+        || config.default_subscribe_auth_modes.is_empty();
+    if empty {
+        return Err(ControlError::BadRequest(
+            "eventConfig needs authProviders, connectionAuthModes, defaultPublishAuthModes and defaultSubscribeAuthModes, each with at least one entry".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// Applies a write to `record`; `Ok(None)` when `operation` is a read.
@@ -308,6 +371,7 @@ mod tests {
     const QUOTAS: Quotas = Quotas {
         max_namespaces: 2,
         max_api_keys: 1,
+        max_apis: 1,
     };
 
     fn run(
@@ -437,7 +501,11 @@ mod tests {
         };
         let later = NOW + 30 * 86_400 + 1234;
         let (r2, _) = run(update, &format!(r#"{{"expires":{later}}}"#), &r).unwrap();
-        assert_eq!(r2.api_keys[0].expires, later - 1234, "rounded down to the hour");
+        assert_eq!(
+            r2.api_keys[0].expires,
+            later - 1234,
+            "rounded down to the hour"
+        );
         assert_eq!(r2.api_keys[0].description.as_deref(), Some("ci"));
         let file = Operation::UpdateApiKey {
             api_id: "a",

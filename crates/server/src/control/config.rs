@@ -26,6 +26,9 @@ pub struct ControlPlaneConfig {
     pub max_namespaces: usize,
     /// At most this many unexpired API keys created through the control plane (AppSync: 50).
     pub max_api_keys: usize,
+    /// At most this many APIs created through the control plane (each has its own state and
+    /// keep-alive timer).
+    pub max_apis: usize,
 }
 
 impl Default for ControlPlaneConfig {
@@ -38,6 +41,7 @@ impl Default for ControlPlaneConfig {
             access_keys: Vec::new(),
             max_namespaces: 100,
             max_api_keys: 50,
+            max_apis: 20,
         }
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod change;
 pub mod config;
+pub mod definition;
 pub mod error;
 pub mod model;
 pub mod operation;
@@ -73,7 +74,8 @@ impl ControlPlane {
         let file_namespaces: HashSet<String> =
             file.namespaces.iter().map(|n| n.name.clone()).collect();
         let file_keys: HashSet<String> = file.auth.api_keys.iter().map(|k| k.key.clone()).collect();
-        let view = ApiView::build(config, &naming, crate::time::now_unix()).with_stored(
+        let view = with_stored(
+            ApiView::build(config, &naming, crate::time::now_unix()),
             record,
             &file_namespaces,
             &file_keys,
@@ -86,8 +88,19 @@ impl ControlPlane {
             quotas: Quotas {
                 max_namespaces: section.max_namespaces,
                 max_api_keys: section.max_api_keys,
+                max_apis: section.max_apis,
             },
         })
+    }
+
+    /// The `Api` as a client at `host` sees it.
+    pub fn api_at(&self, host: &str) -> model::Api {
+        self.view.api_at(host)
+    }
+
+    /// The most APIs the control plane may create.
+    pub fn max_apis(&self) -> usize {
+        self.quotas.max_apis
     }
 
     /// The record a write leaves, and what it wrote; `Ok(None)` for a read.
@@ -233,6 +246,45 @@ impl ControlPlane {
             Err(ControlError::ApiNotFound(api_id.to_owned()))
         }
     }
+}
+
+/// Shows the stored resources as the control plane made them: their tags, handler
+/// configurations and times.
+fn with_stored(
+    mut view: ApiView,
+    record: &ApiRecord,
+    file_namespaces: &HashSet<String>,
+    file_keys: &HashSet<String>,
+) -> ApiView {
+    if let Some(api) = &record.api {
+        view.api.tags = api.tags.clone();
+        view.api.created = api.created;
+        for ns in view.namespaces.iter_mut() {
+            ns.created = api.created;
+            ns.last_modified = api.created;
+        }
+    }
+    for ns in view.namespaces.iter_mut() {
+        if file_namespaces.contains(&ns.name) {
+            continue;
+        }
+        if let Some(stored) = record.namespaces.iter().find(|s| s.name == ns.name) {
+            ns.tags = stored.tags.clone();
+            ns.handler_configs = stored.handler_configs.clone();
+            ns.created = stored.created;
+            ns.last_modified = stored.last_modified;
+        }
+    }
+    for key in view.api_keys.iter_mut() {
+        if file_keys.contains(&key.id) {
+            continue;
+        }
+        if let Some(stored) = record.api_keys.iter().find(|s| s.id == key.id) {
+            key.expires = Some(stored.expires);
+            key.deletes = Some(stored.deletes);
+        }
+    }
+    view
 }
 
 fn to_json(reply: &impl Serialize) -> Result<Vec<u8>, serde_json::Error> {

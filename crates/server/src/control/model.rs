@@ -318,37 +318,6 @@ impl ApiView {
         }
     }
 
-    /// Shows the stored resources as the control plane made them: their tags, handler
-    /// configurations and times.
-    pub fn with_stored(
-        mut self,
-        record: &super::store::ApiRecord,
-        file_namespaces: &std::collections::HashSet<String>,
-        file_keys: &std::collections::HashSet<String>,
-    ) -> ApiView {
-        for ns in self.namespaces.iter_mut() {
-            if file_namespaces.contains(&ns.name) {
-                continue;
-            }
-            if let Some(stored) = record.namespaces.iter().find(|s| s.name == ns.name) {
-                ns.tags = stored.tags.clone();
-                ns.handler_configs = stored.handler_configs.clone();
-                ns.created = stored.created;
-                ns.last_modified = stored.last_modified;
-            }
-        }
-        for key in self.api_keys.iter_mut() {
-            if file_keys.contains(&key.id) {
-                continue;
-            }
-            if let Some(stored) = record.api_keys.iter().find(|s| s.id == key.id) {
-                key.expires = Some(stored.expires);
-                key.deletes = Some(stored.deletes);
-            }
-        }
-        self
-    }
-
     /// The `Api` as a client at `host` sees it: both endpoints on that host, as one Herald port
     /// serves `/event` and `/event/realtime`.
     pub fn api_at(&self, host: &str) -> Api {

@@ -37,13 +37,19 @@ pub enum Operation<'a> {
     UpdateApiKey { api_id: &'a str, id: &'a str },
     /// `DELETE /v1/apis/{apiId}/apikeys/{id}`
     DeleteApiKey { api_id: &'a str, id: &'a str },
+    /// `POST /v2/apis`
+    CreateApi,
+    /// `POST /v2/apis/{apiId}`
+    UpdateApi { api_id: &'a str },
+    /// `DELETE /v2/apis/{apiId}`
+    DeleteApi { api_id: &'a str },
 }
 
 impl Operation<'_> {
     /// The API the operation names; `None` for ListApis.
     pub fn api_id(&self) -> Option<&str> {
         match *self {
-            Operation::ListApis(_) => None,
+            Operation::ListApis(_) | Operation::CreateApi => None,
             Operation::GetApi { api_id }
             | Operation::ListChannelNamespaces { api_id, .. }
             | Operation::GetChannelNamespace { api_id, .. }
@@ -53,7 +59,9 @@ impl Operation<'_> {
             | Operation::DeleteChannelNamespace { api_id, .. }
             | Operation::CreateApiKey { api_id }
             | Operation::UpdateApiKey { api_id, .. }
-            | Operation::DeleteApiKey { api_id, .. } => Some(api_id),
+            | Operation::DeleteApiKey { api_id, .. }
+            | Operation::UpdateApi { api_id }
+            | Operation::DeleteApi { api_id } => Some(api_id),
         }
     }
 
@@ -97,9 +105,6 @@ impl Page {
     }
 }
 
-/// Why the API itself cannot be created, changed or deleted yet.
-const ONE_API: &str = "a server serves the one Event API its configuration file describes, whose settings the file owns";
-
 /// Names the operation of a request, or why it is not served.
 pub fn route<'a>(method: &str, path: &'a str, query: &str) -> Result<Operation<'a>, ControlError> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -137,9 +142,9 @@ pub fn route<'a>(method: &str, path: &'a str, query: &str) -> Result<Operation<'
         ("DELETE", ["v1", "apis", api_id, "apikeys", id]) => {
             Ok(Operation::DeleteApiKey { api_id, id })
         }
-        ("POST", ["v2", "apis"]) => unsupported("CreateApi", ONE_API),
-        ("POST", ["v2", "apis", _]) => unsupported("UpdateApi", ONE_API),
-        ("DELETE", ["v2", "apis", _]) => unsupported("DeleteApi", ONE_API),
+        ("POST", ["v2", "apis"]) => Ok(Operation::CreateApi),
+        ("POST", ["v2", "apis", api_id]) => Ok(Operation::UpdateApi { api_id }),
+        ("DELETE", ["v2", "apis", api_id]) => Ok(Operation::DeleteApi { api_id }),
         // GraphQL APIs, data sources, tags, …: outside what Herald serves.
         _ if !read => unsupported(
             "This operation",
@@ -232,7 +237,10 @@ mod tests {
                 id: "k"
             })
         );
-        assert!(err("POST", "/v2/apis/h").starts_with("UpdateApi "));
+        assert_eq!(
+            route("POST", "/v2/apis/h", "").ok(),
+            Some(Operation::UpdateApi { api_id: "h" })
+        );
         assert!(matches!(
             route("GET", "/v2/apis/h/nope", ""),
             Err(ControlError::UnknownOperation { .. })

@@ -25,6 +25,9 @@ use crate::namespace::NamespaceConfig;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiRecord {
+    /// Set for an API `CreateApi` made; absent for the file's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<super::definition::StoredApi>,
     #[serde(default)]
     pub namespaces: Vec<StoredNamespace>,
     #[serde(default)]
@@ -182,6 +185,47 @@ pub fn load(data_dir: &Path, api_id: &str) -> Result<ApiRecord, StoreError> {
     })
 }
 
+/// The records of every API `CreateApi` made (those whose document has `api`), by file name.
+pub fn load_created(data_dir: &Path) -> Result<Vec<ApiRecord>, StoreError> {
+    let dir = data_dir.join("control-plane");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(StoreError::Read {
+                path: dir,
+                error: e.to_string(),
+            });
+        }
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    let mut records = Vec::new();
+    for id in ids {
+        let record = load(data_dir, &id)?;
+        if record.api.as_ref().is_some_and(|a| a.api_id == id) {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Removes a deleted API's document.
+pub fn remove(data_dir: &Path, api_id: &str) -> Result<(), StoreError> {
+    let path = path_of(data_dir, api_id);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(StoreError::Write { path, error }),
+    }
+}
+
 /// Replaces an API's document atomically and durably.
 pub fn save(data_dir: &Path, api_id: &str, record: &ApiRecord) -> Result<(), StoreError> {
     let path = path_of(data_dir, api_id);
@@ -235,6 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(load(dir.path(), "a").unwrap(), ApiRecord::default());
         let record = ApiRecord {
+            api: None,
             namespaces: vec![namespace("chat"), namespace("default")],
             api_keys: vec![StoredKey {
                 id: "da2-x".into(),

@@ -12,7 +12,10 @@ use hyper::{Request, Response, StatusCode};
 
 use super::request::read_body;
 use super::response::{Body, json};
-use crate::control::{ControlError, operation};
+use crate::api::Apis;
+use crate::control::operation::{self, Operation};
+use crate::control::store::{self, ApiRecord};
+use crate::control::{ControlError, change, model};
 use crate::state::State;
 
 /// Largest control-plane request body read (a namespace's code is at most 32 KiB).
@@ -20,20 +23,21 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub use crate::control::operation::is_control_path;
 
-/// Answers one control-plane request.
-pub async fn serve(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    let live = state.live();
+/// Answers one control-plane request. `file` is the configuration file's API, whose
+/// `[control_plane]` keys authenticate every request; `apis` are the created ones.
+pub async fn serve(file: &Arc<State>, apis: &Arc<Apis>, req: Request<Incoming>) -> Response<Body> {
+    let live = file.live();
     let Some(control) = live.control.as_ref() else {
         return reply_error(&ControlError::Off);
     };
     let (parts, body) = req.into_parts();
     // The signature covers the body, so it is read whole first.
-    let body = match read_body(state, body, MAX_BODY_BYTES).await {
+    let body = match read_body(file, body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(refusal) => return refusal,
     };
     if let Err(e) = control.authenticate(&parts, &body, SystemTime::now()) {
-        state.metrics.unauthorized.inc();
+        file.metrics.unauthorized.inc();
         return reply_error(&e);
     }
     let host = parts
@@ -41,7 +45,7 @@ pub async fn serve(state: &Arc<State>, req: Request<Incoming>) -> Response<Body>
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .unwrap_or_else(|| state.fixed.listen.to_string());
+        .unwrap_or_else(|| file.fixed.listen.to_string());
     let op = match operation::route(
         parts.method.as_str(),
         parts.uri.path(),
@@ -50,15 +54,165 @@ pub async fn serve(state: &Arc<State>, req: Request<Incoming>) -> Response<Body>
         Ok(op) => op,
         Err(e) => return reply_error(&e),
     };
-    let answer = if op.is_write() {
-        write(state, &parts, body).await
-    } else {
-        control.answer(op, &host)
+    let answer = match op {
+        Operation::ListApis(page) => {
+            let mut all = vec![control.api_at(&host)];
+            all.extend(
+                apis.all()
+                    .iter()
+                    .filter_map(|s| Some(s.live().control.as_ref()?.api_at(&host))),
+            );
+            let (items, next_token) = page.slice(&all);
+            json_of(&model::ListApis {
+                apis: items,
+                next_token,
+            })
+        }
+        Operation::CreateApi => create_api(file, apis, body, &host).await,
+        Operation::DeleteApi { api_id } => delete_api(file, apis, api_id).await,
+        Operation::UpdateApi { api_id } => update_api(file, apis, api_id, body, &host).await,
+        _ => {
+            let target = match of_api(file, apis, op.api_id().unwrap_or_default()) {
+                Ok(t) => t,
+                Err(e) => return reply_error(&e),
+            };
+            if op.is_write() {
+                write(&target, &parts, body).await
+            } else {
+                match target.live().control.as_ref() {
+                    Some(c) => c.answer(op, &host),
+                    None => Err(ControlError::Internal),
+                }
+            }
+        }
     };
     match answer {
         Ok(reply) => json(StatusCode::OK, Bytes::from(reply)),
         Err(e) => reply_error(&e),
     }
+}
+
+/// The state of the API `api_id` names.
+fn of_api(file: &Arc<State>, apis: &Apis, api_id: &str) -> Result<Arc<State>, ControlError> {
+    if file.live().api_id() == api_id {
+        return Ok(file.clone());
+    }
+    apis.get(api_id)
+        .ok_or_else(|| ControlError::ApiNotFound(api_id.to_owned()))
+}
+
+fn json_of(reply: &impl serde::Serialize) -> Result<Vec<u8>, ControlError> {
+    serde_json::to_vec(reply).map_err(|_| ControlError::Internal)
+}
+
+fn refuse_in_cluster(state: &State) -> Result<(), ControlError> {
+    if state.fixed.cluster.enabled() {
+        // Each node keeps its own data directory: a write on one would not reach the others.
+        return Err(ControlError::Unsupported {
+            operation: "A write",
+            why: "in cluster mode the control plane is read-only (change the configuration file and reload every node)",
+        });
+    }
+    Ok(())
+}
+
+/// `CreateApi`: a new API under a new id, serving at once and stored.
+async fn create_api(
+    file: &Arc<State>,
+    apis: &Arc<Apis>,
+    body: Bytes,
+    host: &str,
+) -> Result<Vec<u8>, ControlError> {
+    refuse_in_cluster(file)?;
+    let _turn = file.reconfiguring.lock().await;
+    let live = file.live();
+    let max = live.control.as_ref().map_or(0, |c| c.max_apis());
+    if apis.count() >= max {
+        return Err(ControlError::QuotaExceeded(format!(
+            "this server already serves {max} APIs created through the control plane (control_plane.max_apis)"
+        )));
+    }
+    let api_id = crate::id::api_id().map_err(|e| {
+        tracing::error!(error = %e, "no API id generated");
+        ControlError::Internal
+    })?;
+    let api = change::new_api(&body, api_id.clone(), crate::time::now_unix())?;
+    let record = ApiRecord {
+        api: Some(api),
+        ..ApiRecord::default()
+    };
+    let state = apis
+        .open(file, record.clone())
+        .await
+        .map_err(|e| ControlError::Invalid(e.to_string()))?;
+    if let Err(e) = store::save(&file.fixed.data_dir, &api_id, &record) {
+        tracing::error!(error = %e, "created API not stored");
+        apis.remove(&api_id);
+        return Err(ControlError::NotStored(e.to_string()));
+    }
+    let api = state
+        .live()
+        .control
+        .as_ref()
+        .ok_or(ControlError::Internal)?
+        .api_at(host);
+    json_of(&model::GetApi { api })
+}
+
+/// `UpdateApi`: a created API's name and `eventConfig`, applied like any change.
+async fn update_api(
+    file: &Arc<State>,
+    apis: &Arc<Apis>,
+    api_id: &str,
+    body: Bytes,
+    host: &str,
+) -> Result<Vec<u8>, ControlError> {
+    let target = of_api(file, apis, api_id)?;
+    if Arc::ptr_eq(&target, file) {
+        return Err(ControlError::FileOwned(
+            "this API is the configuration file's: change it there".into(),
+        ));
+    }
+    refuse_in_cluster(file)?;
+    let applied = crate::reload::apply_record(target, move |live| {
+        let old = live.record.api.as_ref().ok_or(ControlError::Internal)?;
+        let api = change::updated_api(&body, old)?;
+        let record = ApiRecord {
+            api: Some(api),
+            ..(*live.record).clone()
+        };
+        Ok(Some((record, ())))
+    })
+    .await?;
+    let (live, ()) = applied.ok_or(ControlError::Internal)?;
+    let api = live
+        .control
+        .as_ref()
+        .ok_or(ControlError::Internal)?
+        .api_at(host);
+    json_of(&model::GetApi { api })
+}
+
+/// `DeleteApi`: a created API stops serving (its connections closed) and its record is removed.
+async fn delete_api(
+    file: &Arc<State>,
+    apis: &Arc<Apis>,
+    api_id: &str,
+) -> Result<Vec<u8>, ControlError> {
+    let target = of_api(file, apis, api_id)?;
+    if Arc::ptr_eq(&target, file) {
+        return Err(ControlError::FileOwned(
+            "this API is the configuration file's: it cannot be deleted".into(),
+        ));
+    }
+    refuse_in_cluster(file)?;
+    let _turn = file.reconfiguring.lock().await;
+    store::remove(&file.fixed.data_dir, api_id).map_err(|e| {
+        tracing::error!(error = %e, "deleted API's record not removed");
+        ControlError::NotStored(e.to_string())
+    })?;
+    apis.remove(api_id);
+    Ok(b"{}".to_vec())
 }
 
 /// Applies a write and answers from the settings it built.
@@ -67,13 +221,7 @@ async fn write(
     parts: &hyper::http::request::Parts,
     body: Bytes,
 ) -> Result<Vec<u8>, ControlError> {
-    if state.fixed.cluster.enabled() {
-        // Each node keeps its own data directory: a write on one would not reach the others.
-        return Err(ControlError::Unsupported {
-            operation: "A write",
-            why: "in cluster mode the control plane is read-only (change the configuration file and reload every node)",
-        });
-    }
+    refuse_in_cluster(state)?;
     let (method, path, query) = (
         parts.method.to_string(),
         parts.uri.path().to_owned(),

@@ -27,15 +27,45 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::api::{Apis, Route};
 use crate::state::State;
 use response::{Body, bad_request, error, errors, text};
 
 /// A response: whole, or an event stream.
 pub type Reply = Either<Body, stream::StreamingBody>;
 
-/// Routes one request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Reply> {
-    let path = req.uri().path();
+/// Routes one request to its API (`api::route`), then within it.
+pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) -> Response<Reply> {
+    // The control plane is the server's, whichever API it is asked about.
+    if control_plane::is_control_path(req.uri().path()) {
+        let response = control_plane::serve(&state, &apis, req).await;
+        state.metrics.http_status(response.status().as_u16());
+        return response.map(Either::Left);
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let (state, path) = match crate::api::route(host, req.uri().path()) {
+        Route::Default => (state, req.uri().path().to_owned()),
+        Route::Api {
+            api_id,
+            path,
+            prefixed,
+        } => {
+            if api_id == state.live().api_id() {
+                (state, path.to_owned())
+            } else if let Some(api) = apis.get(api_id) {
+                (api, path.to_owned())
+            } else if prefixed {
+                let message = format!("no API {api_id:?} on this server");
+                return errors(StatusCode::NOT_FOUND, bad_request(message)).map(Either::Left);
+            } else {
+                (state, req.uri().path().to_owned())
+            }
+        }
+    };
+    let path = path.as_str();
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -55,7 +85,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Reply
             Ok(r) => r.map(Either::Right),
             Err(e) => error(e).map(Either::Left),
         },
-        _ => route(&state, req).await.map(Either::Left),
+        _ => route(&state, req, path).await.map(Either::Left),
     };
     if let Some(origin) = origin {
         state.live().cors.apply(&origin, response.headers_mut());
@@ -64,9 +94,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Reply
     response
 }
 
-/// Routes a request answered whole.
-async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path();
+/// Routes a request answered whole; `path` is within its API.
+async fn route(state: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<Body> {
     match (req.method(), path) {
         (&Method::POST, "/event") => publish::publish(state, req).await,
         (&Method::POST, "/event/stream/token") => stream::token(state, req).await,
@@ -97,7 +126,6 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/event/presence") => {
             presence::presence(state, req).await.unwrap_or_else(error)
         }
-        (_, p) if control_plane::is_control_path(p) => control_plane::serve(state, req).await,
         (
             _,
             "/event"

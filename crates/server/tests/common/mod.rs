@@ -154,7 +154,12 @@ pub enum Auth<'a> {
 
 impl Client {
     pub async fn connect(server: &TestServer, auth: Auth<'_>) -> Client {
-        let url = format!("ws://{}/event/realtime?x-amz-user-agent=test", server.addr);
+        Client::connect_at(server, "/event/realtime", auth).await
+    }
+
+    /// [`Client::connect`] to another path (an API's `/apis/{apiId}/event/realtime`).
+    pub async fn connect_at(server: &TestServer, path: &str, auth: Auth<'_>) -> Client {
+        let url = format!("ws://{}{path}?x-amz-user-agent=test", server.addr);
         let mut req = url.into_client_request().unwrap();
         let host = server.addr.to_string();
         let h = req.headers_mut();
