@@ -105,3 +105,36 @@ test('a namespace the file declares is not the control plane’s to change', TES
   assert.equal(r.errorType, 'BadRequestException');
   assert.match(r.body.message, /configuration file/);
 });
+
+test('an API created through the control plane serves Amplify at its own endpoint, apart from the first', TEST, async () => {
+  const modes = [{ authType: 'API_KEY' }];
+  const made = await control('POST', '/v2/apis', {
+    name: 'second',
+    eventConfig: { authProviders: modes, connectionAuthModes: modes, defaultPublishAuthModes: modes, defaultSubscribeAuthModes: modes },
+  });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  const apiId = made.body.api.apiId;
+  assert.equal((await control('POST', `/v2/apis/${apiId}/channelNamespaces`, { name: 'default' })).status, 200);
+  const key = (await control('POST', `/v1/apis/${apiId}/apikeys`, {})).body.apiKey.id;
+
+  // The endpoint names the API; Amplify finds its realtime URL beside it.
+  Amplify.configure(amplifyConfig(`http://127.0.0.1:${herald.port}/apis/${apiId}/event`, key));
+  const channel = `/default/${uniqueSegment('second')}`;
+  const ch = await withTimeout(events.connect(channel), T, 'events.connect to the created API');
+  const s = subscribeInbox(ch, `${channel} subscriber`);
+  await withTimeout(s.sub.ready, T, 'subscription ready');
+  await withTimeout(events.post(channel, { api: 'second' }), T, 'events.post');
+  await s.events.waitFor((e) => e?.api === 'second', { timeoutMs: T, what: 'the event' });
+  s.sub.unsubscribe();
+  ch.close();
+  await events.closeAll();
+
+  // The first API's key is not this API's.
+  Amplify.configure(amplifyConfig(`http://127.0.0.1:${herald.port}/apis/${apiId}/event`, API_KEY));
+  await assert.rejects(withTimeout(events.post(channel, { n: 1 }), T, 'post with the other API key settles'), (err) => {
+    assertPostError(err, { status: 401, errorType: 'UnauthorizedException' });
+    return true;
+  });
+  const del = await control('DELETE', `/v2/apis/${apiId}`);
+  assert.equal(del.status, 200, JSON.stringify(del.body));
+});
