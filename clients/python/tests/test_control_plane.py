@@ -174,19 +174,10 @@ def test_boto3_sees_the_aws_errors(herald: Herald) -> None:
         client.get_channel_namespace(apiId=CONTROL_API_ID, name="nope")
     with pytest.raises(client.exceptions.UnauthorizedException):
         appsync(herald, secret="not-the-secret").list_apis()
-    # The API itself is the configuration file's.
+    # The API itself is the configuration file's, and so are its namespaces and keys.
     with pytest.raises(client.exceptions.BadRequestException) as refused:
-        client.create_api(
-            name="other",
-            eventConfig={
-                "authProviders": [{"authType": "API_KEY"}],
-                "connectionAuthModes": [{"authType": "API_KEY"}],
-                "defaultPublishAuthModes": [{"authType": "API_KEY"}],
-                "defaultSubscribeAuthModes": [{"authType": "API_KEY"}],
-            },
-        )
-    assert "not supported" in str(refused.value)
-    # So are its namespaces and keys.
+        client.delete_api(apiId=CONTROL_API_ID)
+    assert "configuration file" in str(refused.value)
     with pytest.raises(client.exceptions.BadRequestException):
         client.delete_api_key(apiId=CONTROL_API_ID, id=API_KEY)
     with pytest.raises(client.exceptions.BadRequestException):
@@ -290,3 +281,57 @@ def test_boto3_manages_keys_and_a_deleted_key_is_refused(herald: Herald) -> None
         asyncio.run(round_trip(herald, key["id"], f"/default/{unique('gone')}", [2]))
     with pytest.raises(client.exceptions.NotFoundException):
         client.delete_api_key(apiId=CONTROL_API_ID, id=key["id"])
+
+
+def test_boto3_creates_an_api_that_serves_apart_from_the_first(herald: Herald) -> None:
+    client = appsync(herald)
+    modes = [{"authType": "API_KEY"}]
+    api = client.create_api(
+        name="boto3 second",
+        tags={"team": "python"},
+        eventConfig={
+            "authProviders": modes,
+            "connectionAuthModes": modes,
+            "defaultPublishAuthModes": modes,
+            "defaultSubscribeAuthModes": modes,
+        },
+    )["api"]
+    api_id = api["apiId"]
+    try:
+        assert api["name"] == "boto3 second" and api["tags"] == {"team": "python"}
+        listed = [a["apiId"] for a in client.list_apis()["apis"]]
+        assert listed == [CONTROL_API_ID, api_id]
+        client.create_channel_namespace(apiId=api_id, name="default")
+        key = client.create_api_key(apiId=api_id)["apiKey"]["id"]
+        endpoint = f"http://127.0.0.1:{herald.port}/apis/{api_id}/event"
+        channel = f"/default/{unique('second')}"
+
+        async def there() -> Any:
+            async with EventsClient(endpoint, ApiKey(key)) as events:
+                async with events.subscribe(channel) as sub:
+                    assert (await events.publish(channel, {"api": "second"})).ok
+                    return (await asyncio.wait_for(sub.__anext__(), 10)).data
+
+        assert asyncio.run(there()) == {"api": "second"}
+
+        async def first_key_there() -> None:
+            async with EventsClient(endpoint, ApiKey(API_KEY)) as events:
+                await events.publish(channel, [1])
+
+        with pytest.raises(UnauthorizedError):
+            asyncio.run(first_key_there())
+        renamed = client.update_api(
+            apiId=api_id,
+            name="boto3 renamed",
+            eventConfig={
+                "authProviders": modes,
+                "connectionAuthModes": modes,
+                "defaultPublishAuthModes": modes,
+                "defaultSubscribeAuthModes": modes,
+            },
+        )["api"]
+        assert renamed["name"] == "boto3 renamed"
+    finally:
+        client.delete_api(apiId=api_id)
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_api(apiId=api_id)
