@@ -44,10 +44,11 @@
 //! `endpoint` (URLs), `auth` and `sigv4` (credentials), `tls` (rustls on ring, OS roots plus
 //! yours), `socket` (one WebSocket), `connection` (the task that owns it: routing, keep-alive,
 //! reconnect, resume), `subscription` (the stream), `publish` (HTTP), `message` (what the
-//! server sends back), `error`.
+//! server sends back), `error`; and [`control`], a client of the AppSync control plane.
 
 mod auth;
 mod connection;
+pub mod control;
 mod endpoint;
 mod error;
 mod message;

@@ -1,6 +1,7 @@
 //! `herald`: the command line. `serve` runs the server; `check-config` validates a file;
 //! `publish` and `subscribe` are a client for any AppSync Events endpoint (see `client`).
 
+mod apply;
 mod client;
 
 use std::io::IsTerminal;
@@ -76,17 +77,25 @@ enum Command {
     Publish(client::PublishArgs),
     /// Subscribe to a channel and print each event as a JSON line.
     Subscribe(client::SubscribeArgs),
+    /// Deploy the Event APIs, channel namespaces and API keys of a CloudFormation template (what
+    /// `cdk synth` writes) to a running Herald through its control plane; prints each API's
+    /// endpoints and keys as JSON.
+    Apply(apply::ApplyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The client subcommands log nothing: their stdout is JSON lines, and the log goes to stdout.
-    if !matches!(cli.command, Command::Publish(_) | Command::Subscribe(_)) {
+    if !matches!(
+        cli.command,
+        Command::Publish(_) | Command::Subscribe(_) | Command::Apply(_)
+    ) {
         init_logs(cli.log_format);
     }
     let result = match cli.command {
         Command::Publish(args) => client::publish(args),
         Command::Subscribe(args) => client::subscribe(args),
+        Command::Apply(args) => apply::apply(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve {
             config,

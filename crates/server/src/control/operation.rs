@@ -229,7 +229,10 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default()
         };
-        assert_eq!(route("POST", "/v2/apis", "").ok(), Some(Operation::CreateApi));
+        assert_eq!(
+            route("POST", "/v2/apis", "").ok(),
+            Some(Operation::CreateApi)
+        );
         assert!(err("POST", "/v1/apis/h/datasources").starts_with("This operation "));
         assert_eq!(
             route("DELETE", "/v1/apis/h/apikeys/k", "").ok(),

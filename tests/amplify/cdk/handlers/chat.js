@@ -1,0 +1,3 @@
+export function onPublish(ctx) {
+  return ctx.events.map((e) => ({ ...e, payload: { via: 'cdk', was: e.payload } }));
+}
