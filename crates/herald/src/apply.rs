@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Map, Value, json};
 
-use herald_client::Credentials;
 use herald_client::control::ControlPlane;
 
 #[derive(clap::Args)]
@@ -21,18 +20,8 @@ pub struct ApplyArgs {
     /// A CloudFormation template in JSON (`cdk synth` writes `cdk.out/STACK.template.json`;
     /// assets are read beside it).
     pub template: PathBuf,
-    /// The Herald to deploy to: its base URL, as `--endpoint-url` is for the AWS CLI.
-    #[arg(long, env = "HERALD_ENDPOINT", default_value = "http://localhost:8080")]
-    pub endpoint: String,
-    /// An administrator's access key id (`[[control_plane.access_keys]]`).
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-    pub access_key_id: String,
-    /// Its secret.
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub secret_access_key: String,
-    /// The region requests are signed for (any is accepted).
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    pub region: String,
+    #[command(flatten)]
+    pub admin: crate::manage::Admin,
 }
 
 /// What a template asks for.
@@ -484,11 +473,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     for s in &plan.skipped {
         eprintln!("skipped {s}");
     }
-    let control = ControlPlane::new(
-        &args.endpoint,
-        Credentials::new(args.access_key_id, args.secret_access_key),
-        &args.region,
-    )?;
+    let control = args.admin.client()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod client;
+mod manage;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -81,6 +82,27 @@ enum Command {
     /// `cdk synth` writes) to a running Herald through its control plane; prints each API's
     /// endpoints and keys as JSON.
     Apply(apply::ApplyArgs),
+    /// List, create, show and delete Event APIs through a Herald's control plane.
+    Apis {
+        #[command(flatten)]
+        admin: manage::Admin,
+        #[command(subcommand)]
+        command: manage::Apis,
+    },
+    /// List, create and delete an API's channel namespaces through the control plane.
+    Namespaces {
+        #[command(flatten)]
+        admin: manage::Admin,
+        #[command(subcommand)]
+        command: manage::Namespaces,
+    },
+    /// List, create and delete an API's keys through the control plane.
+    Keys {
+        #[command(flatten)]
+        admin: manage::Admin,
+        #[command(subcommand)]
+        command: manage::Keys,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,7 +110,12 @@ fn main() -> ExitCode {
     // The client subcommands log nothing: their stdout is JSON lines, and the log goes to stdout.
     if !matches!(
         cli.command,
-        Command::Publish(_) | Command::Subscribe(_) | Command::Apply(_)
+        Command::Publish(_)
+            | Command::Subscribe(_)
+            | Command::Apply(_)
+            | Command::Apis { .. }
+            | Command::Namespaces { .. }
+            | Command::Keys { .. }
     ) {
         init_logs(cli.log_format);
     }
@@ -96,6 +123,9 @@ fn main() -> ExitCode {
         Command::Publish(args) => client::publish(args),
         Command::Subscribe(args) => client::subscribe(args),
         Command::Apply(args) => apply::apply(args),
+        Command::Apis { admin, command } => manage::apis(admin, command),
+        Command::Namespaces { admin, command } => manage::namespaces(admin, command),
+        Command::Keys { admin, command } => manage::keys(admin, command),
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve {
             config,

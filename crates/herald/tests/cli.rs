@@ -579,3 +579,115 @@ fn iam_mode_with_credentials_from_the_environment() {
         stderr(&out)
     );
 }
+
+const ADMIN: (&str, &str) = ("AKIDCLIADMIN", "cli-admin-secret-0123456789");
+
+/// `herald <args>` as the administrator against `port`; its JSON reply, or the failure's stderr.
+fn manage(port: u16, args: &[&str]) -> Result<Value, String> {
+    let out = herald()
+        .args(args)
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", ADMIN.0)
+        .env("AWS_SECRET_ACCESS_KEY", ADMIN.1)
+        .output()
+        .expect("herald runs");
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+#[test]
+fn apis_namespaces_and_keys_are_managed_from_the_command_line() {
+    let server = Server::start_with_config(&format!(
+        "[[control_plane.access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\n[[auth.api_keys]]\nkey = \"{KEY}\"\n\n[[namespaces]]\nname = \"default\"\n",
+        ADMIN.0, ADMIN.1
+    ));
+    let port = server.port;
+    let api = manage(port, &["apis", "create", "from the cli"]).unwrap();
+    let id = api["api"]["apiId"].as_str().unwrap().to_owned();
+    let code = server.dir.path().join("upper.js");
+    std::fs::write(
+        &code,
+        "export function onPublish(ctx) { return ctx.events.map(e => ({...e, payload: String(e.payload).toUpperCase()})); }",
+    )
+    .unwrap();
+    let ns = manage(
+        port,
+        &[
+            "namespaces",
+            "create",
+            &id,
+            "shout",
+            "--code-file",
+            code.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(ns["channelNamespace"]["name"], "shout");
+    let key = manage(
+        port,
+        &[
+            "keys",
+            "create",
+            &id,
+            "--description",
+            "cli",
+            "--expires-in-days",
+            "30",
+        ],
+    )
+    .unwrap();
+    let key = key["apiKey"]["id"].as_str().unwrap().to_owned();
+    let listed = manage(port, &["apis", "list"]).unwrap();
+    assert_eq!(listed["apis"].as_array().unwrap().len(), 2, "{listed}");
+
+    // The new API at its own endpoint, with its own key and handler.
+    let endpoint = format!("http://127.0.0.1:{port}/apis/{id}/event");
+    let sub = Subscriber::start_with(
+        herald().arg("subscribe"),
+        &endpoint,
+        &[
+            "--api-key",
+            &key,
+            "--count",
+            "1",
+            "--timeout-secs",
+            "30",
+            "/shout/x",
+        ],
+    );
+    assert_eq!(sub.wait_subscribed(), "subscribed to /shout/x");
+    publish_ok(&endpoint, &["--api-key", &key, "/shout/x", "\"hey\""]);
+    let (ok, lines, _) = sub.finish();
+    assert!(ok);
+    assert_eq!(lines[0]["event"], "HEY");
+    assert!(
+        !publish(&endpoint, &["--api-key", KEY, "/shout/x", "1"])
+            .status
+            .success()
+    );
+
+    assert!(manage(port, &["keys", "delete", &id, &key]).is_ok());
+    assert!(manage(port, &["namespaces", "delete", &id, "shout"]).is_ok());
+    assert!(manage(port, &["apis", "delete", &id]).is_ok());
+    let gone = manage(port, &["apis", "get", &id]).unwrap_err();
+    assert!(gone.contains("NotFoundException"), "{gone}");
+    let refused = herald()
+        .args([
+            "apis",
+            "list",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .env("AWS_ACCESS_KEY_ID", ADMIN.0)
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&refused).contains("UnauthorizedException"),
+        "{}",
+        stderr(&refused)
+    );
+}
