@@ -81,6 +81,16 @@ const SKIPPED: &[(&str, &str, &str)] = &[
         "needs the AWS CLI (PyPI awscli): clients/python/tests/test_control_plane.py runs these commands against a Herald",
     ),
     (
+        "docs/control-plane.md",
+        "cdk synth",
+        "needs a CDK app: tests/amplify/test/cdk.test.mjs synthesizes one and runs herald apply on it",
+    ),
+    (
+        "docs/control-plane.md",
+        "herald apis list",
+        "APIID stands for an id the server made: crates/herald/tests/cli.rs runs these commands",
+    ),
+    (
         "docs/fuzzing.md",
         "cargo ",
         "cargo-fuzz runs take minutes to hours; the corpus replays are `cargo test`s of scripts/test",

@@ -131,7 +131,15 @@ impl Apis {
                 error,
             })?;
         for record in records {
-            self.open(file, record.without_deleted_keys(now)).await?;
+            match self.open(file, record.without_deleted_keys(now)).await {
+                Ok(_) => {}
+                // One API no longer building (its AWS_IAM provider left the file, say) must not
+                // keep the others down: it is left unserved, and says why.
+                Err(e @ OpenError::Config { .. }) => {
+                    tracing::error!(error = %e, "a created API is not served; fix the configuration file or delete the API's document under control-plane/")
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
