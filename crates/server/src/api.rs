@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::control::replicated::{Change, Records, ReplicatedError};
 use crate::control::store::{self, ApiRecord};
 use crate::settings::Settings;
 use crate::state::State;
@@ -48,6 +49,8 @@ pub enum OpenError {
     },
     #[error("opening the API was interrupted")]
     Interrupted,
+    #[error(transparent)]
+    Replicated(#[from] ReplicatedError),
 }
 
 impl Apis {
@@ -106,6 +109,7 @@ impl Apis {
         );
         // One port, one set of per-address limits, whichever API a client asks for.
         state.admission = file.admission.clone();
+        state.records = file.records.clone();
         let state = Arc::new(state);
         let ticker = tokio::spawn(keepalive(state.clone()));
         let replaced = self.write().insert(
@@ -163,6 +167,65 @@ fn close(running: Running) {
         crate::transport::ws::close::GOING_AWAY,
         "this API was deleted",
     );
+}
+
+/// Cluster mode: serves every API the cluster's records hold, now and as they change on any
+/// node. The file's API takes its record; the others are opened, rebuilt and removed.
+pub async fn follow(
+    file: &Arc<State>,
+    apis: &Arc<Apis>,
+    records: Arc<Records>,
+) -> Result<(), OpenError> {
+    // Changes first, so none falls between the snapshot and the watch; applying the snapshot's
+    // records twice changes nothing.
+    let changes = records.changes().await?;
+    for (api_id, record) in records.all().await? {
+        apply(file, apis, Change::Put(api_id, Box::new(record))).await;
+    }
+    let (file, apis) = (file.clone(), apis.clone());
+    tokio::spawn(async move {
+        tokio::pin!(changes);
+        while let Some(change) = futures_util::StreamExt::next(&mut changes).await {
+            apply(&file, &apis, change).await;
+        }
+        tracing::error!(
+            "the control plane's watch of NATS ended; changes made on other nodes are not applied until a restart"
+        );
+    });
+    Ok(())
+}
+
+async fn apply(file: &Arc<State>, apis: &Apis, change: Change) {
+    let now = crate::time::now_unix();
+    match change {
+        Change::Put(api_id, record) => {
+            let record = record.without_deleted_keys(now);
+            let target = if file.live().api_id() == api_id {
+                Some(file.clone())
+            } else {
+                apis.get(&api_id)
+            };
+            let result = match target {
+                Some(state) => crate::reload::adopt_record(state, record)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None if record.api.is_some() => apis
+                    .open(file, record)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            };
+            if let Err(error) = result {
+                tracing::error!(api_id, %error, "a change from another node is not applied");
+            }
+        }
+        Change::Deleted(api_id) => {
+            if apis.remove(&api_id) {
+                tracing::info!(api_id, "API deleted on another node");
+            }
+        }
+    }
 }
 
 /// One timer for every connection of an API: keep-alives and the maximum lifetime.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::connection::outbox::Out;
 use crate::control::ControlError;
 use crate::control::store::{self, ApiRecord};
-use crate::settings::Settings;
+use crate::settings::{Live, Settings};
 use crate::state::State;
 
 /// A reload that was refused; the running configuration stays.
@@ -56,41 +56,99 @@ fn reload_now(state: &State) -> Result<(), ReloadError> {
 }
 
 /// Applies a control-plane write: builds the running file configuration with `change`'s
-/// record, stores the record, then swaps the settings in; a change that does not build, or
-/// cannot be stored, leaves everything as it was. Returns the settings' control plane's reply.
+/// record, stores the record (in the data directory, or the cluster's bucket), then swaps the
+/// settings in; a change that does not build, or cannot be stored, leaves everything as it was.
+/// Returns the new settings, whose control plane answers.
 pub async fn apply_record<T: Send + 'static>(
     state: Arc<State>,
-    change: impl FnOnce(&crate::settings::Live) -> Result<Option<(ApiRecord, T)>, ControlError>
-    + Send
-    + 'static,
-) -> Result<Option<(Arc<crate::settings::Live>, T)>, ControlError> {
+    change: impl FnOnce(&Live) -> Result<Option<(ApiRecord, T)>, ControlError> + Send + 'static,
+) -> Result<Option<(Arc<Live>, T)>, ControlError> {
     let _turn = state.reconfiguring.lock().await;
-    let state2 = state.clone();
+    let Some((live, record, settings, written)) = build(&state, change).await? else {
+        return Ok(None);
+    };
+    store_record(&state, &live, &record).await?;
+    state.swap_live(settings.live);
+    state.connections.broadcast(Out::Recheck);
+    tracing::info!(
+        api_id = live.api_id(),
+        "configuration changed through the control plane"
+    );
+    Ok(Some((state.live(), written)))
+}
+
+/// Applies a record another node stored (cluster mode); nothing when it is the one in force.
+pub async fn adopt_record(state: Arc<State>, record: ApiRecord) -> Result<(), ControlError> {
+    let _turn = state.reconfiguring.lock().await;
+    let built = build(&state, move |live| {
+        Ok((*live.record != record).then_some((record, ())))
+    })
+    .await?;
+    if let Some((live, _, settings, ())) = built {
+        state.swap_live(settings.live);
+        state.connections.broadcast(Out::Recheck);
+        tracing::info!(
+            api_id = live.api_id(),
+            "configuration changed on another node"
+        );
+    }
+    Ok(())
+}
+
+type Built<T> = Option<(Arc<Live>, ApiRecord, Settings, T)>;
+
+/// Builds the settings a change makes, on a blocking thread (handler code compiles).
+async fn build<T: Send + 'static>(
+    state: &Arc<State>,
+    change: impl FnOnce(&Live) -> Result<Option<(ApiRecord, T)>, ControlError> + Send + 'static,
+) -> Result<Built<T>, ControlError> {
+    let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let live = state2.live();
+        let live = state.live();
         let Some((record, written)) = change(&live)? else {
             return Ok(None);
         };
         let settings = Settings::build_with((*live.file).clone(), record.clone())
             .map_err(|e| ControlError::Invalid(e.problems.join("; ")))?;
-        if !state2.fixed.changed(&settings.fixed).is_empty() {
+        if !state.fixed.changed(&settings.fixed).is_empty() {
             return Err(ControlError::Invalid(
                 "the change needs a restart of the server".into(),
             ));
         }
-        // Every API's record lives in the server's data directory.
-        store::save(&live.file.data_dir, live.api_id(), &record).map_err(|e| {
-            tracing::error!(error = %e, "control plane change not stored");
-            ControlError::NotStored(e.to_string())
-        })?;
-        state2.swap_live(settings.live);
-        state2.connections.broadcast(Out::Recheck);
-        tracing::info!("configuration changed through the control plane");
-        Ok(Some((state2.live(), written)))
+        Ok(Some((live, record, settings, written)))
     })
     .await
     .map_err(|e| {
         tracing::error!(error = %e, "control plane change interrupted");
         ControlError::Internal
     })?
+}
+
+/// Stores an API's record: in the cluster's bucket, else in the server's data directory.
+pub async fn store_record(
+    state: &State,
+    live: &Live,
+    record: &ApiRecord,
+) -> Result<(), ControlError> {
+    let stored = match &state.records {
+        Some(records) => records
+            .put(live.api_id(), record)
+            .await
+            .map_err(|e| e.to_string()),
+        None => {
+            let (dir, id, record) = (
+                live.file.data_dir.clone(),
+                live.api_id().to_owned(),
+                record.clone(),
+            );
+            tokio::task::spawn_blocking(move || store::save(&dir, &id, &record))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        }
+    };
+    stored.map_err(|e| {
+        tracing::error!(error = %e, "control plane change not stored");
+        ControlError::NotStored(e)
+    })
 }

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::{Refusal, Ticket};
 use crate::api::Apis;
 use crate::config::{Config, ConfigError, ReloadSource};
+use crate::control::replicated::Records;
 use crate::deployment::BackplaneError;
 use crate::reload::ReloadError;
 use crate::settings::Settings;
@@ -73,20 +74,34 @@ impl Server {
     /// Checks and builds the configuration, sets up TLS, starts the backplane (embedded or
     /// cluster) and binds the port.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        // What the control plane created is served beside the file's.
-        let record = crate::control::store::load(&config.data_dir, &config.control_plane.api_id)?
-            .without_deleted_keys(crate::time::now_unix());
+        // What the control plane created is served beside the file's: kept in the data
+        // directory, or in cluster mode in NATS (read once the backplane is up).
+        let record = if config.cluster.enabled() {
+            Default::default()
+        } else {
+            crate::control::store::load(&config.data_dir, &config.control_plane.api_id)?
+                .without_deleted_keys(crate::time::now_unix())
+        };
         let Settings { fixed, live } = Settings::build_with(config, record)?;
         let (tls, dev_tls) = fixed.tls.acceptor(&fixed.data_dir)?;
         let addr = fixed.listen;
         let backplane = crate::deployment::start(&fixed).await?;
-        let state = Arc::new(State::new(
+        let mut state = State::new(
             fixed,
             live,
             backplane.broker,
             backplane.history,
             backplane.outbound,
-        ));
+        );
+        // In cluster mode the control plane's records are the cluster's, in NATS.
+        if let Some(nats) = &backplane.nats {
+            let cluster = &state.fixed.cluster;
+            let records = Records::open(nats.clone(), cluster.prefix(), cluster.history_replicas)
+                .await
+                .map_err(crate::api::OpenError::Replicated)?;
+            state.records = Some(Arc::new(records));
+        }
+        let state = Arc::new(state);
         if let Some(nats) = backplane.nats {
             crate::presence::cluster::start(
                 &state.presence,
@@ -96,7 +111,10 @@ impl Server {
             );
         }
         let apis = Arc::new(Apis::default());
-        apis.open_stored(&state).await?;
+        match state.records.clone() {
+            Some(records) => crate::api::follow(&state, &apis, records).await?,
+            None => apis.open_stored(&state).await?,
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| StartError::Bind { addr, error })?;

@@ -44,6 +44,8 @@ pub struct State {
     /// Held while the live settings are rebuilt (a reload, a control-plane write), so that
     /// one never swaps in settings built before the other's.
     pub reconfiguring: tokio::sync::Mutex<()>,
+    /// Cluster mode: the control plane's records in NATS, shared by every API of the node.
+    pub records: Option<Arc<crate::control::replicated::Records>>,
 }
 
 impl State {
@@ -84,6 +86,7 @@ impl State {
             fixed,
             admin_failures: Default::default(),
             reconfiguring: tokio::sync::Mutex::new(()),
+            records: None,
         }
     }
 

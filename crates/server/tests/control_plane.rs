@@ -4,6 +4,8 @@
 //! unknown APIs, bad signatures, conflicts and what the file owns.
 
 mod common;
+#[path = "../../history/tests/support/nats.rs"]
+mod nats;
 
 use common::{Client, TestServer, config, http, start};
 use herald_server::Config;
@@ -735,4 +737,92 @@ async fn create_api_checks_what_it_is_given() {
     .await;
     assert_eq!(r.error_type.as_deref(), Some("BadRequestException"));
     s.stop().await;
+}
+
+/// Two nodes of one cluster (their own NATS server), each with its own data directory.
+#[tokio::test]
+async fn in_a_cluster_an_api_created_on_one_node_serves_on_the_other() {
+    let nats = nats::Nats::start(nats::free_port());
+    let node = |dir: &std::path::Path| {
+        let mut c = stored_config(dir);
+        c.cluster.nats_url = nats.url();
+        c.cluster.subject_prefix = format!("herald-cp-{}", nats.port);
+        c
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(node(dir_a.path())).await;
+    let b = start(node(dir_b.path())).await;
+
+    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
+    let r = write(
+        &a,
+        "POST",
+        "/v2/apis",
+        json!({"name": "shared", "eventConfig": event_config}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
+    let r = write(
+        &a,
+        "POST",
+        &format!("/v2/apis/{id}/channelNamespaces"),
+        json!({"name": "room"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = write(&a, "POST", &format!("/v1/apis/{id}/apikeys"), json!({})).await;
+    let key = r.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    let made = std::time::Instant::now();
+
+    // Node B serves it, with the namespace and key made on A, within moments.
+    let event_path = format!("/apis/{id}/event");
+    let deadline = made + std::time::Duration::from_secs(10);
+    while post_to(&b, &event_path, &key, "/room/x", "0").await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never served the API made on A"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!("served on the other node after {:?}", made.elapsed());
+
+    // An event published on B reaches a subscriber of the same API on A, and only it.
+    let mut on_a = client_of(&a, &id, &key).await;
+    let ok = subscribe_with(&mut on_a, "s", "/room/x", &key).await;
+    assert_eq!(ok["type"], "subscribe_success", "{ok}");
+    assert_eq!(
+        post_to(&b, &event_path, &key, "/room/x", "\"across\"").await,
+        200
+    );
+    assert_eq!(on_a.recv().await["event"], "\"across\"");
+
+    // A namespace made on the file's API on B serves on A; deleting the API on B ends it on A.
+    let r = write(&b, "POST", NAMESPACES, json!({"name": "late"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while post_to(&a, "/event", common::KEY, "/late/x", "1").await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never served the namespace made on B"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        admin(&b, "DELETE", &format!("/v2/apis/{id}")).await.status,
+        200
+    );
+    assert!(on_a.closed().await.is_some());
+    assert_eq!(post_to(&a, &event_path, &key, "/room/x", "2").await, 404);
+
+    // A node started later serves what the cluster holds.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = start(node(dir_c.path())).await;
+    assert_eq!(
+        post_to(&c, "/event", common::KEY, "/late/x", "3").await,
+        200
+    );
+    for s in [a, b, c] {
+        s.stop().await;
+    }
 }

@@ -67,6 +67,10 @@ impl StoredApi {
         c.namespaces = Vec::new();
         c.may_have_no_namespaces = true;
         c.control_plane.api_id = self.api_id.clone();
+        // Its own subjects, streams and buckets in NATS, beside the file API's.
+        if c.cluster.enabled() {
+            c.cluster.subject_prefix = format!("{}.api.{}", server.cluster.prefix(), self.api_id);
+        }
         c.control_plane.name = Some(self.name.clone());
         let auth = &mut c.auth;
         auth.api_keys = Vec::new();

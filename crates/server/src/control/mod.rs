@@ -23,6 +23,7 @@ pub mod definition;
 pub mod error;
 pub mod model;
 pub mod operation;
+pub mod replicated;
 pub mod store;
 
 use std::collections::HashSet;

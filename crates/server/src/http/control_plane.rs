@@ -105,17 +105,6 @@ fn json_of(reply: &impl serde::Serialize) -> Result<Vec<u8>, ControlError> {
     serde_json::to_vec(reply).map_err(|_| ControlError::Internal)
 }
 
-fn refuse_in_cluster(state: &State) -> Result<(), ControlError> {
-    if state.fixed.cluster.enabled() {
-        // Each node keeps its own data directory: a write on one would not reach the others.
-        return Err(ControlError::Unsupported {
-            operation: "A write",
-            why: "in cluster mode the control plane is read-only (change the configuration file and reload every node)",
-        });
-    }
-    Ok(())
-}
-
 /// `CreateApi`: a new API under a new id, serving at once and stored.
 async fn create_api(
     file: &Arc<State>,
@@ -123,7 +112,6 @@ async fn create_api(
     body: Bytes,
     host: &str,
 ) -> Result<Vec<u8>, ControlError> {
-    refuse_in_cluster(file)?;
     let _turn = file.reconfiguring.lock().await;
     let live = file.live();
     let max = live.control.as_ref().map_or(0, |c| c.max_apis());
@@ -145,10 +133,9 @@ async fn create_api(
         .open(file, record.clone())
         .await
         .map_err(|e| ControlError::Invalid(e.to_string()))?;
-    if let Err(e) = store::save(&file.fixed.data_dir, &api_id, &record) {
-        tracing::error!(error = %e, "created API not stored");
+    if let Err(e) = crate::reload::store_record(&state, &state.live(), &record).await {
         apis.remove(&api_id);
-        return Err(ControlError::NotStored(e.to_string()));
+        return Err(e);
     }
     let api = state
         .live()
@@ -173,7 +160,6 @@ async fn update_api(
             "this API is the configuration file's: change it there".into(),
         ));
     }
-    refuse_in_cluster(file)?;
     let applied = crate::reload::apply_record(target, move |live| {
         let old = live.record.api.as_ref().ok_or(ControlError::Internal)?;
         let api = change::updated_api(&body, old)?;
@@ -205,11 +191,14 @@ async fn delete_api(
             "this API is the configuration file's: it cannot be deleted".into(),
         ));
     }
-    refuse_in_cluster(file)?;
     let _turn = file.reconfiguring.lock().await;
-    store::remove(&file.fixed.data_dir, api_id).map_err(|e| {
+    let removed = match &file.records {
+        Some(records) => records.delete(api_id).await.map_err(|e| e.to_string()),
+        None => store::remove(&file.fixed.data_dir, api_id).map_err(|e| e.to_string()),
+    };
+    removed.map_err(|e| {
         tracing::error!(error = %e, "deleted API's record not removed");
-        ControlError::NotStored(e.to_string())
+        ControlError::NotStored(e)
     })?;
     apis.remove(api_id);
     Ok(b"{}".to_vec())
@@ -221,7 +210,6 @@ async fn write(
     parts: &hyper::http::request::Parts,
     body: Bytes,
 ) -> Result<Vec<u8>, ControlError> {
-    refuse_in_cluster(state)?;
     let (method, path, query) = (
         parts.method.to_string(),
         parts.uri.path().to_owned(),
