@@ -826,3 +826,91 @@ async fn in_a_cluster_an_api_created_on_one_node_serves_on_the_other() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn two_apis_keep_their_handlers_and_history_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file's API: `chat` keeps history; `shout` upper-cases through its handler.
+    let mut c = common::history_config(dir.path(), None);
+    c.control_plane = control_config().control_plane;
+    let mut shout = NamespaceConfig::named("shout");
+    shout.handlers = Some(herald_handler::HandlerConfig {
+        code: Some("export function onPublish(ctx) { return ctx.events.map(e => ({...e, payload: String(e.payload).toUpperCase()})); }".into()),
+        ..Default::default()
+    });
+    c.namespaces.push(shout);
+    let s = start(c).await;
+    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
+    let r = write(
+        &s,
+        "POST",
+        "/v2/apis",
+        json!({"name": "other", "eventConfig": event_config}),
+    )
+    .await;
+    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
+    for name in ["chat", "shout"] {
+        let r = write(
+            &s,
+            "POST",
+            &format!("/v2/apis/{id}/channelNamespaces"),
+            json!({"name": name}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = write(&s, "POST", &format!("/v1/apis/{id}/apikeys"), json!({})).await;
+    let key = r.body["apiKey"]["id"].as_str().unwrap().to_owned();
+
+    // Same channels in both APIs: each API's own handler (or none) runs.
+    let mut ours = Client::ready(&s).await;
+    ours.subscribe("o", "/shout/x").await;
+    let mut theirs = client_of(&s, &id, &key).await;
+    subscribe_with(&mut theirs, "t", "/shout/x", &key).await;
+    assert_eq!(
+        post_to(&s, "/event", common::KEY, "/shout/x", "\"a\"").await,
+        200
+    );
+    assert_eq!(
+        post_to(&s, &format!("/apis/{id}/event"), &key, "/shout/x", "\"b\"").await,
+        200
+    );
+    assert_eq!(ours.recv().await["event"], "\"A\"");
+    assert_eq!(theirs.recv().await["event"], "\"b\"");
+
+    // History: the file's `chat` keeps what was published to it; the other API's `chat` neither
+    // keeps its own events nor shows the file API's.
+    assert_eq!(
+        post_to(&s, "/event", common::KEY, "/chat/room", "\"kept\"").await,
+        200
+    );
+    assert_eq!(
+        post_to(
+            &s,
+            &format!("/apis/{id}/event"),
+            &key,
+            "/chat/room",
+            "\"other\""
+        )
+        .await,
+        200
+    );
+    let read = |path: String, key: String| {
+        let s = &s;
+        async move {
+            let (status, _, body) = http(s, "GET", &path, &[("x-api-key", &key)], b"").await;
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = read(
+        "/event/history?channel=/chat/room".into(),
+        common::KEY.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("kept") && !body.contains("other"), "{body}");
+    let (status, body) = read(format!("/apis/{id}/event/history?channel=/chat/room"), key).await;
+    assert_ne!(status, 200, "{body}");
+    assert!(!body.contains("kept"), "{body}");
+    s.stop().await;
+}
