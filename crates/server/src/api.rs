@@ -262,7 +262,7 @@ pub fn route<'a>(host: Option<&'a str>, path: &'a str) -> Route<'a> {
         if !api_id.is_empty() {
             return Route::Api {
                 api_id,
-                path: if tail.is_empty() { "/" } else { tail },
+                path: tail,
                 prefixed: true,
             };
         }
@@ -300,7 +300,7 @@ mod tests {
             api(Some("localhost:8080"), "/apis/abc/event/realtime"),
             Some(("abc", "/event/realtime"))
         );
-        assert_eq!(api(None, "/apis/abc"), Some(("abc", "/")));
+        assert_eq!(api(None, "/apis/abc"), Some(("abc", "")));
         assert_eq!(api(None, "/apis/"), None);
         assert_eq!(api(None, "/event"), None);
         assert_eq!(

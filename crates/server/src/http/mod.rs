@@ -46,26 +46,29 @@ pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) 
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
-    let (state, path) = match crate::api::route(host, req.uri().path()) {
-        Route::Default => (state, req.uri().path().to_owned()),
+    // Where the path within the API starts: after `/apis/{apiId}` when the path names it.
+    let full = req.uri().path();
+    let (state, skip) = match crate::api::route(host, full) {
+        Route::Default => (state, 0),
         Route::Api {
             api_id,
             path,
             prefixed,
         } => {
+            let skip = full.len() - path.len().min(full.len());
             if api_id == state.live().api_id() {
-                (state, path.to_owned())
+                (state, skip)
             } else if let Some(api) = apis.get(api_id) {
-                (api, path.to_owned())
+                (api, skip)
             } else if prefixed {
                 let message = format!("no API {api_id:?} on this server");
                 return errors(StatusCode::NOT_FOUND, bad_request(message)).map(Either::Left);
             } else {
-                (state, req.uri().path().to_owned())
+                (state, 0)
             }
         }
     };
-    let path = path.as_str();
+    let path = req.uri().path().get(skip..).unwrap_or_default();
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -85,7 +88,7 @@ pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) 
             Ok(r) => r.map(Either::Right),
             Err(e) => error(e).map(Either::Left),
         },
-        _ => route(&state, req, path).await.map(Either::Left),
+        _ => route(&state, req, skip).await.map(Either::Left),
     };
     if let Some(origin) = origin {
         state.live().cors.apply(&origin, response.headers_mut());
@@ -94,8 +97,9 @@ pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) 
     response
 }
 
-/// Routes a request answered whole; `path` is within its API.
-async fn route(state: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<Body> {
+/// Routes a request answered whole; its path within the API starts at byte `skip`.
+async fn route(state: &Arc<State>, req: Request<Incoming>, skip: usize) -> Response<Body> {
+    let path = req.uri().path().get(skip..).unwrap_or_default();
     match (req.method(), path) {
         (&Method::POST, "/event") => publish::publish(state, req).await,
         (&Method::POST, "/event/stream/token") => stream::token(state, req).await,
