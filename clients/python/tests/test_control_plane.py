@@ -283,18 +283,21 @@ def test_boto3_manages_keys_and_a_deleted_key_is_refused(herald: Herald) -> None
         client.delete_api_key(apiId=CONTROL_API_ID, id=key["id"])
 
 
+API_KEY_ONLY = {
+    key: [{"authType": "API_KEY"}]
+    for key in (
+        "authProviders",
+        "connectionAuthModes",
+        "defaultPublishAuthModes",
+        "defaultSubscribeAuthModes",
+    )
+}
+
+
 def test_boto3_creates_an_api_that_serves_apart_from_the_first(herald: Herald) -> None:
     client = appsync(herald)
-    modes = [{"authType": "API_KEY"}]
     api = client.create_api(
-        name="boto3 second",
-        tags={"team": "python"},
-        eventConfig={
-            "authProviders": modes,
-            "connectionAuthModes": modes,
-            "defaultPublishAuthModes": modes,
-            "defaultSubscribeAuthModes": modes,
-        },
+        name="boto3 second", tags={"team": "python"}, eventConfig=API_KEY_ONLY
     )["api"]
     api_id = api["apiId"]
     try:
@@ -320,16 +323,9 @@ def test_boto3_creates_an_api_that_serves_apart_from_the_first(herald: Herald) -
 
         with pytest.raises(UnauthorizedError):
             asyncio.run(first_key_there())
-        renamed = client.update_api(
-            apiId=api_id,
-            name="boto3 renamed",
-            eventConfig={
-                "authProviders": modes,
-                "connectionAuthModes": modes,
-                "defaultPublishAuthModes": modes,
-                "defaultSubscribeAuthModes": modes,
-            },
-        )["api"]
+        renamed = client.update_api(apiId=api_id, name="boto3 renamed", eventConfig=API_KEY_ONLY)[
+            "api"
+        ]
         assert renamed["name"] == "boto3 renamed"
     finally:
         client.delete_api(apiId=api_id)

@@ -230,9 +230,7 @@ const KV_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SharedKeys {
     client: async_nats::Client,
     bucket: String,
-    /// The bucket's stream, as JetStream key-value buckets are laid out (`KV_<bucket>` on
-    /// `$KV.<bucket>.>`). Built here rather than by `create_key_value`, which first asks for
-    /// account details that NATS servers before 2.10 answer in a shape the client rejects.
+    /// The bucket's stream (`bucket::kv_stream`).
     stream: jetstream::stream::Config,
     /// Opened on first use; shared by the claims, which outlive a request when released late.
     store: OnceCell<Arc<kv::Store>>,
@@ -287,20 +285,12 @@ impl SharedKeys {
             return None;
         }
         let bucket = bucket_name(prefix);
-        let stream = jetstream::stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("Herald: idempotency keys of recent publishes".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: window,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas.max(1),
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: jetstream::stream::DiscardPolicy::New,
-            ..Default::default()
-        };
+        let stream = crate::bucket::kv_stream(
+            &bucket,
+            "Herald: idempotency keys of recent publishes",
+            replicas,
+            window,
+        );
         Some(SharedKeys {
             client,
             bucket,

@@ -24,6 +24,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod bucket;
 pub mod config;
 pub mod connection;
 pub mod control;

@@ -5,7 +5,7 @@
 // live server, and a delete ends the API. This file starts its own Herald.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,8 +14,8 @@ import { after, before, test } from 'node:test';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
 
-import { HeraldProcess, freePort } from '../herald-process.mjs';
-import { API_KEY, amplifyConfig, assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
+import { startControlHerald } from './control-world.mjs';
+import { amplifyConfig, assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const AWS_CLI = process.env.AWS_CLI ?? path.resolve(here, '../../../target/python-venv/bin/aws');
@@ -23,37 +23,18 @@ const T = 10_000;
 const TEST = { timeout: 60_000 };
 const ADMIN = { AWS_ACCESS_KEY_ID: 'AKIDAWSCLIADMIN', AWS_SECRET_ACCESS_KEY: 'aws-cli-admin-secret-0123456789' };
 
+let world;
 let herald;
-let dataDir;
 
 before(async () => {
   if (!existsSync(AWS_CLI)) {
     throw new Error(`the AWS CLI is not at ${AWS_CLI}: run scripts/test (which installs it), or pip install awscli and set AWS_CLI`);
   }
-  dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-amplify-awscli-'));
-  cpSync(process.env.HERALD_TEST_DEV_TLS_DIR, path.join(dataDir, 'dev-tls'), { recursive: true });
-  const configPath = path.join(dataDir, 'herald.toml');
-  writeFileSync(
-    configPath,
-    `# Written by tests/amplify/test/aws-cli.test.mjs
-[[control_plane.access_keys]]
-access_key_id = "${ADMIN.AWS_ACCESS_KEY_ID}"
-secret_access_key = "${ADMIN.AWS_SECRET_ACCESS_KEY}"
-
-[[namespaces]]
-name = "default"
-`,
-  );
-  herald = new HeraldProcess({ bin: process.env.HERALD_TEST_BIN, port: await freePort(), apiKey: API_KEY, dataDir, configPath });
-  process.on('exit', () => herald.killSync());
-  await herald.start();
+  world = await startControlHerald('aws-cli', { accessKeyId: ADMIN.AWS_ACCESS_KEY_ID, secretAccessKey: ADMIN.AWS_SECRET_ACCESS_KEY });
+  herald = world.herald;
 });
 
-after(async () => {
-  await events.closeAll().catch(() => {});
-  await herald?.stop();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
+after(async () => world?.stop());
 
 /** `aws appsync ARGS…` against this Herald, with only the administrator's credentials. */
 function aws(...args) {

@@ -5,7 +5,7 @@
 // starts its own Herald.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,45 +14,29 @@ import { after, before, test } from 'node:test';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
 
-import { HeraldProcess, freePort } from '../herald-process.mjs';
-import { API_KEY, amplifyConfig, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
+import { startControlHerald } from './control-world.mjs';
+import { amplifyConfig, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const T = 10_000;
 const TEST = { timeout: 60_000 };
 const ADMIN = { AWS_ACCESS_KEY_ID: 'AKIDCDKADMIN', AWS_SECRET_ACCESS_KEY: 'cdk-admin-secret-0123456789' };
 
+let world;
 let herald;
-let dataDir;
 let outDir;
 
 before(async () => {
-  dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-amplify-cdk-'));
-  cpSync(process.env.HERALD_TEST_DEV_TLS_DIR, path.join(dataDir, 'dev-tls'), { recursive: true });
-  const configPath = path.join(dataDir, 'herald.toml');
-  writeFileSync(
-    configPath,
-    `# Written by tests/amplify/test/cdk.test.mjs
-[[control_plane.access_keys]]
-access_key_id = "${ADMIN.AWS_ACCESS_KEY_ID}"
-secret_access_key = "${ADMIN.AWS_SECRET_ACCESS_KEY}"
-
-[[namespaces]]
-name = "default"
-`,
-  );
-  herald = new HeraldProcess({ bin: process.env.HERALD_TEST_BIN, port: await freePort(), apiKey: API_KEY, dataDir, configPath });
-  process.on('exit', () => herald.killSync());
-  await herald.start();
+  world = await startControlHerald('cdk', { accessKeyId: ADMIN.AWS_ACCESS_KEY_ID, secretAccessKey: ADMIN.AWS_SECRET_ACCESS_KEY });
+  herald = world.herald;
   // `cdk synth` without the CLI: the app synthesizes itself.
   outDir = mkdtempSync(path.join(os.tmpdir(), 'herald-cdk-out-'));
   execFileSync(process.execPath, [path.join(here, '..', 'cdk', 'app.mjs'), outDir], { stdio: 'inherit' });
 });
 
 after(async () => {
-  await events.closeAll().catch(() => {});
-  await herald?.stop();
-  for (const d of [dataDir, outDir]) if (d) rmSync(d, { recursive: true, force: true });
+  await world?.stop();
+  if (outDir) rmSync(outDir, { recursive: true, force: true });
 });
 
 /** `herald apply TEMPLATE` against this Herald; its exit status, stdout and stderr. */

@@ -4,16 +4,13 @@
 // connects with the created key, subscribes and publishes through the created handler. Deleting
 // the key takes effect on the running server. This file starts its own Herald.
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { signRequest } from '@aws-amplify/core/internals/aws-client-utils';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
 
-import { HeraldProcess, freePort } from '../herald-process.mjs';
+import { startControlHerald } from './control-world.mjs';
 import { API_KEY, amplifyConfig, assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
 
 const T = 10_000;
@@ -21,37 +18,15 @@ const TEST = { timeout: 40_000 };
 const ADMIN = { accessKeyId: 'AKIDAMPLIFYADMIN', secretAccessKey: 'amplify-admin-secret-0123456789' };
 const API_ID = 'amplify-api';
 
+let world;
 let herald;
-let dataDir;
 
 before(async () => {
-  dataDir = mkdtempSync(path.join(os.tmpdir(), 'herald-amplify-control-'));
-  cpSync(process.env.HERALD_TEST_DEV_TLS_DIR, path.join(dataDir, 'dev-tls'), { recursive: true });
-  const configPath = path.join(dataDir, 'herald.toml');
-  writeFileSync(
-    configPath,
-    `# Written by tests/amplify/test/control-plane.test.mjs
-[control_plane]
-api_id = "${API_ID}"
-
-[[control_plane.access_keys]]
-access_key_id = "${ADMIN.accessKeyId}"
-secret_access_key = "${ADMIN.secretAccessKey}"
-
-[[namespaces]]
-name = "default"
-`,
-  );
-  herald = new HeraldProcess({ bin: process.env.HERALD_TEST_BIN, port: await freePort(), apiKey: API_KEY, dataDir, configPath });
-  process.on('exit', () => herald.killSync());
-  await herald.start();
+  world = await startControlHerald('control-plane', ADMIN, `[control_plane]\napi_id = "${API_ID}"\n`);
+  herald = world.herald;
 });
 
-after(async () => {
-  await events.closeAll().catch(() => {});
-  await herald?.stop();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
+after(async () => world?.stop());
 
 /** One control-plane call, signed for the service `appsync` as the AWS SDKs sign it. */
 async function control(method, pathname, body) {

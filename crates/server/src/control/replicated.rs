@@ -58,19 +58,12 @@ impl Records {
     ) -> Result<Records, ReplicatedError> {
         let bucket = bucket_name(prefix);
         let js = jetstream::new(client);
-        let config = jetstream::stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("Herald: the control plane's APIs, namespaces and keys".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas.max(1),
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: jetstream::stream::DiscardPolicy::New,
-            ..Default::default()
-        };
+        let config = crate::bucket::kv_stream(
+            &bucket,
+            "Herald: the control plane's APIs, namespaces and keys",
+            replicas,
+            Duration::ZERO,
+        );
         let open = async {
             js.create_or_update_stream(config)
                 .await

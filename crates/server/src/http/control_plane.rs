@@ -16,6 +16,7 @@ use crate::api::Apis;
 use crate::control::operation::{self, Operation};
 use crate::control::store::{self, ApiRecord};
 use crate::control::{ControlError, change, model};
+use crate::settings::Live;
 use crate::state::State;
 
 /// Largest control-plane request body read (a namespace's code is at most 32 KiB).
@@ -137,13 +138,15 @@ async fn create_api(
         apis.remove(&api_id);
         return Err(e);
     }
-    let api = state
-        .live()
-        .control
-        .as_ref()
-        .ok_or(ControlError::Internal)?
-        .api_at(host);
-    json_of(&model::GetApi { api })
+    api_reply(&state.live(), host)
+}
+
+/// `{"api": …}` as the settings' control plane shows it at `host`.
+fn api_reply(live: &Live, host: &str) -> Result<Vec<u8>, ControlError> {
+    let control = live.control.as_ref().ok_or(ControlError::Internal)?;
+    json_of(&model::GetApi {
+        api: control.api_at(host),
+    })
 }
 
 /// `UpdateApi`: a created API's name and `eventConfig`, applied like any change.
@@ -171,12 +174,7 @@ async fn update_api(
     })
     .await?;
     let (live, ()) = applied.ok_or(ControlError::Internal)?;
-    let api = live
-        .control
-        .as_ref()
-        .ok_or(ControlError::Internal)?
-        .api_at(host);
-    json_of(&model::GetApi { api })
+    api_reply(&live, host)
 }
 
 /// `DeleteApi`: a created API stops serving (its connections closed) and its record is removed.
