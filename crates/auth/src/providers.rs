@@ -31,6 +31,9 @@ pub enum Credential<'a> {
         fields: &'a [(&'a str, &'a str)],
         /// The publish frame's events, decoded; empty for connect and subscribe.
         events: &'a [&'a str],
+        /// The API's HTTP path, which SigV4 clients sign the synthetic request at: `/event`,
+        /// or `/apis/{apiId}/event` where a path names the API.
+        path: &'a str,
     },
     /// HTTP `POST /event`: the request head and the exact body bytes.
     Http {
@@ -236,14 +239,18 @@ impl Providers {
         let now = SystemTime::now();
         match req.credential {
             Credential::Http { parts, body } => iam.verify_http(parts, body, access, now),
-            Credential::WebSocket { fields, events } => {
+            Credential::WebSocket {
+                fields,
+                events,
+                path,
+            } => {
                 let channel = req.channel.unwrap_or("");
                 let body = match req.operation {
                     Operation::Connect => sigv4::connect_body().to_owned(),
                     Operation::Subscribe => sigv4::subscribe_body(channel),
                     Operation::Publish => sigv4::publish_body(channel, events),
                 };
-                iam.verify_ws_fields(fields.iter().copied(), body.as_bytes(), access, now)
+                iam.verify_ws_fields_at(path, fields.iter().copied(), body.as_bytes(), access, now)
             }
         }
     }

@@ -244,7 +244,11 @@ fn ws<'a>(
         operation: op,
         namespace: channel.and_then(|c| c.trim_start_matches('/').split('/').next()),
         channel,
-        credential: Credential::WebSocket { fields, events },
+        credential: Credential::WebSocket {
+            fields,
+            events,
+            path: "/event",
+        },
         request_id: "r1",
         request_headers: headers,
     }

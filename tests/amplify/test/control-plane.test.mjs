@@ -10,6 +10,7 @@ import { signRequest } from '@aws-amplify/core/internals/aws-client-utils';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
 
+import { IAM_ALL, eventsConfig, roundTrip, staticCredentialsOptions } from './auth-world.mjs';
 import { startControlHerald } from './control-world.mjs';
 import { API_KEY, amplifyConfig, assertPostError, subscribeInbox, uniqueSegment, withTimeout } from './helpers.mjs';
 
@@ -22,7 +23,20 @@ let world;
 let herald;
 
 before(async () => {
-  world = await startControlHerald('control-plane', ADMIN, `[control_plane]\napi_id = "${API_ID}"\n`);
+  // An AWS_IAM provider in the file, whose keys an API created with AWS_IAM uses.
+  const toml = `[control_plane]
+api_id = "${API_ID}"
+
+[[auth.providers]]
+auth_type = "AWS_IAM"
+
+[[auth.providers.keys]]
+access_key_id = "${IAM_ALL.accessKeyId}"
+secret_access_key = "${IAM_ALL.secretAccessKey}"
+principal = "amplify-all"
+actions = ["EventConnect", "EventPublish", "EventSubscribe"]
+`;
+  world = await startControlHerald('control-plane', ADMIN, toml);
   herald = world.herald;
 });
 
@@ -112,4 +126,24 @@ test('an API created through the control plane serves Amplify at its own endpoin
   });
   const del = await control('DELETE', `/v2/apis/${apiId}`);
   assert.equal(del.status, 200, JSON.stringify(del.body));
+});
+
+test('an API created with AWS_IAM serves Amplify signing at its /apis/{apiId}/event endpoint', TEST, async () => {
+  const modes = [{ authType: 'AWS_IAM' }];
+  const made = await control('POST', '/v2/apis', {
+    name: 'signed',
+    eventConfig: { authProviders: modes, connectionAuthModes: modes, defaultPublishAuthModes: modes, defaultSubscribeAuthModes: modes },
+  });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  const apiId = made.body.api.apiId;
+  assert.equal((await control('POST', `/v2/apis/${apiId}/channelNamespaces`, { name: 'default' })).status, 200);
+  // Amplify signs the connect, subscribe and publish at the endpoint's own path.
+  Amplify.configure(eventsConfig(`http://127.0.0.1:${herald.port}/apis/${apiId}/event`, 'iam'), staticCredentialsOptions(() => IAM_ALL));
+  try {
+    await roundTrip({ events, label: 'iam on a created API' });
+  } catch (e) {
+    throw new Error(`${e.message}\nherald log:\n${herald.logTail()}`);
+  }
+  await events.closeAll();
+  assert.equal((await control('DELETE', `/v2/apis/${apiId}`)).status, 200);
 });

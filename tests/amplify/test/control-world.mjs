@@ -27,7 +27,15 @@ secret_access_key = "${admin.secretAccessKey}"
 name = "default"
 `,
   );
-  const herald = new HeraldProcess({ bin: process.env.HERALD_TEST_BIN, port: await freePort(), apiKey: API_KEY, dataDir, configPath });
+  const herald = new HeraldProcess({
+    bin: process.env.HERALD_TEST_BIN,
+    port: await freePort(),
+    apiKey: API_KEY,
+    dataDir,
+    configPath,
+    // Refusal reasons go to the log (herald.log in the data dir) for failure reports.
+    env: { RUST_LOG: 'info,herald_server::auth=debug' },
+  });
   process.on('exit', () => herald.killSync());
   await herald.start();
   return {

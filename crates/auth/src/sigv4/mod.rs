@@ -254,8 +254,21 @@ impl SigV4Verifier {
         access: Access<'_>,
         now: SystemTime,
     ) -> Result<Identity, AuthError> {
+        self.verify_ws_fields_at("/event", fields, body, access, now)
+    }
+
+    /// [`SigV4Verifier::verify_ws_fields`] for an API whose HTTP path is `path` (clients sign
+    /// the synthetic request at the endpoint they were given, e.g. `/apis/{apiId}/event`).
+    pub fn verify_ws_fields_at<'a>(
+        &self,
+        path: &str,
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: &[u8],
+        access: Access<'_>,
+        now: SystemTime,
+    ) -> Result<Identity, AuthError> {
         let headers = fields.into_iter().map(|(k, v)| (k, v.as_bytes())).collect();
-        self.verify(&ws_request(headers, body), access, now)
+        self.verify(&ws_request(headers, body, path), access, now)
     }
 
     /// Like [`SigV4Verifier::verify_ws`], for clients (Swift, Kotlin) that send the auth fields as
@@ -273,7 +286,11 @@ impl SigV4Verifier {
             operation: Operation::Connect,
             namespace: None,
         };
-        self.verify(&ws_request(headers, connect_body().as_bytes()), access, now)
+        self.verify(
+            &ws_request(headers, connect_body().as_bytes(), "/event"),
+            access,
+            now,
+        )
     }
 
     /// Verifies any signed request. The building block of the other `verify_*` methods.
@@ -439,10 +456,14 @@ fn http_request<'a>(parts: &'a http::request::Parts, body: &'a [u8]) -> SignedRe
     }
 }
 
-fn ws_request<'a>(headers: Vec<(&'a str, &'a [u8])>, body: &'a [u8]) -> SignedRequest<'a> {
+fn ws_request<'a>(
+    headers: Vec<(&'a str, &'a [u8])>,
+    body: &'a [u8],
+    path: &'a str,
+) -> SignedRequest<'a> {
     SignedRequest {
         method: "POST",
-        path: "/event",
+        path,
         query: "",
         headers,
         body,

@@ -82,6 +82,9 @@ impl Action<'_> {
     }
 }
 
+/// The HTTP path of an API reached without a path prefix.
+pub const DEFAULT_EVENT_PATH: &str = "/event";
+
 /// How the credential arrived.
 #[derive(Debug, Clone, Copy)]
 pub enum Presented<'a> {
@@ -90,6 +93,8 @@ pub enum Presented<'a> {
     Fields {
         fields: &'a AuthFields,
         events: &'a [Event<'a>],
+        /// The API's HTTP path, which SigV4 signs at (`herald_auth::Credential::WebSocket`).
+        path: &'a str,
     },
     /// HTTP: the head and exact body (SigV4 signs the real request).
     Http {
@@ -100,11 +105,17 @@ pub enum Presented<'a> {
 }
 
 impl<'a> Presented<'a> {
-    /// Credentials with no events to sign (connect, subscribe).
+    /// Credentials with no events to sign (connect, subscribe), at `/event`.
     pub fn fields(fields: &'a AuthFields) -> Presented<'a> {
+        Presented::fields_at(fields, DEFAULT_EVENT_PATH)
+    }
+
+    /// Credentials with no events to sign, on a socket of the API at `path`.
+    pub fn fields_at(fields: &'a AuthFields, path: &'a str) -> Presented<'a> {
         Presented::Fields {
             fields,
             events: &[],
+            path,
         }
     }
 
@@ -326,9 +337,10 @@ impl Access {
         };
         let events: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let credential = match credential {
-            Presented::Fields { .. } => Credential::WebSocket {
+            Presented::Fields { path, .. } => Credential::WebSocket {
                 fields: &pairs,
                 events: &events,
+                path,
             },
             Presented::Http { parts, body, .. } => Credential::Http { parts, body },
         };

@@ -48,6 +48,7 @@ pub async fn run<S>(
     shared: Option<Arc<tokio::net::TcpStream>>,
     fields: AuthFields,
     source_ip: Vec<String>,
+    event_path: Option<Arc<str>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -72,9 +73,16 @@ pub async fn run<S>(
         return;
     };
     let live = state.live();
-    let admitted = live
-        .access
-        .authorize(Action::Connect, Presented::fields(&fields), metrics);
+    let admitted = live.access.authorize(
+        Action::Connect,
+        Presented::fields_at(
+            &fields,
+            event_path
+                .as_deref()
+                .unwrap_or(crate::auth::DEFAULT_EVENT_PATH),
+        ),
+        metrics,
+    );
     // Boxed: verifying a token is a large future; inline, it would enlarge every idle
     // connection's task.
     // The identity is only needed for its place under the per-identity socket cap, held until
@@ -101,7 +109,7 @@ pub async fn run<S>(
     };
     metrics.connect_success.inc();
     metrics.active_connections.inc();
-    let mut session = Session::new(state.clone(), outbox.clone(), fields, source_ip);
+    let mut session = Session::new(state.clone(), outbox.clone(), fields, source_ip, event_path);
     let reason = pump(&state, &mut io, &outbox, &mut session).await;
     // First refuse everything for this connection, so resumes still running stop short of going
     // live; then release its subscriptions and abort its resumes.

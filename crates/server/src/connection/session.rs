@@ -31,6 +31,9 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Connect credentials: used for an operation that carries no `authorization` of its own.
     connect_fields: AuthFields,
+    /// The API's HTTP path when the socket's path named the API (`/apis/{apiId}/event`), which
+    /// SigV4 clients sign at; `None`: `/event`.
+    event_path: Option<Arc<str>>,
     /// Live subscriptions, with the identity each was admitted with (re-checked on reload).
     subscriptions: HashMap<String, Held>,
     /// This connection's id as presence shows it; made at its first membership.
@@ -133,11 +136,18 @@ pub enum Subscribed {
 }
 
 impl Session {
+    fn event_path(&self) -> &str {
+        self.event_path
+            .as_deref()
+            .unwrap_or(crate::auth::DEFAULT_EVENT_PATH)
+    }
+
     pub fn new(
         state: Arc<State>,
         outbox: Arc<Outbox>,
         connect_fields: AuthFields,
         source_ip: Vec<String>,
+        event_path: Option<Arc<str>>,
     ) -> Session {
         let rate = state.fixed.limits.max_publishes_per_second;
         let client = source_ip.first().and_then(|ip| ip.parse().ok());
@@ -146,6 +156,7 @@ impl Session {
             state,
             outbox,
             connect_fields,
+            event_path,
             subscriptions: HashMap::new(),
             connection_id: None,
             source_ip,
@@ -254,9 +265,8 @@ impl Session {
                     after: after.as_deref(),
                     limit,
                 };
-                match crate::presence::read::read(&self.state, &query, Presented::fields(fields))
-                    .await
-                {
+                let credential = Presented::fields_at(fields, self.event_path());
+                match crate::presence::read::read(&self.state, &query, credential).await {
                     Ok(fields) => self.send(crate::presence::read::result_frame(&id, &fields)),
                     Err(e) => self.fail(ErrorKind::Presence, Some(&id), e),
                 }
@@ -407,7 +417,7 @@ impl Session {
             &self.state,
             &pattern,
             channel,
-            Presented::fields(fields),
+            Presented::fields_at(fields, self.event_path()),
             &caller,
         )
         .await?;
@@ -646,7 +656,11 @@ impl Session {
             .access
             .authorize(
                 action,
-                Presented::Fields { fields, events },
+                Presented::Fields {
+                    fields,
+                    events,
+                    path: self.event_path(),
+                },
                 &self.state.metrics,
             )
             .await?;

@@ -135,6 +135,9 @@ pub async fn run(
         outbox.clone(),
         opening.headers,
         opening.source_ip,
+        // Subscriptions were authorized on the opening request; a stream sends no operations
+        // that SigV4 would sign.
+        None,
     );
     for (n, admitted) in opening.subscriptions.into_iter().enumerate() {
         let Admitted { pattern, identity } = admitted;

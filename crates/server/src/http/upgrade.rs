@@ -66,6 +66,14 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
         ));
     }
     let source = source_ip(req.extensions());
+    // SigV4 clients sign at the endpoint they were given: `/apis/{apiId}/event` when the path
+    // named the API (this socket's path less `/realtime`).
+    let event_path = req
+        .uri()
+        .path()
+        .strip_suffix("/realtime")
+        .filter(|p| *p != crate::auth::DEFAULT_EVENT_PATH)
+        .map(Arc::<str>::from);
     // The socket's place under the connection caps, held until the WebSocket ends.
     let ticket = req.extensions().get::<Arc<Ticket>>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -88,14 +96,30 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
                             drop(parts.read_buf);
                             let io =
                                 WriteDeadline::new(SharedTcp::new(tcp.clone(), read_ahead), stall);
-                            return connection::run(state, io, Some(tcp), fields, source).await;
+                            return connection::run(
+                                state,
+                                io,
+                                Some(tcp),
+                                fields,
+                                source,
+                                event_path,
+                            )
+                            .await;
                         }
                         Err(upgraded) => upgraded,
                     }
                 } else {
                     upgraded
                 };
-                connection::run(state, TokioIo::new(upgraded), None, fields, source).await
+                connection::run(
+                    state,
+                    TokioIo::new(upgraded),
+                    None,
+                    fields,
+                    source,
+                    event_path,
+                )
+                .await
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
