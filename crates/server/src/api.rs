@@ -110,6 +110,7 @@ impl Apis {
         // One port, one set of per-address limits, whichever API a client asks for.
         state.admission = file.admission.clone();
         state.records = file.records.clone();
+        state.metrics.api_label = Some(api_id.clone());
         let state = Arc::new(state);
         let ticker = tokio::spawn(keepalive(state.clone()));
         let replaced = self.write().insert(

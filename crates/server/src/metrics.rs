@@ -155,6 +155,9 @@ pub struct Outbound {
 /// Server-wide metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// `api="…"` on every series of an API the control plane created (served at
+    /// `/apis/{apiId}/metrics`); the file's API has none, as before.
+    pub api_label: Option<String>,
     pub connect_requests: Counter,
     pub connect_success: Counter,
     pub connect_client_error: Counter,
@@ -240,7 +243,13 @@ impl Metrics {
     /// The Prometheus text exposition. `queued_bytes` is read from the connections at scrape
     /// time.
     pub fn render(&self, queued_bytes: u64) -> String {
-        let mut registry = Registry::with_prefix("herald");
+        let mut registry = match &self.api_label {
+            Some(api) => Registry::with_prefix_and_labels(
+                "herald",
+                std::iter::once(("api".into(), api.clone().into())),
+            ),
+            None => Registry::with_prefix("herald"),
+        };
         let plain: [(&str, &str, &Counter); 14] = [
             (
                 "presence_deltas_dropped",

@@ -640,6 +640,15 @@ async fn a_created_api_serves_beside_the_files_and_apart_from_it() {
         post_to(&s, "/apis/nope/event", &key, "/default/room", "1").await,
         404
     );
+    // Each API has its metrics, the created one's labelled with its id.
+    let label = format!("api=\"{id}\"");
+    let metrics_of = |path: String| {
+        let s = &s;
+        async move { String::from_utf8_lossy(&http(s, "GET", &path, &[], b"").await.2).into_owned() }
+    };
+    let theirs_metrics = metrics_of(format!("/apis/{id}/metrics")).await;
+    assert!(theirs_metrics.contains(&label), "{theirs_metrics}");
+    assert!(!metrics_of("/metrics".into()).await.contains(&label));
     s.stop().await;
 
     // After a restart it serves again, with its namespace and key.
