@@ -21,10 +21,18 @@ use crate::state::State;
 #[derive(Default)]
 pub struct Apis {
     created: RwLock<BTreeMap<String, Running>>,
+    /// Whether any created API has a custom domain: requests skip the lookup when none has.
+    domains: std::sync::atomic::AtomicBool,
 }
+
+/// The tag that gives a created API its own host name (a Herald extension: AppSync's domain-name
+/// operations are not served).
+pub const DOMAIN_TAG: &str = "herald:domain";
 
 struct Running {
     state: Arc<State>,
+    /// Its custom host name, lower-case (the `herald:domain` tag).
+    domain: Option<String>,
     /// The API's keep-alive timer, stopped with it.
     ticker: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +76,22 @@ impl Apis {
         self.read().len()
     }
 
+    /// The created API whose custom domain is `host` (its port ignored).
+    pub fn by_host(&self, host: &str) -> Option<Arc<State>> {
+        if !self.domains.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+        self.read()
+            .values()
+            .find(|r| {
+                r.domain
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
+            })
+            .map(|r| r.state.clone())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Running>> {
         self.created.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -88,6 +112,11 @@ impl Apis {
             .as_ref()
             .map(|a| a.api_id.clone())
             .unwrap_or_default();
+        let domain = record
+            .api
+            .as_ref()
+            .and_then(|a| a.tags.get(DOMAIN_TAG))
+            .map(|d| d.to_ascii_lowercase());
         let base = (*file.live().file).clone();
         let id = api_id.clone();
         let settings = tokio::task::spawn_blocking(move || Settings::build_with(base, record))
@@ -113,10 +142,15 @@ impl Apis {
         state.metrics.api_label = Some(api_id.clone());
         let state = Arc::new(state);
         let ticker = tokio::spawn(keepalive(state.clone()));
+        if domain.is_some() {
+            self.domains
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let replaced = self.write().insert(
             api_id.clone(),
             Running {
                 state: state.clone(),
+                domain,
                 ticker,
             },
         );

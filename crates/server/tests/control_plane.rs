@@ -923,3 +923,76 @@ async fn two_apis_keep_their_handlers_and_history_apart() {
     assert!(!body.contains("kept"), "{body}");
     s.stop().await;
 }
+
+/// `POST /event` with `host` as the Host header (the test helper sends the server's address).
+async fn post_as_host(s: &TestServer, host: &str, key: &str, channel: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"channel": channel, "events": ["1"]}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let request = format!(
+        "POST /event HTTP/1.1\r\nhost: {host}\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tcp.read_to_end(&mut reply).await.unwrap();
+    String::from_utf8_lossy(&reply)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_created_api_is_reached_by_its_host_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(stored_config(dir.path())).await;
+    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
+    let r = write(
+        &s,
+        "POST",
+        "/v2/apis",
+        json!({"name": "hosted", "tags": {"herald:domain": "Events.Example.test"}, "eventConfig": event_config}),
+    )
+    .await;
+    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
+    write(
+        &s,
+        "POST",
+        &format!("/v2/apis/{id}/channelNamespaces"),
+        json!({"name": "default"}),
+    )
+    .await;
+    let key = write(&s, "POST", &format!("/v1/apis/{id}/apikeys"), json!({}))
+        .await
+        .body["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for host in [
+        "events.example.test:443".to_owned(),
+        format!("{id}.appsync-api.us-east-1.amazonaws.com"),
+        format!("{id}.appsync-realtime-api.us-east-1.amazonaws.com"),
+    ] {
+        assert_eq!(
+            post_as_host(&s, &host, &key, "/default/x").await,
+            200,
+            "{host}"
+        );
+        assert_eq!(
+            post_as_host(&s, &host, common::KEY, "/default/x").await,
+            401,
+            "{host}"
+        );
+    }
+    // Any other host name is the file's API.
+    assert_eq!(
+        post_as_host(&s, "other.example.test", common::KEY, "/default/x").await,
+        200
+    );
+    assert_eq!(
+        post_as_host(&s, "other.example.test", &key, "/default/x").await,
+        401
+    );
+    s.stop().await;
+}

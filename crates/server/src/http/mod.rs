@@ -49,7 +49,7 @@ pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) 
     // Where the path within the API starts: after `/apis/{apiId}` when the path names it.
     let full = req.uri().path();
     let (state, skip) = match crate::api::route(host, full) {
-        Route::Default => (state, 0),
+        Route::Default => (host.and_then(|h| apis.by_host(h)).unwrap_or(state), 0),
         Route::Api {
             api_id,
             path,
