@@ -25,9 +25,7 @@ pub struct Apis {
     domains: std::sync::atomic::AtomicBool,
 }
 
-/// The tag that gives a created API its own host name (a Herald extension: AppSync's domain-name
-/// operations are not served).
-pub const DOMAIN_TAG: &str = "herald:domain";
+pub use crate::control::definition::DOMAIN_TAG;
 
 struct Running {
     state: Arc<State>,

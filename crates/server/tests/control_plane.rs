@@ -585,6 +585,9 @@ async fn a_created_api_serves_beside_the_files_and_apart_from_it() {
         "{id}"
     );
     assert_eq!(api["name"], "second api");
+    // `https://{dns.HTTP}/event`, as clients build it, reaches this API.
+    let reached = format!("{}/apis/{id}", s.addr);
+    assert_eq!(api["dns"], json!({"HTTP": reached, "REALTIME": reached}));
     assert_eq!(api["tags"], json!({"env": "test"}));
     assert_eq!(
         api["eventConfig"]["connectionAuthModes"],
@@ -956,6 +959,7 @@ async fn a_created_api_is_reached_by_its_host_names() {
     )
     .await;
     let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["api"]["dns"]["HTTP"], "events.example.test");
     write(
         &s,
         "POST",

@@ -13,6 +13,10 @@ use herald_auth::{AuthMode, ProviderConfig};
 use super::model::AuthModeShape;
 use crate::config::Config;
 
+/// The tag that gives a created API its own host name (a Herald extension: AppSync's domain-name
+/// operations are not served).
+pub const DOMAIN_TAG: &str = "herald:domain";
+
 /// A created API, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

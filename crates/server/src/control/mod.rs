@@ -258,6 +258,10 @@ fn with_stored(
     file_keys: &HashSet<String>,
 ) -> ApiView {
     if let Some(api) = &record.api {
+        view.reached = match api.tags.get(definition::DOMAIN_TAG) {
+            Some(domain) => model::Reached::Domain(domain.to_ascii_lowercase()),
+            None => model::Reached::Prefix(format!("/apis/{}", api.api_id)),
+        };
         view.api.tags = api.tags.clone();
         view.api.created = api.created;
         for ns in view.namespaces.iter_mut() {

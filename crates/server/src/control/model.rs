@@ -215,6 +215,21 @@ pub struct ApiView {
     pub api: Api,
     pub namespaces: Vec<ChannelNamespace>,
     pub api_keys: Vec<ApiKey>,
+    /// Where a created API is reached: its own host name, or its path under the host.
+    pub reached: Reached,
+}
+
+/// How `dns` names an API's endpoints, so that `https://{dns.HTTP}/event` and
+/// `wss://{dns.REALTIME}/event/realtime`, as clients build them, reach it.
+#[derive(Debug, Clone, Default)]
+pub enum Reached {
+    /// The file's API: the host the request used.
+    #[default]
+    Host,
+    /// A created API: `{host}/apis/{apiId}`.
+    Prefix(String),
+    /// A created API with a custom domain (`herald:domain`).
+    Domain(String),
 }
 
 /// Where the ARNs point: the configured region and account, and the API's id and name.
@@ -315,15 +330,21 @@ impl ApiView {
             api,
             namespaces,
             api_keys,
+            reached: Reached::Host,
         }
     }
 
-    /// The `Api` as a client at `host` sees it: both endpoints on that host, as one Herald port
+    /// The `Api` as a client at `host` sees it: both endpoints on one name, as one Herald port
     /// serves `/event` and `/event/realtime`.
     pub fn api_at(&self, host: &str) -> Api {
         let mut api = self.api.clone();
-        api.dns.insert("HTTP", host.to_owned());
-        api.dns.insert("REALTIME", host.to_owned());
+        let dns = match &self.reached {
+            Reached::Host => host.to_owned(),
+            Reached::Prefix(prefix) => format!("{host}{prefix}"),
+            Reached::Domain(domain) => domain.clone(),
+        };
+        api.dns.insert("HTTP", dns.clone());
+        api.dns.insert("REALTIME", dns);
         api
     }
 }
