@@ -61,12 +61,13 @@ pub async fn publish(
     let Some(key) = idempotency_key else {
         return publish_once(state, channel, events, caller).await;
     };
-    match state.idempotency.begin(channel.namespace(), key).await {
+    // Boxed, as the handler call: only publishes with a key pay for its size.
+    match Box::pin(state.idempotency.begin(channel.namespace(), key)).await {
         Begin::Replay(result) => Ok((*result).clone()),
         Begin::Refuse(e) => Err(e),
         Begin::Fresh(claim) => {
             let outcome = publish_once(state, channel, events, caller).await;
-            claim.finish(&outcome).await;
+            Box::pin(claim.finish(&outcome)).await;
             outcome
         }
     }
@@ -108,7 +109,9 @@ async fn publish_once(
                     .collect(),
             };
             let started = std::time::Instant::now();
-            let outcomes = handlers.on_publish(namespace, ctx).await;
+            // Boxed: a handler call is a large future (17 KB: JavaScript, HTTP, data sources),
+            // which would otherwise size, and be copied with, every publish's future.
+            let outcomes = Box::pin(handlers.on_publish(namespace, ctx)).await;
             m.on_publish_seconds.observe(started.elapsed());
             let outcomes =
                 outcomes.map_err(|e| handler_error(&e, herald_handler::Operation::Publish))?;

@@ -750,7 +750,8 @@ pub async fn admit(
             presence_info: caller.presence_info.map(str::to_owned),
         };
         let started = Instant::now();
-        let outcome = handlers.on_subscribe(namespace, ctx).await;
+        // Boxed: a handler call is a large future, which would size every connection's task.
+        let outcome = Box::pin(handlers.on_subscribe(namespace, ctx)).await;
         let m = state.metrics.ns(namespace);
         m.on_subscribe_seconds.observe(started.elapsed());
         outcome.map_err(|e| publish::handler_error(&e, herald_handler::Operation::Subscribe))?;

@@ -38,7 +38,9 @@ pub type Reply = Either<Body, stream::StreamingBody>;
 pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) -> Response<Reply> {
     // The control plane is the server's, whichever API it is asked about.
     if control_plane::is_control_path(req.uri().path()) {
-        let response = control_plane::serve(&state, &apis, req).await;
+        // Boxed: creating an API is a large future (it connects a backplane), which would
+        // otherwise size, and be copied with, every request's future.
+        let response = Box::pin(control_plane::serve(&state, &apis, req)).await;
         state.metrics.http_status(response.status().as_u16());
         return response.map(Either::Left);
     }
@@ -84,7 +86,9 @@ pub async fn handle(state: Arc<State>, apis: Arc<Apis>, req: Request<Incoming>) 
         })
         .cloned();
     let mut response = match (req.method(), path) {
-        (&Method::GET, "/event/stream") => match stream::stream(state.clone(), req).await {
+        // Boxed: opening a stream is a large future, which would size every request's.
+        (&Method::GET, "/event/stream") => match Box::pin(stream::stream(state.clone(), req)).await
+        {
             Ok(r) => r.map(Either::Right),
             Err(e) => error(e).map(Either::Left),
         },
