@@ -565,6 +565,23 @@ async fn post_to(s: &TestServer, path: &str, key: &str, channel: &str, event: &s
     http(s, "POST", path, &headers, body.as_bytes()).await.0
 }
 
+/// Creates an API taking API keys only from `api` (its name and tags), with `namespaces` and a
+/// key: the `Api` the reply shows, its id and the key.
+async fn made_api(s: &TestServer, mut api: Value, namespaces: &[&str]) -> (Value, String, String) {
+    api["eventConfig"] = serde_json::from_str(API_KEY_ONLY).unwrap();
+    let r = write(s, "POST", "/v2/apis", api).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
+    for name in namespaces {
+        let path = format!("/v2/apis/{id}/channelNamespaces");
+        let made = write(s, "POST", &path, json!({ "name": name })).await;
+        assert_eq!(made.status, 200, "{}", made.body);
+    }
+    let key = write(s, "POST", &format!("/v1/apis/{id}/apikeys"), json!({})).await;
+    let key = key.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    (r.body["api"].clone(), id, key)
+}
+
 #[tokio::test]
 async fn a_created_api_serves_beside_the_files_and_apart_from_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -765,26 +782,7 @@ async fn in_a_cluster_an_api_created_on_one_node_serves_on_the_other() {
     let a = start(node(dir_a.path())).await;
     let b = start(node(dir_b.path())).await;
 
-    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
-    let r = write(
-        &a,
-        "POST",
-        "/v2/apis",
-        json!({"name": "shared", "eventConfig": event_config}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
-    let r = write(
-        &a,
-        "POST",
-        &format!("/v2/apis/{id}/channelNamespaces"),
-        json!({"name": "room"}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = write(&a, "POST", &format!("/v1/apis/{id}/apikeys"), json!({})).await;
-    let key = r.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    let (_, id, key) = made_api(&a, json!({"name": "shared"}), &["room"]).await;
     let made = std::time::Instant::now();
 
     // Node B serves it, with the namespace and key made on A, within moments.
@@ -852,27 +850,7 @@ async fn two_apis_keep_their_handlers_and_history_apart() {
     });
     c.namespaces.push(shout);
     let s = start(c).await;
-    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
-    let r = write(
-        &s,
-        "POST",
-        "/v2/apis",
-        json!({"name": "other", "eventConfig": event_config}),
-    )
-    .await;
-    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
-    for name in ["chat", "shout"] {
-        let r = write(
-            &s,
-            "POST",
-            &format!("/v2/apis/{id}/channelNamespaces"),
-            json!({"name": name}),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
-    let r = write(&s, "POST", &format!("/v1/apis/{id}/apikeys"), json!({})).await;
-    let key = r.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    let (_, id, key) = made_api(&s, json!({"name": "other"}), &["chat", "shout"]).await;
 
     // Same channels in both APIs: each API's own handler (or none) runs.
     let mut ours = Client::ready(&s).await;
@@ -950,29 +928,9 @@ async fn post_as_host(s: &TestServer, host: &str, key: &str, channel: &str) -> u
 async fn a_created_api_is_reached_by_its_host_names() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(stored_config(dir.path())).await;
-    let event_config: Value = serde_json::from_str(API_KEY_ONLY).unwrap();
-    let r = write(
-        &s,
-        "POST",
-        "/v2/apis",
-        json!({"name": "hosted", "tags": {"herald:domain": "Events.Example.test"}, "eventConfig": event_config}),
-    )
-    .await;
-    let id = r.body["api"]["apiId"].as_str().unwrap().to_owned();
-    assert_eq!(r.body["api"]["dns"]["HTTP"], "events.example.test");
-    write(
-        &s,
-        "POST",
-        &format!("/v2/apis/{id}/channelNamespaces"),
-        json!({"name": "default"}),
-    )
-    .await;
-    let key = write(&s, "POST", &format!("/v1/apis/{id}/apikeys"), json!({}))
-        .await
-        .body["apiKey"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let domain = json!({"name": "hosted", "tags": {"herald:domain": "Events.Example.test"}});
+    let (api, id, key) = made_api(&s, domain, &["default"]).await;
+    assert_eq!(api["dns"]["HTTP"], "events.example.test");
     for host in [
         "events.example.test:443".to_owned(),
         format!("{id}.appsync-api.us-east-1.amazonaws.com"),
