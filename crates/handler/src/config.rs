@@ -124,6 +124,20 @@ pub struct HttpHandlerConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+impl HttpHandlerConfig {
+    /// AppSync's `DIRECT` behaviour through the `AWS_LAMBDA` data source `data_source`, with the
+    /// default timeout and no extra headers.
+    pub fn direct_lambda(data_source: &str, invoke_type: InvokeType) -> HttpHandlerConfig {
+        HttpHandlerConfig {
+            url: String::new(),
+            lambda: Some(data_source.to_owned()),
+            invoke_type,
+            timeout_ms: default_http_timeout_ms(),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
 fn default_http_timeout_ms() -> u64 {
     5_000
 }

@@ -108,13 +108,10 @@ fn direct(h: &HandlerShape) -> Option<HttpHandlerConfig> {
         Some("EVENT") => InvokeType::Event,
         _ => InvokeType::RequestResponse,
     };
-    Some(HttpHandlerConfig {
-        url: String::new(),
-        lambda: Some(h.integration.data_source_name.clone()),
+    Some(HttpHandlerConfig::direct_lambda(
+        &h.integration.data_source_name,
         invoke_type,
-        timeout_ms: 5_000,
-        headers: BTreeMap::new(),
-    })
+    ))
 }
 
 impl ApiRecord {
